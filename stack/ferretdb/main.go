@@ -1,0 +1,57 @@
+// Command ferretdb runs an embedded FerretDB (MongoDB wire protocol on SQLite)
+// for graphrag-streams' local stack.
+//
+// The upstream `go install .../cmd/ferretdb` binary panics at start when built
+// outside FerretDB's own tree (it expects a generated version.txt), so the
+// project builds this tiny wrapper around the supported embedding API instead.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	dataDir := flag.String("data-dir", "data", "directory holding the SQLite databases")
+	debug := flag.Bool("debug", false, "log at debug level")
+	flag.Parse()
+
+	absDir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		log.Fatalf("data dir: %v", err)
+	}
+	if err := os.MkdirAll(absDir, 0o755); err != nil {
+		log.Fatalf("data dir: %v", err)
+	}
+
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + absDir + "/",
+	})
+	if err != nil {
+		log.Fatalf("ferretdb: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	logger.Info("FerretDB (SQLite) listening", "addr", *listen, "data", absDir)
+	f.Run(ctx)
+}

@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""The project's native local stack: Apache Kafka (KRaft) and FerretDB on loopback.
+
+Why this exists: the development machines and CI have no Docker engine, so the
+project provisions the real Kafka broker from Maven Central and a FerretDB
+(MongoDB wire protocol, SQLite backend) binary built with Go, caches both under
+the user's cache directory, and runs them as plain processes.
+
+    python stack/localstack.py up        # provision on first use, start, wait until both answer
+    python stack/localstack.py status    # what runs, where, pids, logs
+    python stack/localstack.py down      # stop what `up` started (data kept)
+    python stack/localstack.py down --wipe
+    python stack/localstack.py provision # download/build only
+
+Locations (environment variables override them):
+    GRAPHRAG_CACHE_DIR  downloaded/built artefacts  (default: $XDG_CACHE_HOME/graphrag-streams)
+    GRAPHRAG_STACK_DIR  data, logs and pid files    (default: $XDG_STATE_HOME/graphrag-streams/stack)
+    GRAPHRAG_KAFKA_PORT broker port (default 9092; the KRaft controller uses port+1)
+    GRAPHRAG_MONGO_PORT FerretDB port (default 27017)
+
+Only the standard library is needed to provision and start; the readiness checks use
+confluent-kafka and pymongo when they are importable (the project's venv), and fall
+back to TCP checks otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KAFKA_VERSION = "4.1.1"
+FERRETDB_VERSION = "v1.24.2"
+HELM_VERSION = "v3.22.0"
+
+
+def _xdg(var: str, default: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / default
+
+
+def cache_dir() -> Path:
+    if os.environ.get("GRAPHRAG_CACHE_DIR"):
+        return Path(os.environ["GRAPHRAG_CACHE_DIR"])
+    return _xdg("XDG_CACHE_HOME", ".cache") / "graphrag-streams"
+
+
+def state_dir() -> Path:
+    if os.environ.get("GRAPHRAG_STACK_DIR"):
+        return Path(os.environ["GRAPHRAG_STACK_DIR"])
+    return _xdg("XDG_STATE_HOME", ".local/state") / "graphrag-streams" / "stack"
+
+
+def kafka_port() -> int:
+    return int(os.environ.get("GRAPHRAG_KAFKA_PORT", "9092"))
+
+
+def mongo_port() -> int:
+    return int(os.environ.get("GRAPHRAG_MONGO_PORT", "27017"))
+
+
+class StackError(RuntimeError):
+    """A problem the user can act on; printed without a traceback."""
+
+
+def log(msg: str) -> None:
+    print(f"[localstack] {msg}", file=sys.stderr, flush=True)
+
+
+def require_tool(name: str, why: str, hint: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise StackError(f"`{name}` is not installed; it is needed to {why}. {hint}")
+    return path
+
+
+def run_logged(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+               what: str) -> None:
+    """Run a provisioning command, showing its output only when it fails."""
+    log(f"{what} ...")
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise StackError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    log(f"{what}: done in {time.monotonic() - started:.0f}s")
+
+
+# --------------------------------------------------------------------------- provisioning
+
+
+def kafka_home() -> Path:
+    return cache_dir() / "kafka" / KAFKA_VERSION
+
+
+def kafka_classpath() -> str:
+    return str(kafka_home() / "libs" / "*")
+
+
+def provision_kafka() -> Path:
+    home = kafka_home()
+    marker = home / ".complete"
+    if marker.exists():
+        return home
+    require_tool("java", "run the Kafka broker (Java 17 or newer)",
+                 "Install a JDK, e.g. `apt-get install openjdk-17-jre-headless`.")
+    mvn = require_tool("mvn", "download Apache Kafka from Maven Central",
+                       "Install Maven, e.g. `apt-get install maven`.")
+    libs = home / "libs"
+    if libs.exists():
+        shutil.rmtree(libs)
+    libs.mkdir(parents=True)
+    run_logged([mvn, "-q", "-B", "-f", str(HERE / "kafka" / "pom.xml"),
+                f"-Dkafka.version={KAFKA_VERSION}",
+                "dependency:copy-dependencies", f"-DoutputDirectory={libs}"],
+               what=f"downloading Apache Kafka {KAFKA_VERSION} from Maven Central")
+    shutil.copy(HERE / "kafka" / "log4j2.properties", home / "log4j2.properties")
+    marker.write_text(KAFKA_VERSION)
+    return home
+
+
+def ferretdb_binary() -> Path:
+    return cache_dir() / "ferretdb" / FERRETDB_VERSION / "ferretdb"
+
+
+def provision_ferretdb() -> Path:
+    binary = ferretdb_binary()
+    if binary.exists():
+        return binary
+    go = require_tool("go", "build FerretDB from the Go module proxy",
+                      "Install Go 1.24 or newer (https://go.dev/doc/install or `apt-get install golang`).")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    run_logged([go, "build", "-trimpath", "-o", str(binary), "."], cwd=HERE / "ferretdb",
+               env={**os.environ, "CGO_ENABLED": "0"},
+               what=f"building FerretDB {FERRETDB_VERSION} (SQLite backend)")
+    return binary
+
+
+def helm_binary() -> Path:
+    return cache_dir() / "helm" / HELM_VERSION / "helm"
+
+
+def provision_helm() -> Path:
+    binary = helm_binary()
+    if binary.exists():
+        return binary
+    go = require_tool("go", "build Helm from the Go module proxy",
+                      "Install Go 1.24 or newer.")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    run_logged([go, "install", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"],
+               env={**os.environ, "GOBIN": str(binary.parent), "CGO_ENABLED": "0"},
+               what=f"building Helm {HELM_VERSION}")
+    return binary
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+
+    @property
+    def dir(self) -> Path:
+        return state_dir() / self.name
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def port_open(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+
+def kafka_service() -> Service:
+    return Service("kafka", kafka_port())
+
+
+def ferretdb_service() -> Service:
+    return Service("ferretdb", mongo_port())
+
+
+def _spawn(service: Service, cmd: list[str], cwd: Path) -> None:
+    service.dir.mkdir(parents=True, exist_ok=True)
+    with open(service.log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    service.pid_file.write_text(str(proc.pid))
+
+
+def _check_port_free(service: Service) -> None:
+    if service.port_open():
+        raise StackError(
+            f"port {service.port} is already in use by a process this stack did not start; "
+            f"stop it or choose another port (GRAPHRAG_{'KAFKA' if service.name == 'kafka' else 'MONGO'}_PORT)."
+        )
+
+
+def start_kafka() -> Service:
+    svc = kafka_service()
+    if svc.pid():
+        return svc
+    _check_port_free(svc)
+    home = provision_kafka()
+    data = svc.dir / "data"
+    props = svc.dir / "server.properties"
+    controller = svc.port + 1
+    props.parent.mkdir(parents=True, exist_ok=True)
+    props.write_text("\n".join([
+        "# written by stack/localstack.py: single-node KRaft broker on loopback",
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller}",
+        f"listeners=PLAINTEXT://127.0.0.1:{svc.port},CONTROLLER://127.0.0.1:{controller}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{svc.port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=1",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=10",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "",
+    ]))
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        run_logged(["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool", "format",
+                    "-t", cluster_id, "-c", str(props)],
+                   what="formatting the KRaft storage directory")
+    heap = os.environ.get("GRAPHRAG_KAFKA_HEAP", "-Xms256m -Xmx768m").split()
+    _spawn(svc, ["java", *heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+                 f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
+                 "-cp", kafka_classpath(), "kafka.Kafka", str(props)], cwd=svc.dir)
+    log(f"Kafka {KAFKA_VERSION} starting on 127.0.0.1:{svc.port} (log: {svc.log_file})")
+    return svc
+
+
+def start_ferretdb() -> Service:
+    svc = ferretdb_service()
+    if svc.pid():
+        return svc
+    _check_port_free(svc)
+    binary = provision_ferretdb()
+    _spawn(svc, [str(binary), f"-listen=127.0.0.1:{svc.port}", f"-data-dir={svc.dir / 'data'}"],
+           cwd=svc.dir)
+    log(f"FerretDB {FERRETDB_VERSION} starting on 127.0.0.1:{svc.port} (log: {svc.log_file})")
+    return svc
+
+
+def kafka_ready(port: int) -> bool:
+    try:
+        from confluent_kafka.admin import AdminClient  # type: ignore[import-not-found]
+    except ImportError:
+        return _tcp_ready(port)
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0,
+                             "logger": _quiet_logger()})
+        md = admin.list_topics(timeout=2)
+        return bool(md.brokers)
+    except Exception:
+        return False
+
+
+def _quiet_logger():
+    import logging
+
+    quiet = logging.getLogger("localstack.rdkafka")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return quiet
+
+
+def mongo_ready(port: int) -> bool:
+    try:
+        import pymongo  # type: ignore[import-not-found]
+    except ImportError:
+        return _tcp_ready(port)
+    try:
+        client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=1500)
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+        return True
+    except Exception:
+        return False
+
+
+def _tcp_ready(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_ready(svc: Service, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check(svc.port):
+            return
+        if svc.pid() is None:
+            tail = _tail(svc.log_file, 25)
+            raise StackError(f"{svc.name} exited during start-up; last lines of {svc.log_file}:\n{tail}")
+        time.sleep(0.5)
+    raise StackError(f"{svc.name} did not answer on 127.0.0.1:{svc.port} within {timeout:.0f}s; "
+                     f"see {svc.log_file}")
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def stop(svc: Service, timeout: float = 30.0) -> bool:
+    pid = svc.pid()
+    if pid is None:
+        svc.pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and svc.pid() is not None:
+        time.sleep(0.2)
+    if svc.pid() is not None:
+        log(f"{svc.name} did not stop within {timeout:.0f}s; killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    svc.pid_file.unlink(missing_ok=True)
+    return True
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_provision(_: argparse.Namespace) -> int:
+    provision_kafka()
+    provision_ferretdb()
+    log(f"artefacts cached under {cache_dir()}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    # Both artefacts first, so a missing tool is reported before anything starts.
+    provision_kafka()
+    provision_ferretdb()
+    kafka = start_kafka()
+    ferret = start_ferretdb()
+    wait_ready(ferret, mongo_ready, args.timeout)
+    wait_ready(kafka, kafka_ready, args.timeout)
+    log(f"stack ready in {time.monotonic() - started:.0f}s: "
+        f"Kafka 127.0.0.1:{kafka.port}, FerretDB mongodb://127.0.0.1:{ferret.port}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    for svc in (kafka_service(), ferretdb_service()):
+        if stop(svc):
+            log(f"stopped {svc.name}")
+        else:
+            log(f"{svc.name} was not running (under {state_dir()})")
+        if args.wipe and svc.dir.exists():
+            shutil.rmtree(svc.dir)
+            log(f"wiped {svc.dir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = []
+    for svc, check in ((kafka_service(), kafka_ready), (ferretdb_service(), mongo_ready)):
+        pid = svc.pid()
+        rows.append({
+            "service": svc.name,
+            "address": f"127.0.0.1:{svc.port}",
+            "pid": pid,
+            "running": pid is not None,
+            "answering": check(svc.port) if pid else False,
+            "log": str(svc.log_file),
+        })
+    if args.json:
+        print(json.dumps({"cache_dir": str(cache_dir()), "state_dir": str(state_dir()),
+                          "services": rows}, indent=2))
+    else:
+        print(f"cache: {cache_dir()}\nstate: {state_dir()}")
+        for r in rows:
+            state = "up" if r["answering"] else ("starting/unhealthy" if r["running"] else "down")
+            print(f"  {r['service']:<9} {r['address']:<16} {state:<18} pid={r['pid']}  log={r['log']}")
+    return 0 if all(r["answering"] for r in rows) else 3
+
+
+def cmd_helm(_: argparse.Namespace) -> int:
+    print(provision_helm())
+    return 0
+
+
+def cmd_kafka_classpath(_: argparse.Namespace) -> int:
+    provision_kafka()
+    print(kafka_classpath())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="provision on first use, start Kafka and FerretDB, wait until both answer")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop what `up` started; data is kept unless --wipe")
+    down.add_argument("--wipe", action="store_true", help="also delete data and logs")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show what runs (exit 3 when not everything answers)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    sub.add_parser("provision", help="download/build Kafka and FerretDB only").set_defaults(func=cmd_provision)
+    sub.add_parser("helm", help="build Helm if needed and print its path").set_defaults(func=cmd_helm)
+    sub.add_parser("kafka-classpath", help="print the Kafka classpath (for the Kafka CLI tools)").set_defaults(
+        func=cmd_kafka_classpath)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except StackError as exc:
+        log(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
