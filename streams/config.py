@@ -1,0 +1,272 @@
+"""Configuration: one YAML file per environment, validated strictly at start-up.
+
+Why strict: a typo in a deployment value (``max_concurent_operations``) must stop the
+worker with a message naming the key, not silently fall back to a default in production.
+Values may use ``${VAR}`` and ``${VAR:-default}``; a missing variable without a default is
+an error naming the variable and the key that needs it. Secrets are ``SecretStr`` and are
+rendered as ``**********`` by :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENVIRONMENTS = ("development", "staging", "production")
+DEFAULT_ENTITY_TYPES = (
+    "PERSON",
+    "ORGANIZATION",
+    "LOCATION",
+    "EVENT",
+    "CONCEPT",
+    "TECHNOLOGY",
+    "WORK",
+    "SPECIES",
+    "SUBSTANCE",
+)
+
+
+class ConfigError(Exception):
+    """Raised for any configuration problem; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MongoSettings(_Section):
+    uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    database: str = "graphrag"
+    server_selection_timeout_ms: int = Field(default=5000, ge=100)
+    # FerretDB 1.x holds one SQLite connection per matched update until the whole `update`
+    # command ends and deadlocks past its pool of 100, so updates go out in small commands.
+    # Real MongoDB is happy with 1000.
+    max_ops_per_command: int = Field(default=25, ge=1, le=100_000)
+
+
+class OpenAISettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_output_tokens: int = Field(default=2000, ge=64)
+    requests_per_minute: int = Field(default=500, ge=1)
+    tokens_per_minute: int = Field(default=200_000, ge=100)
+    input_cost_per_million: float = Field(default=0.15, ge=0)
+    output_cost_per_million: float = Field(default=0.60, ge=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class TranscriptSettings(_Section):
+    # auto: a local file when one exists for the video ID, otherwise YouTube.
+    source: Literal["auto", "local", "youtube"] = "auto"
+    local_dirs: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("en",)
+    max_chars: int = Field(default=2_000_000, ge=1000)
+    youtube_base_url: str | None = None
+    youtube_timeout_seconds: float = Field(default=20.0, gt=0)
+
+
+class ChunkingSettings(_Section):
+    tokens: int = Field(default=300, ge=20, le=8000)
+    overlap: int = Field(default=50, ge=0)
+
+
+class ExtractionSettings(_Section):
+    # auto: the LLM when openai.api_key is set, the offline extractor otherwise.
+    extractor: Literal["auto", "offline", "llm"] = "auto"
+    entity_types: tuple[str, ...] = DEFAULT_ENTITY_TYPES
+    max_entities_per_chunk: int = Field(default=40, ge=1)
+
+
+class SinkSettings(_Section):
+    batch_size: int = Field(default=200, ge=1)
+    batch_seconds: float = Field(default=1.0, gt=0)
+
+
+class GraphragSettings(_Section):
+    enable_caching: bool = True
+    enable_monitoring: bool = True
+    max_concurrent_operations: int = Field(default=2, ge=1, le=1000)
+    retry_attempts: int = Field(default=1, ge=0, le=20)
+    circuit_breaker_threshold: int = Field(default=3, ge=1)
+    transcripts: TranscriptSettings = TranscriptSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    extraction: ExtractionSettings = ExtractionSettings()
+    sink: SinkSettings = SinkSettings()
+
+
+class CacheSettings(_Section):
+    ttl_seconds: int = Field(default=86_400, ge=0)
+    redis_url: SecretStr | None = None
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class MonitoringSettings(_Section):
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
+
+class SecuritySettings(_Section):
+    # Upper bound for one message on the ingest topic; larger ones are dead-lettered unread.
+    max_request_bytes: int = Field(default=16_384, ge=256)
+    # Largest message any stage accepts (the transcript topic carries whole transcripts).
+    max_message_bytes: int = Field(default=8_388_608, ge=65_536)
+    tls_verify: bool = True
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    topic_prefix: str = "graphrag."
+    partitions: int = Field(default=6, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return v
+
+    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "sasl_password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class Settings(_Section):
+    environment: Literal["development", "staging", "production"]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    mongodb: MongoSettings = MongoSettings()
+    openai: OpenAISettings = OpenAISettings()
+    graphrag: GraphragSettings = GraphragSettings()
+    cache: CacheSettings = CacheSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    security: SecuritySettings = SecuritySettings()
+    kafka: KafkaSettings = KafkaSettings()
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether extraction and summaries go to the LLM (``extractor: auto`` + a key)."""
+        mode = self.graphrag.extraction.extractor
+        return mode == "llm" or (mode == "auto" and self.openai.api_key is not None)
+
+
+# --------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set and has no default")
+
+    replaced = _VAR.sub(substitute, value)
+    # A value that was only a variable and came out empty means "not set" (null).
+    if replaced == "" and _VAR.fullmatch(value):
+        return None
+    return replaced
+
+
+def default_config_dir() -> Path:
+    """Where environment files live: $GRAPHRAG_CONFIG_DIR, ./config, or the repository's."""
+    if os.environ.get("GRAPHRAG_CONFIG_DIR"):
+        return Path(os.environ["GRAPHRAG_CONFIG_DIR"])
+    cwd = Path.cwd() / "config"
+    if (cwd / "development.yaml").exists():
+        return cwd
+    return Path(__file__).resolve().parent.parent / "config"
+
+
+def config_path(path: str | os.PathLike[str] | None = None, environment: str | None = None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get("GRAPHRAG_CONFIG"):
+        return Path(os.environ["GRAPHRAG_CONFIG"])
+    env = environment or os.environ.get("GRAPHRAG_ENV") or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"GRAPHRAG_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return default_config_dir() / f"{env}.yaml"
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environment: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load, interpolate and validate one environment's configuration file."""
+    file = config_path(path, environment)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {file}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    try:
+        data = interpolate(raw, os.environ if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the dotted key; never echoes the offending value."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            lines.append(f"{key}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked, for `config show`."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,113 @@
+"""Topic names, consumer groups and stage wiring: the one place that knows them.
+
+Every name carries the configured prefix, so several deployments (or test runs) share a
+cluster without touching each other's data. Each stage is its own Faust app, and the app
+id is the consumer group, so a stage's input-topic lag is its own scaling signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from streams.config import KafkaSettings, Settings
+
+
+class Stage(StrEnum):
+    FETCH = "fetch"
+    CHUNK = "chunk"
+    EXTRACT = "extract"
+    RESOLVE = "resolve"
+    SINK = "sink"
+
+
+PIPELINE: tuple[Stage, ...] = tuple(Stage)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def requested(self) -> str:
+        return f"{self.prefix}videos.requested"
+
+    @property
+    def transcripts(self) -> str:
+        return f"{self.prefix}transcripts.fetched"
+
+    @property
+    def chunks(self) -> str:
+        return f"{self.prefix}transcripts.chunks"
+
+    @property
+    def extractions(self) -> str:
+        return f"{self.prefix}graph.extractions"
+
+    @property
+    def edges(self) -> str:
+        return f"{self.prefix}graph.edges"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}videos.status"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def inputs(self, stage: Stage) -> tuple[str, ...]:
+        """The topics a stage consumes; the first is the one its lag scales on."""
+        return {
+            Stage.FETCH: (self.requested,),
+            Stage.CHUNK: (self.transcripts,),
+            Stage.EXTRACT: (self.chunks,),
+            Stage.RESOLVE: (self.extractions,),
+            Stage.SINK: (self.edges, self.status),
+        }[stage]
+
+    def all(self) -> tuple[str, ...]:
+        return (self.requested, self.transcripts, self.chunks, self.extractions, self.edges,
+                self.status, self.dlq)
+
+
+def topics_for(settings: Settings) -> Topics:
+    return Topics(settings.kafka.topic_prefix)
+
+
+def group_prefix(prefix: str) -> str:
+    """``graphrag.`` -> ``graphrag``: the stem shared by every consumer group of a deployment."""
+    return prefix.rstrip("._-") or "graphrag"
+
+
+def group_id(settings: Settings | KafkaSettings, stage: Stage | str) -> str:
+    """Consumer group (= Faust app id) of a stage, e.g. ``graphrag-extract``."""
+    kafka = settings.kafka if isinstance(settings, Settings) else settings
+    return f"{group_prefix(kafka.topic_prefix)}-{Stage(stage).value}"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """What `topics create` makes: partitions from config, sizes and retention per topic."""
+    k = settings.kafka
+    t = topics_for(settings)
+    big = {"max.message.bytes": str(settings.security.max_message_bytes)}
+    week = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+    return [
+        TopicSpec(t.requested, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.transcripts, k.partitions, k.replication_factor, {**week, **big}),
+        TopicSpec(t.chunks, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.extractions, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.edges, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.status, k.partitions, k.replication_factor, dict(week)),
+        # The DLQ keeps its records for a month: someone has to look at them.
+        TopicSpec(t.dlq, k.partitions, k.replication_factor,
+                  {"retention.ms": str(30 * 24 * 3600 * 1000), **big}),
+    ]
