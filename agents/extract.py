@@ -1,0 +1,60 @@
+"""extract: ``transcripts.chunks`` -> ``graph.extractions`` (entities and relations per chunk)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents.runtime import StageRuntime
+from schemas import ChunkExtraction, TranscriptChunk
+from streams.codec import decode
+from streams.dlq import BadMessage
+from streams.extraction import ExtractionFailed, Extractor
+from streams.extraction.factory import make_extractor
+from streams.ids import chunk_id
+
+log = logging.getLogger("graphrag.extract")
+
+
+def verify_chunk(chunk: TranscriptChunk) -> None:
+    """A chunk whose ID does not match its content would break idempotency downstream."""
+    expected = chunk_id(chunk.video_id, chunk.index, chunk.text)
+    if chunk.chunk_id != expected:
+        raise BadMessage("chunk_id_mismatch",
+                         f"chunk_id {chunk.chunk_id} does not match its video, index and text ({expected})")
+
+
+class ExtractStage:
+    def __init__(self, rt: StageRuntime, extractor: Extractor | None = None) -> None:
+        self.rt = rt
+        self.extractor = extractor or make_extractor(rt.settings)
+
+    async def handle(self, event: Any) -> None:
+        rt = self.rt
+        try:
+            chunk = decode(TranscriptChunk, event.message.value, max_bytes=rt.settings.security.max_message_bytes)
+            verify_chunk(chunk)
+        except BadMessage as exc:
+            await rt.dead_letter(event, exc.reason, str(exc))
+            return
+        try:
+            result = await self.extractor.extract(chunk)
+            out = ChunkExtraction(chunk=chunk, entities=result.entities, relations=result.relations,
+                                  extractor=self.extractor.name, prompt_version=self.extractor.prompt_version)
+        except ExtractionFailed as exc:
+            extra = {"llm.raw_answer": exc.raw} if exc.raw else {}
+            await rt.dead_letter(event, exc.reason, str(exc), error_class="ExtractionFailed", extra=extra)
+            # The chunk itself is valid: store it without a graph so its video can complete.
+            out = ChunkExtraction(chunk=chunk, extractor=self.extractor.name,
+                                  prompt_version=self.extractor.prompt_version, error=f"{exc.reason}: {exc}"[:500])
+        await rt.send_event(rt.topics.extractions, chunk.chunk_id, out)
+
+
+def register(rt: StageRuntime) -> None:
+    stage = ExtractStage(rt)
+
+    @rt.app.agent(rt.topic(rt.topics.chunks), name="extract",
+                  concurrency=rt.settings.graphrag.max_concurrent_operations)
+    async def extract(stream: Any) -> None:
+        async for event in stream.events():
+            await stage.handle(event)

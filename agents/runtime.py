@@ -1,0 +1,158 @@
+"""What every stage's Faust app shares: the app itself, output topics, the DLQ, sending.
+
+Each stage is one Faust app whose id is the stage's consumer group. Topics take raw
+bytes: a stage validates every message itself (pydantic) so that a bad message becomes a
+DLQ record instead of crashing the agent in Faust's deserializer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from schemas import Event, VideoStatusEvent
+from schemas.events import utcnow
+from streams.codec import encode
+from streams.config import Settings
+from streams.dlq import DeadLetter, Origin
+from streams.topics import Stage, Topics, group_id, topics_for
+
+log = logging.getLogger("graphrag.agents")
+
+
+def faust_credentials(settings: Settings) -> Any:
+    k = settings.kafka
+    ctx: ssl.SSLContext | None = None
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(cafile=k.ssl_cafile)
+        if not settings.security.tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+    if k.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=k.sasl_username,
+            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
+            mechanism=k.sasl_mechanism or "PLAIN",
+            ssl_context=ctx,
+        )
+    return ctx
+
+
+def make_app(stage: Stage, settings: Settings) -> faust.App:
+    k = settings.kafka
+    broker = ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
+    max_bytes = settings.security.max_message_bytes + 65_536
+    return faust.App(
+        group_id(settings, stage),
+        broker=broker,
+        broker_credentials=faust_credentials(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_max_request_size=max_bytes,
+        consumer_max_fetch_size=max_bytes,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_recovery_delay=0.0,
+        stream_ack_exceptions=False,
+        # Faust's default redirects print() into its logger; our CLI owns stdout.
+        worker_redirect_stdouts=False,
+    )
+
+
+@dataclass
+class StageRuntime:
+    """The handles a stage's handlers need; built once per worker process."""
+
+    stage: Stage
+    settings: Settings
+    app: faust.App
+    topics: Topics = field(init=False)
+    _topic_cache: dict[str, faust.TopicT] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.topics = topics_for(self.settings)
+
+    def topic(self, name: str) -> faust.TopicT:
+        if name not in self._topic_cache:
+            self._topic_cache[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
+                                                     allow_empty=True)
+        return self._topic_cache[name]
+
+    async def send(self, topic: str, key: str | bytes | None, value: bytes,
+                   headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+        """Produce one message and wait until the broker has it (before our input is acked)."""
+        k = key.encode() if isinstance(key, str) else key
+        fut = await self.topic(topic).send(key=k, value=value, headers=list(headers or []))
+        await fut
+
+    async def send_many(self, topic: str, items: Sequence[tuple[str, Event]]) -> None:
+        futures = [await self.topic(topic).send(key=k.encode(), value=encode(v)) for k, v in items]
+        await asyncio.gather(*futures)
+
+    async def send_event(self, topic: str, key: str, event: Event) -> None:
+        await self.send(topic, key, encode(event))
+
+    async def status(self, video_id: str, state: str, *, detail: str = "", **extra: Any) -> None:
+        stage = self.stage.value
+        await self.send_event(self.topics.status, video_id, VideoStatusEvent(
+            video_id=video_id, stage=stage, state=state, detail=detail[:2000], at=utcnow(), **extra))
+
+    async def dead_letter(self, event: Any, reason: str, message: str, *,
+                          error_class: str = "BadMessage", extra: dict[str, str] | None = None) -> None:
+        """Send the original message to the DLQ with headers saying why; never raises BadMessage."""
+        msg = event.message
+        record = DeadLetter(
+            stage=self.stage.value,
+            reason=reason,
+            error_class=error_class,
+            message=message,
+            origin=Origin(msg.topic, msg.partition, msg.offset, _timestamp_ms(msg)),
+            key=msg.key,
+            value=_truncate(msg.value, self.settings.security.max_message_bytes),
+            extra=extra or {},
+        )
+        log.warning("%s: dead-lettered %s[%s]@%s: %s: %s", self.stage, msg.topic, msg.partition,
+                    msg.offset, reason, message)
+        await self.send(self.topics.dlq, record.key, record.value, record.headers())
+
+
+def _timestamp_ms(msg: Any) -> int | None:
+    ts = getattr(msg, "timestamp", None)
+    return int(ts * 1000) if ts else None
+
+
+def _truncate(value: bytes | None, limit: int) -> bytes:
+    value = value or b""
+    return value if len(value) <= limit else value[:limit]
+
+
+async def retry_forever(what: str, fn: Callable[[], Awaitable[Any]], *,
+                        is_transient: Callable[[BaseException], bool],
+                        base_delay: float = 0.5, max_delay: float = 30.0) -> Any:
+    """Retry a call while its failure is transient (a database or broker outage).
+
+    The input message stays unacknowledged meanwhile, so an outage delays work but never
+    loses or dead-letters it.
+    """
+    delay = base_delay
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)

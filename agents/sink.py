@@ -1,0 +1,106 @@
+"""sink: ``graph.edges`` and ``videos.status`` -> MongoDB, in batches.
+
+Batches come from Faust's ``take_events`` and are acknowledged only after the write
+returned. A database outage is retried until the database is back (nothing is lost or
+dead-lettered for it); a batch the database rejects for good is split until the
+offending message is found, which alone goes to the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from pymongo.errors import (
+    AutoReconnect,
+    ConnectionFailure,
+    NetworkTimeout,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from agents.runtime import StageRuntime, retry_forever
+from schemas import Event, GraphUpdate, VideoStatusEvent
+from streams.codec import decode
+from streams.dlq import BadMessage
+from streams.store import GraphStore
+
+log = logging.getLogger("graphrag.sink")
+E = TypeVar("E", bound=Event)
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    return isinstance(exc, AutoReconnect | ConnectionFailure | NetworkTimeout | ServerSelectionTimeoutError)
+
+
+class SinkStage:
+    def __init__(self, rt: StageRuntime, store: GraphStore | None = None) -> None:
+        self.rt = rt
+        self.store = store or GraphStore.from_settings(rt.settings, app_name=f"graphrag-sink-{rt.settings.environment}")
+        # One thread: writes from both agents are serialised, as FerretDB prefers.
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-db")
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn)
+
+    async def ensure_indexes(self) -> None:
+        await retry_forever("create indexes", lambda: self._run(self.store.ensure_indexes),
+                            is_transient=is_transient_db_error)
+
+    async def decode_batch(self, events: Sequence[Any], model: type[E]) -> list[tuple[Any, E]]:
+        good: list[tuple[Any, E]] = []
+        limit = self.rt.settings.security.max_message_bytes
+        for ev in events:
+            try:
+                good.append((ev, decode(model, ev.message.value, max_bytes=limit)))
+            except BadMessage as exc:
+                await self.rt.dead_letter(ev, exc.reason, str(exc))
+        return good
+
+    async def write(self, items: Sequence[tuple[Any, E]], writer: Callable[[list[E]], Any]) -> None:
+        """Write a batch; on a permanent database error, bisect to isolate the bad message."""
+        if not items:
+            return
+        values = [v for _, v in items]
+        try:
+            await retry_forever(f"write {len(values)} {type(values[0]).__name__}(s)",
+                                lambda: self._run(lambda: writer(values)), is_transient=is_transient_db_error)
+        except PyMongoError as exc:
+            if len(items) == 1:
+                await self.rt.dead_letter(items[0][0], "store_rejected", f"{type(exc).__name__}: {exc}"[:1000],
+                                          error_class=type(exc).__name__)
+                return
+            mid = len(items) // 2
+            await self.write(items[:mid], writer)
+            await self.write(items[mid:], writer)
+
+    async def handle_edges(self, events: Sequence[Any]) -> None:
+        items = await self.decode_batch(events, GraphUpdate)
+        await self.write(items, self.store.write_graph_updates)
+
+    async def handle_status(self, events: Sequence[Any]) -> None:
+        items = await self.decode_batch(events, VideoStatusEvent)
+        await self.write(items, self.store.apply_status_events)
+
+
+def register(rt: StageRuntime) -> None:
+    sink = SinkStage(rt)
+    cfg = rt.settings.graphrag.sink
+
+    async def create_indexes() -> None:
+        await sink.ensure_indexes()
+
+    rt.app.task(create_indexes)
+
+    @rt.app.agent(rt.topic(rt.topics.edges), name="sink-edges")
+    async def sink_edges(stream: Any) -> None:
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
+            await sink.handle_edges(events)
+
+    @rt.app.agent(rt.topic(rt.topics.status), name="sink-status")
+    async def sink_status(stream: Any) -> None:
+        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
+            await sink.handle_status(events)

@@ -1,0 +1,380 @@
+"""The ``graphrag-streams`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from schemas import VideoRequested, is_video_id
+from streams.codec import encode
+from streams.config import ConfigError, Settings, load_settings, redacted
+from streams.format import clock, youtube_link
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# Video IDs may start with "-" (-92PkAXJIqQ, -6uLaTEbhbs): commands that take IDs define no
+# short options at all (help is --help only), so click passes such words through unchanged
+# instead of reading them as clusters of short flags.
+ID_ARGS = {"help_option_names": ["--help"], "max_content_width": 100, "ignore_unknown_options": True}
+
+
+class Ctx:
+    def __init__(self, config: str | None, env: str | None) -> None:
+        self.config = config
+        self.env = env
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config, environment=self.env)
+            except ConfigError as exc:
+                raise click.ClickException(f"configuration error: {exc}") from None
+        return self._settings
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="GRAPHRAG_CONFIG",
+              help="Configuration file (default: config/$GRAPHRAG_ENV.yaml).")
+@click.option("--env", "env", type=click.Choice(["development", "staging", "production"]),
+              help="Environment whose config/<env>.yaml to load (default: $GRAPHRAG_ENV or development).")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, env: str | None) -> None:
+    """graphrag-streams: index YouTube transcripts into a knowledge graph through Kafka."""
+    ctx.obj = Ctx(config, env)
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=getattr(logging, settings.log_level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("aiokafka", "faust", "mode", "pymongo", "httpx", "openai", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, settings.log_level)))
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def _ids_from_file(path: str) -> list[str]:
+    lines = Path(path).read_text(encoding="utf-8").splitlines() if path != "-" else sys.stdin.read().splitlines()
+    return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
+
+
+@cli.command(context_settings=ID_ARGS)
+@click.argument("video_ids", nargs=-1)
+@click.option("--file", "files", multiple=True, type=click.Path(allow_dash=True),
+              help="Read video IDs from a file, one per line ('-' for stdin; '#' starts a comment).")
+@click.option("--transcripts", "transcript_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Submit every video with a transcript file (<video_id>.srt|.vtt|.json) in this directory.")
+@click.option("--source", type=click.Choice(["auto", "youtube", "local"]), default="auto", show_default=True,
+              help="Where the fetch stage should take the transcript from.")
+@click.option("--language", "languages", multiple=True, default=("en",), show_default=True,
+              help="Preferred transcript languages, in order.")
+@click.pass_obj
+def submit(obj: Ctx, video_ids: tuple[str, ...], files: tuple[str, ...], transcript_dirs: tuple[str, ...],
+           source: str, languages: tuple[str, ...]) -> None:
+    """Put video IDs on the ingest topic and wait until the broker confirmed every one.
+
+    Exits non-zero if an ID is invalid (nothing is sent then) or a message was not delivered.
+    """
+    from streams.kafka import DeliveryError, OutgoingMessage, make_producer, produce_and_confirm
+    from streams.sources import LocalTranscriptSource
+    from streams.topics import topics_for
+
+    settings = obj.settings
+    ids = list(video_ids)
+    for f in files:
+        ids += _ids_from_file(f)
+    for d in transcript_dirs:
+        found = LocalTranscriptSource([d], settings.graphrag.transcripts.max_chars).video_ids()
+        if not found:
+            fail(f"no transcript files named <video_id>.srt|.vtt|.json in {d}")
+        ids += found
+        configured = {Path(p).resolve() for p in settings.graphrag.transcripts.local_dirs}
+        if Path(d).resolve() not in configured:
+            click.echo(f"warning: {d} is not among graphrag.transcripts.local_dirs of this configuration; "
+                       "the fetch stage will look for these videos elsewhere", err=True)
+    if not ids:
+        fail("no video IDs given (pass IDs, --file or --transcripts)", 2)
+    bad = [v for v in ids if not is_video_id(v)]
+    if bad:
+        fail(f"{len(bad)} invalid video ID(s), nothing was sent: " + ", ".join(repr(b) for b in bad[:10]), 2)
+    unique = list(dict.fromkeys(ids))
+    topic = topics_for(settings).requested
+    messages = [OutgoingMessage(topic, v.encode(),
+                                encode(VideoRequested(video_id=v, source=source,
+                                                      languages=list(languages))))
+                for v in unique]
+    try:
+        n = produce_and_confirm(make_producer(settings), messages)
+    except DeliveryError as exc:
+        fail(str(exc))
+    except Exception as exc:  # broker unreachable and the like
+        fail(f"could not produce to {topic}: {exc}")
+    click.echo(f"submitted {n} video(s) to {topic}")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--stages", default="all", show_default=True,
+              help="'all' or a comma-separated list of: fetch, chunk, extract, resolve, sink.")
+@click.pass_obj
+def worker(obj: Ctx, stages: str) -> None:
+    """Run pipeline stages (one Faust app and consumer group per stage) until interrupted.
+
+    One stage runs in this process; several (or 'all', for development) run one child
+    process each under a supervisor that stops all of them if one fails.
+    """
+    from agents.worker import parse_stages, run_stage, supervise
+    from streams.config import config_path
+
+    settings = obj.settings
+    setup_logging(settings)
+    try:
+        chosen = parse_stages(stages)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if len(chosen) == 1:
+        sys.exit(run_stage(chosen[0], settings))
+    path = config_path(obj.config, obj.env)
+    click.echo(f"starting stages: {', '.join(s.value for s in chosen)} ({settings.environment}, "
+               f"topics {settings.kafka.topic_prefix}*)", err=True)
+    sys.exit(supervise(chosen, path.resolve()))
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@cli.group(context_settings=CONTEXT)
+def topics() -> None:
+    """Manage the pipeline's Kafka topics."""
+
+
+@topics.command("create", context_settings=CONTEXT)
+@click.pass_obj
+def topics_create(obj: Ctx) -> None:
+    """Create every pipeline topic that does not exist yet (partitions from config). Idempotent."""
+    from streams.kafka import ensure_topics
+
+    try:
+        results = ensure_topics(obj.settings)
+    except Exception as exc:
+        fail(f"could not create topics on {obj.settings.kafka.bootstrap_servers}: {exc}")
+    for r in results:
+        click.echo(f"{'created' if r.created else 'exists '}  {r.name}  ({r.partitions} partitions)")
+
+
+@topics.command("list", context_settings=CONTEXT)
+@click.pass_obj
+def topics_list(obj: Ctx) -> None:
+    """Show the pipeline's topics and their partition counts."""
+    from streams.kafka import make_admin
+    from streams.topics import topics_for
+
+    md = make_admin(obj.settings).list_topics(timeout=10).topics
+    for name in topics_for(obj.settings).all():
+        t = md.get(name)
+        click.echo(f"{name}  {len(t.partitions) if t else 'missing'}")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _store(settings: Settings) -> Any:
+    from streams.store import GraphStore
+
+    store = GraphStore.from_settings(settings, app_name="graphrag-cli")
+    if not store.ping():
+        fail(f"MongoDB is not reachable (database {settings.mongodb.database})")
+    return store
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def video_row(doc: dict[str, Any]) -> dict[str, Any]:
+    stages = doc.get("stages") or {}
+    failed = [f"{name}: {s.get('detail', '')}" for name, s in stages.items() if s.get("state") == "failed"]
+    return {
+        "video_id": doc["_id"],
+        "status": doc["status"],
+        "chunks_stored": doc.get("chunks_stored", 0),
+        "chunk_count": doc.get("chunk_count"),
+        "chunks_failed": doc.get("chunks_failed", 0),
+        "source": doc.get("source"),
+        "stages": {name: s.get("state") for name, s in stages.items()},
+        "error": "; ".join(failed) or None,
+        "requested_at": _iso(doc.get("requested_at")),
+        "done_at": _iso(doc.get("done_at")),
+    }
+
+
+@cli.command(context_settings=ID_ARGS)
+@click.argument("video_ids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
+    """Per-video progress through the stages, and totals for the whole graph."""
+    store = _store(obj.settings)
+    docs = store.videos(list(video_ids) or None)
+    rows = [video_row(d) for d in docs]
+    unseen = [v for v in video_ids if v not in {r["video_id"] for r in rows}]
+    totals = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.counts()}
+    if as_json:
+        click.echo(json.dumps({"videos": rows, "unseen": unseen, "totals": totals}, indent=2, default=str))
+        return
+    if rows:
+        click.echo(f"{'video':<12} {'status':<11} {'chunks':>9}  stages")
+        for r in rows:
+            chunks = f"{r['chunks_stored']}/{r['chunk_count'] if r['chunk_count'] is not None else '?'}"
+            stages = " ".join(f"{k}={v}" for k, v in sorted(r["stages"].items()))
+            click.echo(f"{r['video_id']:<12} {r['status']:<11} {chunks:>9}  {stages}")
+            if r["error"]:
+                click.echo(f"{'':<12} error: {r['error']}")
+    for v in unseen:
+        click.echo(f"{v:<12} {'unseen':<11} (no stage has reported on it yet)")
+    by = ", ".join(f"{n} {s}" for s, n in sorted(totals["videos_by_status"].items())) or "none"
+    click.echo(f"videos: {by}")
+    click.echo("graph: " + ", ".join(f"{totals[c]} {c}" for c in
+                                     ("chunks", "entities", "relations", "entity_mentions", "relation_evidence")))
+
+
+@cli.command(context_settings=ID_ARGS)
+@click.argument("video_ids", nargs=-1)
+@click.option("--transcripts", "transcript_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Wait for every video with a transcript file in this directory.")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds to wait at most.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between progress lines.")
+@click.pass_obj
+def wait(obj: Ctx, video_ids: tuple[str, ...], transcript_dirs: tuple[str, ...], timeout: float,
+         interval: float) -> None:
+    """Wait until every given video is done or failed, printing progress. Exit 1 on timeout."""
+    from streams.sources import LocalTranscriptSource
+
+    ids = list(video_ids)
+    for d in transcript_dirs:
+        ids += LocalTranscriptSource([d], obj.settings.graphrag.transcripts.max_chars).video_ids()
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        fail("no video IDs to wait for", 2)
+    store = _store(obj.settings)
+    started = time.monotonic()
+    while True:
+        docs = {d["_id"]: d for d in store.videos(ids)}
+        states = Counter(docs[v]["status"] if v in docs else "queued" for v in ids)
+        stored = sum(d.get("chunks_stored", 0) for d in docs.values())
+        total = sum(d.get("chunk_count") or 0 for d in docs.values())
+        finished = states["done"] + states["failed"]
+        elapsed = time.monotonic() - started
+        click.echo(f"[{elapsed:5.0f}s] {finished}/{len(ids)} videos finished "
+                   f"({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}); "
+                   f"chunks stored {stored}/{total or '?'}", err=True)
+        if finished == len(ids):
+            break
+        if elapsed > timeout:
+            fail(f"timed out after {timeout:.0f}s with {len(ids) - finished} video(s) unfinished")
+        time.sleep(interval)
+    if states["failed"]:
+        click.echo(f"{states['failed']} video(s) failed; see `graphrag-streams status` and the DLQ", err=True)
+
+
+# --------------------------------------------------------------------------- graph
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--top", type=int, default=10, show_default=True, help="How many of the most connected entities.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def graph(obj: Ctx, top: int, as_json: bool) -> None:
+    """What was built: counts and the most connected entities with evidence timestamps."""
+    store = _store(obj.settings)
+    counts = store.counts()
+    entities = store.top_entities(top)
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "top_entities": entities}, indent=2, default=str))
+        return
+    click.echo(f"videos {counts['videos']}  chunks {counts['chunks']}  entities {counts['entities']}  "
+               f"relations {counts['relations']}  mentions {counts['entity_mentions']}  "
+               f"relation evidence {counts['relation_evidence']}")
+    click.echo("\nmost connected entities:")
+    for e in entities:
+        click.echo(f"  {e['name']} ({e['type']}): {e['degree']} relations, {e['mention_count']} mentions "
+                   f"in {e['video_count']} video(s)")
+        for m in e["evidence"]:
+            click.echo(f"      {m['video_id']}@{clock(m['start'])}  {youtube_link(m['video_id'], m['start'])}")
+
+
+# --------------------------------------------------------------------------- dlq
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many records.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one object per record).")
+@click.pass_obj
+def dlq(obj: Ctx, limit: int, as_json: bool) -> None:
+    """Show dead-letter records (reason, stage, origin) from the start of the DLQ topic."""
+    from streams.dlq_reader import read_dead_letters
+
+    records = read_dead_letters(obj.settings, limit=limit)
+    for r in records:
+        if as_json:
+            click.echo(json.dumps(r, default=str))
+        else:
+            h = r["headers"]
+            click.echo(f"{h.get('stage', '?'):<8} {h.get('reason', '?'):<26} "
+                       f"{h.get('original.topic')}[{h.get('original.partition')}]@{h.get('original.offset')}: "
+                       f"{h.get('error.message', '')[:150]}")
+    if not as_json:
+        click.echo(f"{len(records)} record(s)", err=True)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@cli.group(context_settings=CONTEXT)
+def config() -> None:
+    """Inspect the configuration."""
+
+
+@config.command("show", context_settings=CONTEXT)
+@click.pass_obj
+def config_show(obj: Ctx) -> None:
+    """Print the effective configuration (after interpolation; secrets masked)."""
+    click.echo(json.dumps(redacted(obj.settings), indent=2))
+
+
+@config.command("check", context_settings=CONTEXT)
+@click.pass_obj
+def config_check(obj: Ctx) -> None:
+    """Validate the configuration and exit (non-zero with the problem on error)."""
+    s = obj.settings
+    click.echo(f"ok: {s.environment}, extraction={'llm' if s.llm_enabled else 'offline'}, "
+               f"kafka={s.kafka.bootstrap_servers}, topics={s.kafka.topic_prefix}*")
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="graphrag-streams")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["cli", "main"]

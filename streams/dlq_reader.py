@@ -1,0 +1,63 @@
+"""Read the dead-letter topic from the beginning without joining a consumer group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from streams.config import Settings
+from streams.dlq import parse_headers
+from streams.kafka import client_config
+from streams.topics import topics_for
+
+
+def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every DLQ record up to the current end of the topic (at most ``limit``)."""
+    topic = topics_for(settings).dlq
+    consumer = Consumer({**client_config(settings.kafka), "group.id": "graphrag-dlq-reader",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if md is None or md.error is not None:
+            return []
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
+        ends = {}
+        for tp in parts:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            if high > low:
+                ends[tp.partition] = high
+        if not ends:
+            return []
+        consumer.assign([tp for tp in parts if tp.partition in ends])
+        records: list[dict[str, Any]] = []
+        pending = dict(ends)
+        while pending and len(records) < limit:
+            msg = consumer.poll(timeout)
+            if msg is None:
+                break
+            partition = msg.partition() or 0
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    pending.pop(partition, None)
+                continue
+            offset = msg.offset() or 0
+            key, value = msg.key(), msg.value()
+            records.append({
+                "partition": partition,
+                "offset": offset,
+                "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+                "value": value[:2000].decode("utf-8", "replace") if isinstance(value, bytes) else value,
+                "headers": parse_headers(_header_list(msg.headers())),
+            })
+            if offset + 1 >= pending.get(partition, 0):
+                pending.pop(partition, None)
+        return records
+    finally:
+        consumer.close()
+
+
+def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:
+    items = headers.items() if isinstance(headers, dict) else (headers or [])
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

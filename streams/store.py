@@ -1,0 +1,433 @@
+"""The knowledge graph in MongoDB: batched, idempotent writes and the reads around them.
+
+Write model (why it is idempotent and cheap on FerretDB as well as MongoDB):
+
+* Evidence is the source of truth. ``entity_mentions`` (one per chunk and entity) and
+  ``relation_evidence`` (one per chunk and relation) have deterministic ``_id``s and are
+  bulk-inserted; a duplicate key means "already stored" and is ignored.
+* A chunk document carries the fingerprint of its evidence set. When a chunk is
+  extracted again with a different result (new prompt version), its stale evidence is
+  removed, so a chunk's evidence is always exactly its latest extraction.
+* ``entities`` and ``relations`` are reconciled from their evidence after every batch
+  (counts, weights, names, aliases), never incremented, so a redelivered message cannot
+  double-count anything.
+* ``videos`` holds per-stage progress from ``videos.status`` events and monotonic
+  counters (``$max``), so two writers cannot move a video backwards.
+
+Only operations both MongoDB and FerretDB 1.24 support are used: CRUD, unordered bulk
+writes, upserts, ``$set/$setOnInsert/$min/$max``, unique indexes, ``$match/$group($sum)``.
+Update commands are split into ``max_ops_per_command`` operations (see MongoSettings).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pymongo import ASCENDING, DESCENDING, DeleteOne, MongoClient, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError
+
+from schemas import GraphUpdate, VideoStatusEvent
+from streams.config import Settings
+from streams.ids import evidence_id, mention_id, stable_id
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+T = TypeVar("T")
+
+GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
+MAX_ALIASES = 20
+MAX_DESCRIPTIONS = 5
+DUPLICATE_KEY = 11000
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def connect(settings: Settings, *, app_name: str = "graphrag-streams") -> MongoClient[Doc]:
+    return MongoClient(
+        settings.mongodb.uri.get_secret_value(),
+        serverSelectionTimeoutMS=settings.mongodb.server_selection_timeout_ms,
+        appname=app_name,
+        tz_aware=True,
+    )
+
+
+@dataclass
+class WriteSummary:
+    chunks: int = 0
+    mentions_inserted: int = 0
+    evidence_inserted: int = 0
+    stale_removed: int = 0
+    entities: int = 0
+    relations: int = 0
+    videos: set[str] = field(default_factory=set)
+    completed: list[Doc] = field(default_factory=list)  # videos that became done in this batch
+
+
+def video_state(doc: Doc) -> str:
+    """A video's overall state, derived from its stage progress and counters."""
+    stages = doc.get("stages") or {}
+    if any((s or {}).get("state") == "failed" for s in stages.values()):
+        return "failed"
+    chunk_count = doc.get("chunk_count")
+    stored = doc.get("chunks_stored", 0)
+    if chunk_count is not None and stored >= chunk_count:
+        return "done"
+    if stored > 0:
+        return "extracting"
+    for stage, label in (("chunk", "chunked"), ("fetch", "fetched")):
+        if (stages.get(stage) or {}).get("state") == "done":
+            return label
+    if (stages.get("fetch") or {}).get("state") == "started":
+        return "fetching"
+    return "requested"
+
+
+class GraphStore:
+    """All reads and writes of the graph collections."""
+
+    def __init__(self, db: Database[Doc], max_ops_per_command: int = 25) -> None:
+        self.db = db
+        self.max_ops = max_ops_per_command
+        self._refresh_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, app_name: str = "graphrag-streams") -> GraphStore:
+        client = connect(settings, app_name=app_name)
+        return cls(client[settings.mongodb.database], settings.mongodb.max_ops_per_command)
+
+    def close(self) -> None:
+        self.db.client.close()
+
+    def ping(self) -> bool:
+        try:
+            self.db.command("ping")
+            return True
+        except Exception:
+            return False
+
+    def coll(self, name: str) -> Collection[Doc]:
+        return self.db[name]
+
+    # ------------------------------------------------------------------ setup
+
+    def ensure_indexes(self) -> None:
+        """Idempotent; every worker and the CLI call it on start."""
+        self.coll("chunks").create_index([("video_id", ASCENDING), ("index", ASCENDING)])
+        self.coll("entity_mentions").create_index([("entity_id", ASCENDING)])
+        self.coll("entity_mentions").create_index([("chunk_id", ASCENDING)])
+        self.coll("entity_mentions").create_index([("video_id", ASCENDING)])
+        self.coll("relation_evidence").create_index([("relation_id", ASCENDING)])
+        self.coll("relation_evidence").create_index([("chunk_id", ASCENDING)])
+        self.coll("relation_evidence").create_index([("video_id", ASCENDING)])
+        self.coll("relations").create_index([("source_id", ASCENDING)])
+        self.coll("relations").create_index([("target_id", ASCENDING)])
+        self.coll("entities").create_index([("mention_count", DESCENDING)])
+        self.coll("entities").create_index([("type", ASCENDING), ("key", ASCENDING)])
+
+    # ------------------------------------------------------------------ low-level writes
+
+    def _bulk(self, coll: str, ops: Sequence[UpdateOne | DeleteOne]) -> None:
+        for part in batched(ops, self.max_ops):
+            self.coll(coll).bulk_write(list(part), ordered=False)
+
+    def _insert_new(self, coll: str, docs: Sequence[Doc]) -> int:
+        """Insert documents whose ``_id`` may already exist; returns how many were new."""
+        inserted = 0
+        for part in batched(docs, 1000):
+            try:
+                inserted += len(self.coll(coll).insert_many(list(part), ordered=False).inserted_ids)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                inserted += int(exc.details.get("nInserted", 0))
+        return inserted
+
+    # ------------------------------------------------------------------ graph writes
+
+    def write_graph_updates(self, updates: Sequence[GraphUpdate]) -> WriteSummary:
+        """Store a batch of per-chunk graph updates; safe to call again with the same batch."""
+        summary = WriteSummary()
+        latest: dict[str, GraphUpdate] = {}
+        for u in updates:  # a chunk seen twice in one batch: the later one wins
+            latest[u.chunk.chunk_id] = u
+        if not latest:
+            return summary
+
+        mentions: dict[str, list[Doc]] = {}
+        evidence: dict[str, list[Doc]] = {}
+        chunk_docs: dict[str, Doc] = {}
+        for cid, u in latest.items():
+            mentions[cid] = [_mention_doc(u, e) for e in u.entities]
+            evidence[cid] = [_evidence_doc(u, r) for r in u.relations]
+            chunk_docs[cid] = _chunk_doc(u, [m["_id"] for m in mentions[cid]], [e["_id"] for e in evidence[cid]])
+
+        existing = {d["_id"]: d.get("evidence_fingerprint")
+                    for d in self.coll("chunks").find({"_id": {"$in": list(latest)}},
+                                                     {"evidence_fingerprint": 1})}
+        changed = [cid for cid, fp in existing.items() if fp != chunk_docs[cid]["evidence_fingerprint"]]
+
+        touched_entities = {e.entity_id for u in latest.values() for e in u.entities}
+        touched_relations = {r.relation_id for u in latest.values() for r in u.relations}
+        if changed:
+            keep_m = [m["_id"] for cid in changed for m in mentions[cid]]
+            keep_e = [e["_id"] for cid in changed for e in evidence[cid]]
+            stale_m = {"chunk_id": {"$in": changed}, "_id": {"$nin": keep_m}}
+            stale_e = {"chunk_id": {"$in": changed}, "_id": {"$nin": keep_e}}
+            touched_entities |= {d["entity_id"] for d in self.coll("entity_mentions").find(stale_m, {"entity_id": 1})}
+            touched_relations |= {d["relation_id"] for d in
+                                  self.coll("relation_evidence").find(stale_e, {"relation_id": 1})}
+            summary.stale_removed += self.coll("entity_mentions").delete_many(stale_m).deleted_count
+            summary.stale_removed += self.coll("relation_evidence").delete_many(stale_e).deleted_count
+
+        # Evidence before chunk documents: a stored chunk implies its evidence is stored.
+        summary.mentions_inserted = self._insert_new("entity_mentions", [m for ms in mentions.values() for m in ms])
+        summary.evidence_inserted = self._insert_new("relation_evidence", [e for es in evidence.values() for e in es])
+        new_chunks = [doc for cid, doc in chunk_docs.items() if cid not in existing]
+        self._insert_new("chunks", new_chunks)
+        self._bulk("chunks", [UpdateOne({"_id": cid}, {"$set": chunk_docs[cid]}) for cid in changed])
+        summary.chunks = len(new_chunks) + len(changed)
+
+        summary.entities = self.reconcile_entities(touched_entities)
+        summary.relations = self.reconcile_relations(touched_relations)
+        summary.videos = {u.chunk.video_id for u in latest.values()}
+        summary.completed = self.refresh_videos(summary.videos)
+        return summary
+
+    def reconcile_entities(self, entity_ids: Iterable[str]) -> int:
+        """Recompute entity documents from their mentions; remove entities left without any."""
+        ids = sorted(set(entity_ids))
+        if not ids:
+            return 0
+        grouped: dict[str, list[Doc]] = defaultdict(list)
+        for part in batched(ids, 1000):
+            for m in self.coll("entity_mentions").find(
+                {"entity_id": {"$in": list(part)}},
+                {"entity_id": 1, "type": 1, "surface": 1, "description": 1, "video_id": 1},
+            ):
+                grouped[m["entity_id"]].append(m)
+        ops: list[UpdateOne | DeleteOne] = []
+        for eid in ids:
+            ms = grouped.get(eid)
+            if not ms:
+                ops.append(DeleteOne({"_id": eid}))
+                continue
+            surfaces = Counter(m["surface"] for m in ms)
+            aliases = [s for s, _ in sorted(surfaces.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_ALIASES]
+            descriptions = _top_texts(m.get("description", "") for m in ms)
+            ops.append(UpdateOne({"_id": eid}, {"$set": {
+                "type": ms[0]["type"],
+                "name": aliases[0],
+                "aliases": aliases,
+                "description": descriptions[0] if descriptions else "",
+                "descriptions": descriptions,
+                "mention_count": len(ms),
+                "video_count": len({m["video_id"] for m in ms}),
+            }}, upsert=True))
+        self._bulk("entities", ops)
+        return len(ops)
+
+    def reconcile_relations(self, relation_ids: Iterable[str]) -> int:
+        """Recompute relation weights from their evidence; remove relations left without any."""
+        ids = sorted(set(relation_ids))
+        if not ids:
+            return 0
+        grouped: dict[str, list[Doc]] = defaultdict(list)
+        for part in batched(ids, 1000):
+            for ev in self.coll("relation_evidence").find(
+                {"relation_id": {"$in": list(part)}},
+                {"relation_id": 1, "source_id": 1, "target_id": 1, "type": 1, "strength": 1,
+                 "description": 1, "video_id": 1},
+            ):
+                grouped[ev["relation_id"]].append(ev)
+        ops: list[UpdateOne | DeleteOne] = []
+        for rid in ids:
+            evs = grouped.get(rid)
+            if not evs:
+                ops.append(DeleteOne({"_id": rid}))
+                continue
+            descriptions = _top_texts(e.get("description", "") for e in evs)
+            ops.append(UpdateOne({"_id": rid}, {"$set": {
+                "source_id": evs[0]["source_id"],
+                "target_id": evs[0]["target_id"],
+                "type": evs[0]["type"],
+                "weight": sum(int(e["strength"]) for e in evs),
+                "evidence_count": len(evs),
+                "video_count": len({e["video_id"] for e in evs}),
+                "description": descriptions[0] if descriptions else "",
+                "descriptions": descriptions,
+            }}, upsert=True))
+        self._bulk("relations", ops)
+        return len(ops)
+
+    # ------------------------------------------------------------------ video progress
+
+    def apply_status_events(self, events: Sequence[VideoStatusEvent]) -> list[Doc]:
+        """Record stage progress; returns the videos that became done."""
+        ops: list[UpdateOne | DeleteOne] = []
+        for ev in events:
+            prefix = f"stages.{ev.stage}"
+            set_: Doc = {f"{prefix}.state": ev.state, f"{prefix}.at": ev.at, f"{prefix}.detail": ev.detail}
+            if ev.chunk_count is not None:
+                set_["chunk_count"] = ev.chunk_count
+            if ev.title is not None:
+                set_["title"] = ev.title
+            if ev.source is not None:
+                set_["source"] = ev.source
+            update: Doc = {"$set": set_, "$setOnInsert": {"chunks_stored": 0, "chunks_failed": 0}}
+            if ev.requested_at is not None:
+                update["$min"] = {"requested_at": ev.requested_at}
+            ops.append(UpdateOne({"_id": ev.video_id}, update, upsert=True))
+        # One command per video keeps a video's events in order (ordered bulk).
+        for part in batched(ops, self.max_ops):
+            self.coll("videos").bulk_write(list(part), ordered=True)
+        return self.refresh_videos({ev.video_id for ev in events})
+
+    def refresh_videos(self, video_ids: Iterable[str]) -> list[Doc]:
+        """Update stored-chunk counters; mark videos done. Returns videos that became done."""
+        ids = sorted(set(video_ids))
+        if not ids:
+            return []
+        with self._refresh_lock:
+            stored: Counter[str] = Counter()
+            failed: Counter[str] = Counter()
+            for c in self.coll("chunks").find({"video_id": {"$in": ids}}, {"video_id": 1, "extraction_error": 1}):
+                stored[c["video_id"]] += 1
+                if c.get("extraction_error"):
+                    failed[c["video_id"]] += 1
+            self._bulk("videos", [
+                UpdateOne({"_id": vid}, {"$max": {"chunks_stored": stored[vid], "chunks_failed": failed[vid]}})
+                for vid in ids if stored[vid]
+            ])
+            completed = []
+            now = datetime.now(UTC)
+            for doc in self.coll("videos").find({"_id": {"$in": ids}, "done_at": {"$exists": False}}):
+                if video_state(doc) == "done":
+                    res = self.coll("videos").update_one({"_id": doc["_id"], "done_at": {"$exists": False}},
+                                                         {"$set": {"done_at": now}})
+                    if res.modified_count:
+                        completed.append({**doc, "done_at": now})
+            return completed
+
+    # ------------------------------------------------------------------ reads
+
+    def videos(self, video_ids: Sequence[str] | None = None) -> list[Doc]:
+        query: Doc = {"_id": {"$in": list(video_ids)}} if video_ids else {}
+        docs = list(self.coll("videos").find(query).sort("_id", ASCENDING))
+        for d in docs:
+            d["status"] = video_state(d)
+        return docs
+
+    def counts(self) -> dict[str, int]:
+        return {name: self.coll(name).count_documents({}) for name in GRAPH_COLLECTIONS}
+
+    def entity_degrees(self) -> Counter[str]:
+        degree: Counter[str] = Counter()
+        for side in ("$source_id", "$target_id"):
+            for row in self.coll("relations").aggregate([{"$group": {"_id": side, "n": {"$sum": 1}}}]):
+                degree[row["_id"]] += int(row["n"])
+        return degree
+
+    def top_entities(self, limit: int = 10, timestamps: int = 3) -> list[Doc]:
+        """The most connected entities with where in which video they are mentioned."""
+        degree = self.entity_degrees()
+        top = [eid for eid, _ in sorted(degree.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+        entities = {e["_id"]: e for e in self.coll("entities").find({"_id": {"$in": top}})}
+        out = []
+        for eid in top:
+            ent = entities.get(eid)
+            if ent is None:
+                continue
+            mentions = list(self.coll("entity_mentions").find({"entity_id": eid}, {"video_id": 1, "start": 1})
+                            .sort([("video_id", ASCENDING), ("start", ASCENDING)]).limit(timestamps))
+            out.append({**ent, "degree": degree[eid], "evidence": mentions})
+        return out
+
+    def snapshot(self) -> dict[str, list[Doc]]:
+        """Every graph document, sorted, without wall-clock fields: for the replay test."""
+        volatile = {"done_at", "at", "stored_at"}
+
+        def clean(d: Any) -> Any:
+            if isinstance(d, dict):
+                return {k: clean(v) for k, v in d.items() if k not in volatile}
+            if isinstance(d, list):
+                return [clean(v) for v in d]
+            return d
+
+        return {name: [clean(d) for d in self.coll(name).find().sort("_id", ASCENDING)]
+                for name in GRAPH_COLLECTIONS}
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def _top_texts(texts: Iterable[str]) -> list[str]:
+    counts = Counter(t.strip() for t in texts if t and t.strip())
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_DESCRIPTIONS]
+
+
+def _mention_doc(u: GraphUpdate, e: Any) -> Doc:
+    c = u.chunk
+    return {
+        "_id": mention_id(c.chunk_id, e.entity_id),
+        "entity_id": e.entity_id,
+        "chunk_id": c.chunk_id,
+        "video_id": c.video_id,
+        "type": e.type,
+        "surface": e.surface,
+        "description": e.description,
+        "start": e.start,
+        "chunk_start": c.start,
+        "chunk_end": c.end,
+    }
+
+
+def _evidence_doc(u: GraphUpdate, r: Any) -> Doc:
+    c = u.chunk
+    return {
+        "_id": evidence_id(c.chunk_id, r.relation_id),
+        "relation_id": r.relation_id,
+        "source_id": r.source_id,
+        "target_id": r.target_id,
+        "type": r.type,
+        "strength": r.strength,
+        "description": r.description,
+        "chunk_id": c.chunk_id,
+        "video_id": c.video_id,
+        "start": r.start,
+        "chunk_start": c.start,
+        "chunk_end": c.end,
+    }
+
+
+def _chunk_doc(u: GraphUpdate, mention_ids: list[str], evidence_ids: list[str]) -> Doc:
+    c = u.chunk
+    fingerprint = stable_id("evidence-set", *sorted(mention_ids), "|", *sorted(evidence_ids), u.error or "")
+    return {
+        "_id": c.chunk_id,
+        "video_id": c.video_id,
+        "index": c.index,
+        "chunk_count": c.chunk_count,
+        "text": c.text,
+        "start": c.start,
+        "end": c.end,
+        "token_count": c.token_count,
+        "extractor": u.extractor,
+        "prompt_version": u.prompt_version,
+        "extraction_error": u.error,
+        "entity_count": len(mention_ids),
+        "relation_count": len(evidence_ids),
+        "evidence_fingerprint": fingerprint,
+    }
