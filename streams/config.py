@@ -100,6 +100,15 @@ class SinkSettings(_Section):
     batch_seconds: float = Field(default=1.0, gt=0)
 
 
+class ScalingSettings(_Section):
+    """Inputs of KEDA's Kafka scaler, per stage deployment (see streams/scaling.py)."""
+
+    lag_threshold: int = Field(default=100, ge=1)  # target lag per replica
+    activation_lag_threshold: int = Field(default=0, ge=0)  # at or below: scale to min_replicas
+    min_replicas: int = Field(default=0, ge=0)  # 0 allows scale-to-zero when idle
+    max_replicas: int = Field(default=10, ge=1)  # also capped by the input topic's partitions
+
+
 class GraphragSettings(_Section):
     enable_caching: bool = True
     enable_monitoring: bool = True
@@ -110,6 +119,7 @@ class GraphragSettings(_Section):
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     sink: SinkSettings = SinkSettings()
+    scaling: ScalingSettings = ScalingSettings()
 
 
 class CacheSettings(_Section):
@@ -123,8 +133,13 @@ class CacheSettings(_Section):
 
 
 class MonitoringSettings(_Section):
+    # Each worker serves /metrics, /livez and /readyz here (0 disables the server).
     metrics_port: int = Field(default=9400, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+    lag_exporter_port: int = Field(default=9410, ge=0, le=65535)
+    lag_interval_seconds: float = Field(default=15.0, gt=0)
+    # Alert when a stage is further behind than this (exported as graphrag_lag_budget_seconds).
+    lag_budget_seconds: float = Field(default=300.0, gt=0)
 
 
 class SecuritySettings(_Section):
