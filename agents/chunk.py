@@ -41,4 +41,5 @@ def register(rt: StageRuntime) -> None:
     @rt.app.agent(rt.topic(rt.topics.transcripts), name="chunk")
     async def chunk(stream: Any) -> None:
         async for event in stream.events():
-            await handle(rt, event)
+            async with rt.processing([event]):
+                await handle(rt, event)

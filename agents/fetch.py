@@ -88,4 +88,5 @@ def register(rt: StageRuntime) -> None:
                   concurrency=rt.settings.graphrag.max_concurrent_operations)
     async def fetch(stream: Any) -> None:
         async for event in stream.events():
-            await stage.handle(event)
+            async with rt.processing([event]):
+                await stage.handle(event)

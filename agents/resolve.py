@@ -26,4 +26,5 @@ def register(rt: StageRuntime) -> None:
     @rt.app.agent(rt.topic(rt.topics.extractions), name="resolve")
     async def resolve(stream: Any) -> None:
         async for event in stream.events():
-            await handle(rt, event)
+            async with rt.processing([event]):
+                await handle(rt, event)

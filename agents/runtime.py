@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,7 @@ from schemas.events import utcnow
 from streams.codec import encode
 from streams.config import Settings
 from streams.dlq import DeadLetter, Origin
+from streams.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
 from streams.topics import Stage, Topics, group_id, topics_for
 
 log = logging.getLogger("graphrag.agents")
@@ -90,16 +93,32 @@ class StageRuntime:
                                                      allow_empty=True)
         return self._topic_cache[name]
 
+    @asynccontextmanager
+    async def processing(self, events: Sequence[Any]) -> AsyncIterator[None]:
+        """Count and time the handling of input messages (one, or one batch)."""
+        stage = self.stage.value
+        for ev in events:
+            EVENTS_IN.labels(stage, ev.message.topic).inc()
+        IN_FLIGHT.labels(stage).inc(len(events))
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            IN_FLIGHT.labels(stage).dec(len(events))
+            STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
+
     async def send(self, topic: str, key: str | bytes | None, value: bytes,
                    headers: Sequence[tuple[str, bytes]] | None = None) -> None:
         """Produce one message and wait until the broker has it (before our input is acked)."""
         k = key.encode() if isinstance(key, str) else key
         fut = await self.topic(topic).send(key=k, value=value, headers=list(headers or []))
         await fut
+        EVENTS_OUT.labels(self.stage.value, topic).inc()
 
     async def send_many(self, topic: str, items: Sequence[tuple[str, Event]]) -> None:
         futures = [await self.topic(topic).send(key=k.encode(), value=encode(v)) for k, v in items]
         await asyncio.gather(*futures)
+        EVENTS_OUT.labels(self.stage.value, topic).inc(len(items))
 
     async def send_event(self, topic: str, key: str, event: Event) -> None:
         await self.send(topic, key, encode(event))
@@ -126,6 +145,8 @@ class StageRuntime:
         log.warning("%s: dead-lettered %s[%s]@%s: %s: %s", self.stage, msg.topic, msg.partition,
                     msg.offset, reason, message)
         await self.send(self.topics.dlq, record.key, record.value, record.headers())
+        FAILURES.labels(self.stage.value, reason).inc()
+        DLQ_RECORDS.labels(self.stage.value, reason).inc()
 
 
 def _timestamp_ms(msg: Any) -> int | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pymongo.errors import (
@@ -26,7 +28,8 @@ from agents.runtime import StageRuntime, retry_forever
 from schemas import Event, GraphUpdate, VideoStatusEvent
 from streams.codec import decode
 from streams.dlq import BadMessage
-from streams.store import GraphStore
+from streams.metrics import END_TO_END_LATENCY, MONGO_BATCH_SIZE, MONGO_WRITE_LATENCY, VIDEOS_COMPLETED
+from streams.store import GraphStore, WriteSummary
 
 log = logging.getLogger("graphrag.sink")
 E = TypeVar("E", bound=Event)
@@ -60,30 +63,58 @@ class SinkStage:
                 await self.rt.dead_letter(ev, exc.reason, str(exc))
         return good
 
-    async def write(self, items: Sequence[tuple[Any, E]], writer: Callable[[list[E]], Any]) -> None:
-        """Write a batch; on a permanent database error, bisect to isolate the bad message."""
+    async def write(self, items: Sequence[tuple[Any, E]], writer: Callable[[list[E]], Any],
+                    operation: str) -> list[Any]:
+        """Write a batch; on a permanent database error, bisect to isolate the bad message.
+
+        Returns the writer's result for every part that was stored.
+        """
         if not items:
-            return
+            return []
         values = [v for _, v in items]
+        started = time.perf_counter()
         try:
-            await retry_forever(f"write {len(values)} {type(values[0]).__name__}(s)",
-                                lambda: self._run(lambda: writer(values)), is_transient=is_transient_db_error)
+            result = await retry_forever(f"write {len(values)} {type(values[0]).__name__}(s)",
+                                         lambda: self._run(lambda: writer(values)),
+                                         is_transient=is_transient_db_error)
         except PyMongoError as exc:
             if len(items) == 1:
                 await self.rt.dead_letter(items[0][0], "store_rejected", f"{type(exc).__name__}: {exc}"[:1000],
                                           error_class=type(exc).__name__)
-                return
+                return []
             mid = len(items) // 2
-            await self.write(items[:mid], writer)
-            await self.write(items[mid:], writer)
+            return [*await self.write(items[:mid], writer, operation),
+                    *await self.write(items[mid:], writer, operation)]
+        MONGO_WRITE_LATENCY.labels(operation).observe(time.perf_counter() - started)
+        return [result]
 
     async def handle_edges(self, events: Sequence[Any]) -> None:
         items = await self.decode_batch(events, GraphUpdate)
-        await self.write(items, self.store.write_graph_updates)
+        for summary in await self.write(items, self.store.write_graph_updates, "graph_updates"):
+            assert isinstance(summary, WriteSummary)
+            MONGO_BATCH_SIZE.labels("chunks").observe(summary.chunks)
+            MONGO_BATCH_SIZE.labels("entity_mentions").observe(summary.mentions_inserted)
+            MONGO_BATCH_SIZE.labels("relation_evidence").observe(summary.evidence_inserted)
+            MONGO_BATCH_SIZE.labels("entities").observe(summary.entities)
+            MONGO_BATCH_SIZE.labels("relations").observe(summary.relations)
+            observe_completed(summary.completed)
 
     async def handle_status(self, events: Sequence[Any]) -> None:
         items = await self.decode_batch(events, VideoStatusEvent)
-        await self.write(items, self.store.apply_status_events)
+        for completed in await self.write(items, self.store.apply_status_events, "status_events"):
+            MONGO_BATCH_SIZE.labels("videos").observe(len(items))
+            observe_completed(completed)
+
+
+def observe_completed(videos: Sequence[dict[str, Any]]) -> None:
+    """End-to-end latency: from the request to the moment its last chunk was stored."""
+    for v in videos:
+        VIDEOS_COMPLETED.inc()
+        requested, done = v.get("requested_at"), v.get("done_at")
+        if isinstance(requested, datetime) and isinstance(done, datetime):
+            if requested.tzinfo is None:
+                requested = requested.replace(tzinfo=UTC)
+            END_TO_END_LATENCY.observe(max(0.0, (done - requested).total_seconds()))
 
 
 def register(rt: StageRuntime) -> None:
@@ -98,9 +129,11 @@ def register(rt: StageRuntime) -> None:
     @rt.app.agent(rt.topic(rt.topics.edges), name="sink-edges")
     async def sink_edges(stream: Any) -> None:
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
-            await sink.handle_edges(events)
+            async with rt.processing(events):
+                await sink.handle_edges(events)
 
     @rt.app.agent(rt.topic(rt.topics.status), name="sink-status")
     async def sink_status(stream: Any) -> None:
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
-            await sink.handle_status(events)
+            async with rt.processing(events):
+                await sink.handle_status(events)

@@ -21,9 +21,12 @@ from pathlib import Path
 import faust
 
 from agents.runtime import StageRuntime, make_app
+from streams import __version__
 from streams.config import Settings
+from streams.health import Health, kafka_check, mongo_check, serve
 from streams.kafka import ensure_topics
-from streams.topics import PIPELINE, Stage
+from streams.metrics import WORKER_INFO
+from streams.topics import PIPELINE, Stage, group_id
 
 log = logging.getLogger("graphrag.worker")
 
@@ -57,11 +60,38 @@ def build_app(stage: Stage, settings: Settings) -> faust.App:
     return app
 
 
+def uses_mongo(stage: Stage, settings: Settings) -> bool:
+    """Stages whose work needs MongoDB: the sink, and extraction when it caches LLM answers."""
+    return stage is Stage.SINK or (stage is Stage.EXTRACT and settings.llm_enabled
+                                   and settings.graphrag.enable_caching)
+
+
+def start_health_endpoint(stage: Stage, settings: Settings, app: faust.App) -> Health | None:
+    """/metrics, /livez, /readyz on monitoring.metrics_port; the Faust loop keeps it alive."""
+    mon = settings.monitoring
+    if not settings.graphrag.enable_monitoring or mon.metrics_port == 0:
+        return None
+    checks = {"kafka": kafka_check(settings)}
+    if uses_mongo(stage, settings):
+        checks["mongodb"] = mongo_check(settings)
+    health = Health(checks)
+    serve(health, mon.metrics_host, mon.metrics_port)
+    WORKER_INFO.info({"stage": stage.value, "group": group_id(settings, stage),
+                      "environment": settings.environment, "version": __version__})
+
+    async def heartbeat() -> None:
+        health.beat()
+
+    app.timer(interval=5.0)(heartbeat)
+    return health
+
+
 def run_stage(stage: Stage, settings: Settings) -> int:
     """Run one stage in this process until SIGINT/SIGTERM."""
     # Faust ignores a source topic that is missing when it starts, for good.
     ensure_topics(settings)
     app = build_app(stage, settings)
+    start_health_endpoint(stage, settings, app)
     level = {"DEBUG": "info", "INFO": "info", "WARNING": "warning", "ERROR": "error"}[settings.log_level]
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     log.info("stage %s starting (group %s)", stage.value, app.conf.id)
@@ -69,21 +99,22 @@ def run_stage(stage: Stage, settings: Settings) -> int:
     return 0
 
 
-def supervise(stages: Sequence[Stage], config_path: Path | None, *, extra_env: dict[str, str] | None = None,
+def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port: int = 0,
               poll: float = 0.5) -> int:
-    """Run each stage in a child process; if one exits, stop the others and report it."""
-    env = {**os.environ, **(extra_env or {})}
-    base_port = int(env.get("GRAPHRAG_METRICS_PORT", "9400"))
+    """Run each stage in a child process; if one exits, stop the others and report it.
+
+    Children get metrics ports ``metrics_port``, ``metrics_port + 1``, ... in pipeline
+    order (0 keeps their endpoints off).
+    """
     children: dict[Stage, subprocess.Popen[bytes]] = {}
     for i, stage in enumerate(stages):
         cmd = [sys.executable, "-m", "streams.cli"]
         if config_path:
             cmd += ["--config", str(config_path)]
-        cmd += ["worker", "--stages", stage.value]
-        # Each child gets its own metrics port: base, base+1, ...
-        child_env = {**env, "GRAPHRAG_METRICS_PORT": str(base_port + i), "GRAPHRAG_SUPERVISED": "1"}
-        children[stage] = subprocess.Popen(cmd, env=child_env)
-        log.info("started stage %s (pid %d)", stage.value, children[stage].pid)
+        port = metrics_port + i if metrics_port else 0
+        cmd += ["worker", "--stages", stage.value, "--metrics-port", str(port)]
+        children[stage] = subprocess.Popen(cmd, env=dict(os.environ))
+        log.info("started stage %s (pid %d, metrics port %s)", stage.value, children[stage].pid, port or "off")
 
     stopping = False
 

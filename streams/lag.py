@@ -4,12 +4,21 @@ lag = log-end offset - committed offset (a partition with no commit yet counts f
 log-start offset, as Kafka's own ``kafka-consumer-groups --describe`` shows it with a
 committed offset of "-"). These numbers drive the lag exporter, the scaling signal and
 the tests' "wait until quiescent".
+
+Lag in seconds is estimated the way kafka-lag-exporter does it: every measurement
+records (time, log-end offset) per partition; the first unconsumed message (the committed
+offset) was written at the time the log end passed that offset, interpolated linearly
+between the two samples around it; lag seconds = now - that time. When the committed
+offset is older than the oldest sample kept, the estimate is a lower bound (now - oldest
+sample). Accuracy is bounded by the sampling interval (monitoring.lag_interval_seconds).
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -76,3 +85,43 @@ def measure_lag(settings: Settings, groups: dict[str, Sequence[str]] | None = No
 
 def total_lag(rows: Iterable[PartitionLag]) -> int:
     return sum(r.lag for r in rows)
+
+
+@dataclass
+class LagSecondsEstimator:
+    """Keeps recent (time, log-end offset) samples per partition to turn lag into seconds."""
+
+    window_seconds: float = 3600.0
+    max_samples: int = 720
+    _history: dict[tuple[str, int], deque[tuple[float, int]]] = field(default_factory=dict)
+
+    def record(self, topic: str, partition: int, log_end: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        h = self._history.setdefault((topic, partition), deque(maxlen=self.max_samples))
+        if len(h) >= 2 and h[-1][1] == log_end and h[-2][1] == log_end:
+            h[-1] = (now, log_end)  # a plateau keeps its first and its latest sample only
+        else:
+            h.append((now, log_end))
+        while len(h) > 2 and now - h[0][0] > self.window_seconds:
+            h.popleft()
+
+    def seconds_behind(self, topic: str, partition: int, committed: int, log_end: int,
+                       now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        if committed >= log_end:
+            return 0.0
+        h = self._history.get((topic, partition))
+        if not h:
+            return 0.0
+        # The first sample whose log end is past the committed offset: the message at
+        # `committed` was written between the sample before it and that one.
+        prev: tuple[float, int] | None = None
+        for t, end in h:
+            if end > committed:
+                if prev is None:
+                    return max(0.0, now - t)  # older than our history: a lower bound
+                t0, end0 = prev
+                frac = (committed - end0) / (end - end0) if end > end0 else 1.0
+                return max(0.0, now - (t0 + frac * (t - t0)))
+            prev = (t, end)
+        return 0.0
