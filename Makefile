@@ -1,0 +1,73 @@
+# graphrag-streams — the two commands a newcomer needs:
+#   make demo   stack up, worker, submit the sample videos, show the graph
+#   make test   install, start the local stack, run the whole suite, stop the stack
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STACK  := $(BIN)/python stack/localstack.py
+PYTEST_ARGS ?=
+
+.PHONY: help install stack-up stack-down stack-wipe stack-status topics worker demo demo-stop \
+        test test-unit lint typecheck schemas check-schemas clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
+
+stack-up: install ## Start Kafka and FerretDB on loopback (provisioned and cached on first use)
+	$(STACK) up
+
+stack-down: ## Stop the local stack (data kept)
+	@if [ -x $(BIN)/python ]; then $(STACK) down; else $(PYTHON) stack/localstack.py down; fi
+
+stack-wipe: ## Stop the local stack and delete its data and logs
+	@if [ -x $(BIN)/python ]; then $(STACK) down --wipe; else $(PYTHON) stack/localstack.py down --wipe; fi
+
+stack-status: ## Show what the local stack runs
+	@$(STACK) status
+
+topics: install ## Create the pipeline topics (idempotent)
+	$(BIN)/graphrag-streams topics create
+
+worker: install ## Run every stage in the foreground (development)
+	$(BIN)/graphrag-streams worker --stages all
+
+demo: install ## The main job end to end on the local defaults (no API key needed)
+	@PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
+
+demo-stop: ## Stop the demo's worker (the stack keeps running; `make stack-down` stops it)
+	@PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh stop
+
+test: install ## Install, start the local stack, run the whole suite, stop the stack
+	@scripts/run-tests.sh $(PYTEST_ARGS)
+
+test-unit: install ## Only the tests that need no running services
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(BIN)/ruff check streams agents schemas tests stack benchmarks
+
+typecheck: install ## mypy (strict)
+	$(BIN)/mypy
+
+schemas: install ## Regenerate schemas/jsonschema from the pydantic models
+	$(BIN)/python -m schemas.generate
+
+check-schemas: install
+	$(BIN)/python -m schemas.generate --check
+
+clean: ## Remove the venv and caches (not the stack's data: see stack-wipe)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

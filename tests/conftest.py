@@ -1,0 +1,72 @@
+"""Fixtures. Integration tests run against real services, chosen by one option:
+
+    GRAPHRAG_TEST_BACKEND=native          (default) the project's local stack: the Apache
+                                          Kafka broker and FerretDB, started here if needed
+    GRAPHRAG_TEST_BACKEND=testcontainers  Kafka and MongoDB containers (needs Docker)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import CORPUS, ROOT, Deployment, Services
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not CORPUS.is_dir():
+        raise pytest.UsageError(f"the transcript corpus is missing: expected {CORPUS} (../shared/corpus)")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    backend = os.environ.get("GRAPHRAG_TEST_BACKEND", "native")
+    if backend == "testcontainers":
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, MongoDbContainer("mongo:7.0") as mongo:
+            yield Services(kafka.get_bootstrap_server(), mongo.get_connection_url())
+        return
+    if backend != "native":
+        raise pytest.UsageError(f"GRAPHRAG_TEST_BACKEND={backend!r}: use 'native' or 'testcontainers'")
+    # Idempotent: returns at once when `make test` (or the developer) already started it.
+    proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "up"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not start the local stack:\n{proc.stderr}")
+    kafka_port = int(os.environ.get("GRAPHRAG_KAFKA_PORT", "9092"))
+    mongo_port = int(os.environ.get("GRAPHRAG_MONGO_PORT", "27017"))
+    yield Services(f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}")
+
+
+DeploymentFactory = Callable[..., Deployment]
+
+
+@pytest.fixture
+def deployment_factory(services: Services, tmp_path: Path) -> Iterator[DeploymentFactory]:
+    """Make isolated deployments (own topics, groups, database); cleaned up afterwards."""
+    made: list[Deployment] = []
+
+    def make(overrides: dict[str, Any] | None = None) -> Deployment:
+        d = Deployment(services, tmp_path / f"d{len(made)}", overrides or {})
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        for w in d.workers:
+            if w.proc is not None and not w.alive():  # died on its own, not stopped by the test
+                print(f"--- worker {w.stages} exited {w.proc.returncode}; log tail ---\n{w.log_tail()}")
+        d.cleanup()

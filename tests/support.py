@@ -1,0 +1,227 @@
+"""Test helpers: isolated deployments on the shared broker and database, worker processes,
+raw produce/consume and waiting for quiescence. No mocks: everything talks to the real
+Kafka broker and the real MongoDB-compatible server."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from streams.config import Settings, load_settings
+from streams.kafka import client_config
+from streams.lag import measure_lag, total_lag
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap: str
+    mongo_uri: str
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment: its own topic prefix, consumer groups and database."""
+
+    services: Services
+    tmp: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+    name: str = field(default_factory=lambda: "t" + uuid.uuid4().hex[:8])
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        base = yaml.safe_load((ROOT / "config" / "development.yaml").read_text())
+        fixed = {
+            "log_level": "INFO",
+            "mongodb": {"uri": self.services.mongo_uri, "database": self.name},
+            "kafka": {"bootstrap_servers": self.services.bootstrap, "topic_prefix": f"{self.name}.",
+                      "partitions": 3},
+            "monitoring": {"metrics_port": 0},
+            "openai": {"api_key": "", "base_url": ""},
+        }
+        self.config_path = self.tmp / f"{self.name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(deep_merge(deep_merge(base, fixed), self.overrides)))
+        self.settings: Settings = load_settings(self.config_path, env={})
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHRAG_", "OPENAI_", "KAFKA_"))}
+        return {**env, "GRAPHRAG_CONFIG": str(self.config_path), "PYTHONUNBUFFERED": "1"}
+
+    def cli(self, *args: str, check: bool = True, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"graphrag-streams {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def start_worker(self, stages: str = "all") -> WorkerProcess:
+        w = WorkerProcess(self, stages)
+        w.start()
+        self.workers.append(w)
+        return w
+
+    def stop_workers(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.workers.clear()
+
+    def cleanup(self) -> None:
+        self.stop_workers()
+        from streams.kafka import make_admin
+        from streams.store import connect
+
+        admin = make_admin(self.settings)
+        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.name)]
+        if mine:
+            for fut in admin.delete_topics(mine, request_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    fut.result()
+        client = connect(self.settings)
+        with contextlib.suppress(Exception):  # a test may point a deployment at a dead database
+            client.drop_database(self.name)
+        client.close()
+
+
+class WorkerProcess:
+    def __init__(self, deployment: Deployment, stages: str) -> None:
+        self.d = deployment
+        self.stages = stages
+        self.log_path = deployment.tmp / f"worker-{stages.replace(',', '_')}-{uuid.uuid4().hex[:4]}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--stages", self.stages],
+                                     cwd=ROOT, env=self.d.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 40) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        self.proc = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 1.0,
+               message: str | Callable[[], str] = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {text}")
+        time.sleep(interval)
+
+
+def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
+    p = Producer({**client_config(settings.kafka), "message.max.bytes": 10_000_000})
+    errors: list[str] = []
+    for key, value in messages:
+        p.produce(topic, key=key, value=value,
+                  on_delivery=lambda err, msg: errors.append(str(err)) if err else None)
+    assert p.flush(30) == 0
+    assert not errors, errors
+
+
+def consume_all(settings: Settings, topic: str, timeout: float = 10.0) -> list[Any]:
+    """Every message currently in a topic (all partitions, from the beginning)."""
+    c = Consumer({**client_config(settings.kafka), "group.id": f"test-reader-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "fetch.message.max.bytes": 10_000_000})
+    try:
+        md = c.list_topics(topic, timeout=timeout).topics[topic]
+        ends = {}
+        for p in md.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        out = []
+        while ends:
+            msg = c.poll(timeout)
+            if msg is None:
+                raise AssertionError(f"could not read {topic} to its end; missing partitions {sorted(ends)}")
+            if msg.error():
+                continue
+            out.append(msg)
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        return out
+    finally:
+        c.close()
+
+
+def wait_quiescent(settings: Settings, timeout: float = 300, stable_for: float = 4.0,
+                   workers: Sequence[WorkerProcess] = ()) -> None:
+    """Wait until every stage's group has consumed everything, and nothing new arrives."""
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    last_ends: tuple[int, ...] | None = None
+    while True:
+        for w in workers:
+            if not w.alive():
+                raise AssertionError(f"worker {w.stages} died:\n{w.log_tail()}")
+        rows = measure_lag(settings)
+        ends = tuple(r.log_end for r in rows)
+        if total_lag(rows) == 0 and ends == last_ends:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= stable_for:
+                return
+        else:
+            quiet_since = None
+        last_ends = ends
+        if time.monotonic() > deadline:
+            busy = [(r.group, r.topic, r.partition, r.lag) for r in rows if r.lag]
+            raise AssertionError(f"pipeline not quiescent after {timeout:.0f}s; lagging: {busy}")
+        time.sleep(1.0)
+
+
+def manifest() -> list[dict[str, Any]]:
+    return json.loads((CORPUS / "manifest.json").read_text())
