@@ -1,7 +1,7 @@
 """Prometheus metrics: every name the workers and the lag exporter export, in one place.
 
-Dashboards (``deploy/grafana``), alert rules (``deploy/prometheus``) and the Helm chart
-refer to these names; a test checks that every metric they use is defined here.
+The Grafana dashboards and the alert rules (``helm/graphrag-streams/files/``) refer to these
+names; tests check that every metric they use is defined here and every metric here is shown.
 """
 
 from __future__ import annotations
