@@ -255,7 +255,12 @@ def load_settings(
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {file}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        # Only the position and the kind of problem: the YAML error text quotes the line,
+        # which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of sections")
     try:
