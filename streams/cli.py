@@ -76,7 +76,7 @@ def _ids_from_file(path: str) -> list[str]:
 
 @cli.command(context_settings=ID_ARGS)
 @click.argument("video_ids", nargs=-1)
-@click.option("--file", "files", multiple=True, type=click.Path(allow_dash=True),
+@click.option("--file", "files", multiple=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="Read video IDs from a file, one per line ('-' for stdin; '#' starts a comment).")
 @click.option("--transcripts", "transcript_dirs", multiple=True,
               type=click.Path(exists=True, file_okay=False),
@@ -350,6 +350,42 @@ def dlq(obj: Ctx, limit: int, as_json: bool) -> None:
                        f"{h.get('error.message', '')[:150]}")
     if not as_json:
         click.echo(f"{len(records)} record(s)", err=True)
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+@cli.group(context_settings=CONTEXT)
+def resolve() -> None:
+    """Entity resolution across the whole graph."""
+
+
+@resolve.command("merge", context_settings=CONTEXT)
+@click.option("--dry-run", is_flag=True, help="Only show what would be merged.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show", type=int, default=20, show_default=True, help="How many merges to list.")
+@click.pass_obj
+def resolve_merge(obj: Ctx, dry_run: bool, as_json: bool, show: int) -> None:
+    """Merge duplicate entities the in-stream resolver could not see (also runs periodically)."""
+    from streams.merge import run_merge_pass
+
+    store = _store(obj.settings)
+    report = run_merge_pass(obj.settings, store, dry_run=dry_run)
+    rows = [{"merged": m.source.name, "merged_type": m.source.type, "into": m.target.name,
+             "into_type": m.target.type, "reason": m.reason} for m in report.merges]
+    if as_json:
+        click.echo(json.dumps({"entities_before": report.entities_before, "entities_after": report.entities_after,
+                               "same_name_pairs_before": report.same_name_pairs_before,
+                               "same_name_pairs_after": report.same_name_pairs_after,
+                               "aliases_published": report.aliases_published, "dry_run": dry_run,
+                               "merges": rows}, indent=2))
+        return
+    verb = "would merge" if dry_run else "merged"
+    click.echo(f"{verb} {len(report.merges)} entities: {report.entities_before} -> {report.entities_after} "
+               f"entities; pairs sharing a normalised name {report.same_name_pairs_before} -> "
+               f"{report.same_name_pairs_after}; {report.aliases_published} aliases published")
+    for r in rows[:show]:
+        click.echo(f"  {r['merged']} ({r['merged_type']}) -> {r['into']} ({r['into_type']}): {r['reason']}")
 
 
 # --------------------------------------------------------------------------- lag

@@ -18,7 +18,8 @@ _NON_WORD = re.compile(r"[^\w\s]+")
 _SPACES = re.compile(r"\s+")
 _LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+")
 
-# Endings that look plural but usually are not (Mars, Phobos, virus, analysis, gas, ...).
+# Endings that look plural but usually are not (Phobos, virus, analysis, gas, ...). Proper
+# nouns ("Mars", "Jones") are protected by their type instead (PROPER_NOUN_TYPES).
 _SINGULAR_ENDINGS = ("ss", "us", "is", "os", "as", "ys")
 # Names of these types are proper nouns: "Jones", "Athens" and "Williams" are no plurals.
 PROPER_NOUN_TYPES = frozenset({"PERSON", "ORGANIZATION", "LOCATION", "EVENT", "WORK"})

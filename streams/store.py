@@ -21,6 +21,7 @@ Update commands are split into ``max_ops_per_command`` operations (see MongoSett
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter, defaultdict
@@ -172,7 +173,7 @@ class GraphStore:
         for cid, u in latest.items():
             mentions[cid] = [_mention_doc(u, e) for e in u.entities]
             evidence[cid] = [_evidence_doc(u, r) for r in u.relations]
-            chunk_docs[cid] = _chunk_doc(u, [m["_id"] for m in mentions[cid]], [e["_id"] for e in evidence[cid]])
+            chunk_docs[cid] = _chunk_doc(u, mentions[cid], evidence[cid])
 
         existing = {d["_id"]: d.get("evidence_fingerprint")
                     for d in self.coll("chunks").find({"_id": {"$in": list(latest)}},
@@ -182,15 +183,17 @@ class GraphStore:
         touched_entities = {e.entity_id for u in latest.values() for e in u.entities}
         touched_relations = {r.relation_id for u in latest.values() for r in u.relations}
         if changed:
-            keep_m = [m["_id"] for cid in changed for m in mentions[cid]]
-            keep_e = [e["_id"] for cid in changed for e in evidence[cid]]
-            stale_m = {"chunk_id": {"$in": changed}, "_id": {"$nin": keep_m}}
-            stale_e = {"chunk_id": {"$in": changed}, "_id": {"$nin": keep_e}}
-            touched_entities |= {d["entity_id"] for d in self.coll("entity_mentions").find(stale_m, {"entity_id": 1})}
-            touched_relations |= {d["relation_id"] for d in
-                                  self.coll("relation_evidence").find(stale_e, {"relation_id": 1})}
-            summary.stale_removed += self.coll("entity_mentions").delete_many(stale_m).deleted_count
-            summary.stale_removed += self.coll("relation_evidence").delete_many(stale_e).deleted_count
+            # A chunk extracted again with another result: its evidence is replaced whole.
+            old = {"chunk_id": {"$in": changed}}
+            old_m = list(self.coll("entity_mentions").find(old, {"entity_id": 1}))
+            old_e = list(self.coll("relation_evidence").find(old, {"relation_id": 1}))
+            touched_entities |= {d["entity_id"] for d in old_m}
+            touched_relations |= {d["relation_id"] for d in old_e}
+            self.coll("entity_mentions").delete_many(old)
+            self.coll("relation_evidence").delete_many(old)
+            still = {m["_id"] for cid in changed for m in mentions[cid]} | {e["_id"] for cid in changed
+                                                                            for e in evidence[cid]}
+            summary.stale_removed = len({d["_id"] for d in old_m + old_e} - still)
 
         # Evidence before chunk documents: a stored chunk implies its evidence is stored.
         summary.mentions_inserted = self._insert_new("entity_mentions", [m for ms in mentions.values() for m in ms])
@@ -225,7 +228,10 @@ class GraphStore:
                 ops.append(DeleteOne({"_id": eid}))
                 continue
             surfaces = Counter(m["surface"] for m in ms)
-            aliases = [s for s, _ in sorted(surfaces.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_ALIASES]
+            # Most used first; on a tie "Phobos" before "PHOBOS" and "phobos".
+            aliases = [s for s, _ in sorted(surfaces.items(),
+                                            key=lambda kv: (-kv[1], kv[0].isupper(), kv[0].islower(), kv[0]))]
+            aliases = aliases[:MAX_ALIASES]
             descriptions = _top_texts(m.get("description", "") for m in ms)
             ops.append(UpdateOne({"_id": eid}, {"$set": {
                 "type": ms[0]["type"],
@@ -412,9 +418,20 @@ def _evidence_doc(u: GraphUpdate, r: Any) -> Doc:
     }
 
 
-def _chunk_doc(u: GraphUpdate, mention_ids: list[str], evidence_ids: list[str]) -> Doc:
+def evidence_fingerprint(mentions: Iterable[Doc], evidence: Iterable[Doc], *, error: str | None,
+                         extractor: str, prompt_version: str) -> str:
+    """Identifies a chunk's evidence set by content (strengths, descriptions, times included)."""
+    canonical = json.dumps({"m": sorted(mentions, key=lambda d: str(d["_id"])),
+                            "e": sorted(evidence, key=lambda d: str(d["_id"])),
+                            "error": error, "extractor": extractor, "prompt": prompt_version},
+                           sort_keys=True, default=str)
+    return stable_id("evidence-set", canonical)
+
+
+def _chunk_doc(u: GraphUpdate, mentions: list[Doc], evidence: list[Doc]) -> Doc:
     c = u.chunk
-    fingerprint = stable_id("evidence-set", *sorted(mention_ids), "|", *sorted(evidence_ids), u.error or "")
+    fingerprint = evidence_fingerprint(mentions, evidence, error=u.error, extractor=u.extractor,
+                                       prompt_version=u.prompt_version)
     return {
         "_id": c.chunk_id,
         "video_id": c.video_id,
@@ -427,7 +444,7 @@ def _chunk_doc(u: GraphUpdate, mention_ids: list[str], evidence_ids: list[str]) 
         "extractor": u.extractor,
         "prompt_version": u.prompt_version,
         "extraction_error": u.error,
-        "entity_count": len(mention_ids),
-        "relation_count": len(evidence_ids),
+        "entity_count": len(mentions),
+        "relation_count": len(evidence),
         "evidence_fingerprint": fingerprint,
     }

@@ -3,7 +3,8 @@
 Entities are proper names (runs of capitalised words and acronyms, typed by cue words)
 and key phrases (content words and word pairs repeated in the chunk). Relations join
 entities named in the same sentence and are labelled with the verb between them when
-there is one, so "Phobos orbits Mars" gives ``ORBITS`` rather than a bare co-occurrence.
+there is one, so "Phobos orbits Mars" gives ``ORBIT`` (the verb's base form) rather than a
+bare co-occurrence.
 Machine transcripts are mostly lower case, which limits proper-name recall; the spaCy
 variant (``nlp`` extra) does better, the LLM best.
 """

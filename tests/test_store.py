@@ -1,0 +1,319 @@
+"""GraphStore on the real FerretDB: idempotent writes, evidence-derived counts, re-extraction,
+large batches and video completion. Each test uses its own database, dropped afterwards."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from schemas import (
+    ChunkExtraction,
+    ExtractedEntity,
+    ExtractedRelation,
+    GraphUpdate,
+    TranscriptChunk,
+    TranscriptFetched,
+    TranscriptSegment,
+    VideoStatusEvent,
+)
+from schemas.events import utcnow
+from streams.chunking import chunk_transcript
+from streams.extraction.offline import PROMPT_VERSION, extract_offline
+from streams.ids import chunk_id, entity_id
+from streams.resolution import resolve_extraction
+from streams.store import GraphStore, video_state
+from streams.transcripts import parse_transcript
+from tests.support import CORPUS, Services
+
+pytestmark = pytest.mark.integration
+
+MARS = "Pw0IZg7_4mo"
+POSNER = "-HxP28QcnIQ"
+T0 = utcnow()
+
+
+@pytest.fixture
+def store(services: Services) -> Iterator[GraphStore]:
+    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
+                                                      serverSelectionTimeoutMS=5000)
+    name = f"t_store_{uuid.uuid4().hex[:10]}"
+    s = GraphStore(client[name])  # default max_ops_per_command (25), as in development.yaml
+    try:
+        assert s.ping()
+        s.ensure_indexes()
+        yield s
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+# --------------------------------------------------------------------------- building updates
+
+
+def _chunk(video: str, index: int, text: str, count: int = 1, start: float = 0.0) -> TranscriptChunk:
+    return TranscriptChunk(chunk_id=chunk_id(video, index, text), video_id=video, index=index, chunk_count=count,
+                           text=text, start=start, end=start + 10.0, token_count=max(1, len(text.split())),
+                           timeline=[(0, start)], requested_at=T0)
+
+
+def _update(chunk: TranscriptChunk, entities: Sequence[tuple[str, str] | tuple[str, str, str]],
+            relations: Sequence[tuple[str, str, str, int]] = (), prompt: str = "v1",
+            error: str | None = None) -> GraphUpdate:
+    extraction = ChunkExtraction(
+        chunk=chunk,
+        entities=[ExtractedEntity(name=e[0], type=e[1], description=e[2] if len(e) > 2 else "") for e in entities],
+        relations=[ExtractedRelation(source=s, target=t, type=k, strength=n) for s, t, k, n in relations],
+        extractor="test", prompt_version=prompt, error=error)
+    return resolve_extraction(extraction)
+
+
+def _corpus_updates(video: str, path: str, tokens: int = 200) -> list[GraphUpdate]:
+    """The real pipeline functions on a real transcript: fetched -> chunks -> offline extraction -> resolved."""
+    text = (CORPUS / path).read_text(encoding="utf-8")
+    segments = [TranscriptSegment(start=s.start, end=s.end, text=s.text)
+                for s in parse_transcript(text, path.rsplit(".", 1)[1])]
+    fetched = TranscriptFetched(video_id=video, source="local", source_ref=path, segments=segments,
+                                requested_at=T0, fetched_at=T0)
+    updates = []
+    for c in chunk_transcript(fetched, tokens=tokens, overlap=30):
+        found = extract_offline(c.text)
+        updates.append(resolve_extraction(ChunkExtraction(chunk=c, entities=found.entities,
+                                                          relations=found.relations, extractor="offline-plain",
+                                                          prompt_version=PROMPT_VERSION)))
+    return updates
+
+
+def _status(video: str, stage: str, state: str, chunk_count: int | None = None,
+            detail: str = "") -> VideoStatusEvent:
+    return VideoStatusEvent.model_validate({"video_id": video, "stage": stage, "state": state,
+                                            "chunk_count": chunk_count, "detail": detail, "source": "local",
+                                            "requested_at": T0, "at": utcnow()})
+
+
+def _find_entity(store: GraphStore, etype: str, key: str) -> dict[str, Any] | None:
+    return store.coll("entities").find_one({"_id": entity_id(etype, key)})
+
+
+def _entity(store: GraphStore, etype: str, key: str) -> dict[str, Any]:
+    doc = _find_entity(store, etype, key)
+    assert doc is not None, f"no entity {etype} {key!r}"
+    return doc
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+def test_writing_the_same_batch_twice_changes_nothing(store: GraphStore) -> None:
+    updates = _corpus_updates(POSNER, "YaleCourses/-HxP28QcnIQ.srt")
+    assert len(updates) > 5
+    first = store.write_graph_updates(updates)
+    assert first.chunks == len(updates) and first.mentions_inserted > 0 and first.evidence_inserted > 0
+    before = store.snapshot()
+    assert before["entities"] and before["relations"]
+
+    again = store.write_graph_updates(updates)
+    assert (again.chunks, again.mentions_inserted, again.evidence_inserted, again.stale_removed) == (0, 0, 0, 0)
+    assert store.snapshot() == before
+    # Split differently and in another order: still nothing changes.
+    for u in reversed(updates):
+        store.write_graph_updates([u])
+    assert store.snapshot() == before
+
+
+def test_a_chunk_twice_in_one_batch_is_stored_once(store: GraphStore) -> None:
+    c = _chunk(MARS, 0, "Phobos and Deimos orbit Mars.")
+    u = _update(c, [("Phobos", "LOCATION"), ("Mars", "LOCATION")], [("Phobos", "Mars", "orbits", 6)])
+    summary = store.write_graph_updates([u, u, u])
+    assert summary.chunks == 1 and summary.mentions_inserted == 2 and summary.evidence_inserted == 1
+    assert store.counts()["chunks"] == 1
+
+
+# --------------------------------------------------------------------------- reconciliation
+
+
+def test_counts_and_weights_come_from_the_evidence(store: GraphStore) -> None:
+    a = _chunk(MARS, 0, "Phobos orbits Mars.", count=2)
+    b = _chunk(MARS, 1, "Phobos orbits Mars closely.", count=2, start=10.0)
+    other = _chunk(POSNER, 0, "Posner mentions Phobos and Mars.")
+    orbit = ("Phobos", "Mars", "orbits", 3)
+    store.write_graph_updates([
+        _update(a, [("Phobos", "LOCATION", "a moon"), ("Mars", "LOCATION")], [orbit]),
+        _update(b, [("Phobos", "LOCATION", "a moon"), ("Mars", "LOCATION")], [("phobos", "mars", "ORBITS", 7)]),
+    ])
+    store.write_graph_updates([_update(other, [("PHOBOS", "LOCATION", "tiny"), ("Mars", "LOCATION"),
+                                               ("Posner", "PERSON")], [orbit, ("Posner", "Mars", "mentions", 2)])])
+
+    phobos = _entity(store, "LOCATION", "phobos")
+    assert phobos["mention_count"] == 3 and phobos["video_count"] == 2
+    assert phobos["name"] == "Phobos" and phobos["aliases"] == ["Phobos", "PHOBOS"]  # most frequent first
+    assert phobos["description"] == "a moon" and phobos["descriptions"] == ["a moon", "tiny"]
+    assert _entity(store, "PERSON", "posner")["mention_count"] == 1
+
+    rel = store.coll("relations").find_one({"source_id": phobos["_id"]})
+    assert rel is not None
+    assert rel["type"] == "ORBITS" and rel["target_id"] == entity_id("LOCATION", "mars")
+    assert (rel["weight"], rel["evidence_count"], rel["video_count"]) == (3 + 7 + 3, 3, 2)
+    assert store.counts() == {"videos": 0, "chunks": 3, "entities": 3, "relations": 2, "entity_mentions": 7,
+                              "relation_evidence": 4}
+
+
+def test_reextraction_removes_stale_evidence_and_orphans(store: GraphStore) -> None:
+    shared = _chunk(MARS, 0, "Phobos and Deimos orbit Mars.", count=2)
+    other = _chunk(MARS, 1, "Mars is red.", count=2, start=10.0)
+    store.write_graph_updates([
+        _update(shared, [("Phobos", "LOCATION"), ("Deimos", "LOCATION"), ("Mars", "LOCATION")],
+                [("Phobos", "Mars", "orbits", 6), ("Deimos", "Mars", "orbits", 6)]),
+        _update(other, [("Mars", "LOCATION")]),
+    ])
+    assert store.counts()["entities"] == 3 and store.counts()["relations"] == 2
+
+    # A new prompt version sees Phobos and a new entity, but no longer Deimos.
+    summary = store.write_graph_updates([
+        _update(shared, [("Phobos", "LOCATION"), ("Mars", "LOCATION"), ("Red Planet", "LOCATION")],
+                [("Phobos", "Mars", "orbits", 6), ("Mars", "Red Planet", "is", 4)], prompt="v2")])
+    assert summary.stale_removed == 2  # the Deimos mention and its evidence
+    assert _find_entity(store, "LOCATION", "deimos") is None
+    assert _entity(store, "LOCATION", "mars")["mention_count"] == 2
+    assert _find_entity(store, "LOCATION", "red planet") is not None
+    types = sorted(r["type"] for r in store.coll("relations").find())
+    assert types == ["IS", "ORBITS"]
+    chunk_doc = store.coll("chunks").find_one({"_id": shared.chunk_id})
+    assert chunk_doc is not None and chunk_doc["prompt_version"] == "v2" and chunk_doc["entity_count"] == 3
+    assert store.coll("entity_mentions").count_documents({"chunk_id": shared.chunk_id}) == 3
+
+    # A failed re-extraction leaves the chunk with no evidence at all.
+    store.write_graph_updates([_update(shared, [], prompt="v3", error="extraction_failed")])
+    assert store.coll("entity_mentions").count_documents({"chunk_id": shared.chunk_id}) == 0
+    assert store.counts()["relations"] == 0
+    assert [e["name"] for e in store.coll("entities").find()] == ["Mars"]
+
+
+def test_reextraction_with_new_strength_updates_the_weight(store: GraphStore) -> None:
+    """PRODUCTION BUG: same entities and relations but different attributes are ignored on re-extraction."""
+    c = _chunk(MARS, 0, "Phobos orbits Mars.")
+    store.write_graph_updates([_update(c, [("Phobos", "LOCATION", "old"), ("Mars", "LOCATION")],
+                                       [("Phobos", "Mars", "orbits", 3)], prompt="v1")])
+    store.write_graph_updates([_update(c, [("Phobos", "LOCATION", "new"), ("Mars", "LOCATION")],
+                                       [("Phobos", "Mars", "orbits", 9)], prompt="v2")])
+    rel = store.coll("relations").find_one()
+    assert rel is not None
+    assert rel["weight"] == 9, "a chunk's evidence must be exactly its latest extraction"
+    assert _entity(store, "LOCATION", "phobos")["description"] == "new"
+    chunk_doc = store.coll("chunks").find_one({"_id": c.chunk_id})
+    assert chunk_doc is not None and chunk_doc["prompt_version"] == "v2"
+
+
+# --------------------------------------------------------------------------- large batches
+
+
+@pytest.mark.timeout(300)  # a deadlocked FerretDB command would otherwise hang for the global timeout
+def test_batches_larger_than_one_command(store: GraphStore) -> None:
+    """FerretDB deadlocks on >~100 matched updates in one command; the store must split them."""
+    names = [(f"Entity {i:03d}", "CONCEPT") for i in range(160)]
+    a = _chunk(MARS, 0, "chunk a", count=2)
+    b = _chunk(MARS, 1, "chunk b", count=2, start=10.0)
+    store.write_graph_updates([_update(a, names)])
+    assert store.counts()["entities"] == 160
+
+    store.write_graph_updates([_update(b, names)])  # 160 existing entities updated at once
+    counts = {e["mention_count"] for e in store.coll("entities").find({}, {"mention_count": 1})}
+    assert counts == {2}
+
+    store.write_graph_updates([_update(a, names[:10], prompt="v2")])  # 150 stale mentions removed
+    store.write_graph_updates([_update(b, names[:5], prompt="v2")])  # 150 entities orphaned and deleted
+    assert store.counts()["entities"] == 10
+    by_count = sorted(e["mention_count"] for e in store.coll("entities").find())
+    assert by_count == [1] * 5 + [2] * 5
+
+    store.write_graph_updates([_update(a, names, prompt="v3"), _update(b, names, prompt="v3")])
+    assert store.counts()["entities"] == 160 and store.counts()["entity_mentions"] == 320
+
+
+# --------------------------------------------------------------------------- videos
+
+
+def test_status_then_chunks_marks_the_video_done_exactly_once(store: GraphStore) -> None:
+    updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
+    n = len(updates)
+    assert n >= 2
+    assert store.apply_status_events([_status(MARS, "fetch", "started"), _status(MARS, "fetch", "done"),
+                                      _status(MARS, "chunk", "done", chunk_count=n)]) == []
+    assert store.write_graph_updates(updates[:-1]).completed == []
+    assert store.videos([MARS])[0]["status"] == "extracting"
+
+    completed = store.write_graph_updates(updates[-1:]).completed
+    assert [d["_id"] for d in completed] == [MARS]
+    assert store.refresh_videos([MARS]) == []
+    assert store.write_graph_updates(updates).completed == []  # redelivered chunks
+    assert store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=n)]) == []  # replayed status
+    doc = store.videos([MARS])[0]
+    assert doc["status"] == "done" and doc["chunks_stored"] == doc["chunk_count"] == n and "done_at" in doc
+
+
+def test_chunks_then_status_marks_the_video_done_exactly_once(store: GraphStore) -> None:
+    """The sink may see every chunk before the chunk stage's status event."""
+    updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
+    assert store.write_graph_updates(updates).completed == []  # no video document yet
+    assert store.apply_status_events([_status(MARS, "fetch", "done")]) == []
+    assert store.videos([MARS])[0]["status"] == "extracting"
+    completed = store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))])
+    assert [d["_id"] for d in completed] == [MARS]
+    assert store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))]) == []
+    assert store.refresh_videos([MARS]) == []
+
+
+def test_video_states_through_the_store(store: GraphStore) -> None:
+    v = "aaaaaaaaaaA"
+    chunks = [_chunk(v, i, f"Phobos text {i}", count=2, start=10.0 * i) for i in range(2)]
+
+    def state() -> str:
+        return str(store.videos([v])[0]["status"])
+
+    store.apply_status_events([_status(v, "fetch", "started")])
+    assert state() == "fetching"
+    store.apply_status_events([_status(v, "fetch", "done")])
+    assert state() == "fetched"
+    store.apply_status_events([_status(v, "chunk", "done", chunk_count=2)])
+    assert state() == "chunked"
+    store.write_graph_updates([_update(chunks[0], [("Phobos", "LOCATION")])])
+    assert state() == "extracting"
+    store.write_graph_updates([_update(chunks[1], [], error="extraction_failed")])
+    doc = store.videos([v])[0]
+    assert doc["status"] == "done" and doc["chunks_stored"] == 2 and doc["chunks_failed"] == 1
+
+    failed = "bbbbbbbbbbE"
+    store.apply_status_events([_status(failed, "fetch", "started"),
+                               _status(failed, "fetch", "failed", detail="transcript_not_found: none")])
+    doc = store.videos([failed])[0]
+    assert doc["status"] == "failed" and doc["stages"]["fetch"]["detail"].startswith("transcript_not_found")
+
+
+def test_requested_at_keeps_the_earliest(store: GraphStore) -> None:
+    v = "cccccccccc4"
+    late = VideoStatusEvent(video_id=v, stage="fetch", state="started", requested_at=T0 + timedelta(hours=1),
+                            at=utcnow())
+    early = VideoStatusEvent(video_id=v, stage="fetch", state="done", requested_at=T0, at=utcnow())
+    store.apply_status_events([late])
+    store.apply_status_events([early])
+    store.apply_status_events([late])
+    assert store.videos([v])[0]["requested_at"] == T0.replace(microsecond=T0.microsecond // 1000 * 1000)
+
+
+@pytest.mark.parametrize(("doc", "state"), [
+    ({}, "requested"),
+    ({"stages": {"fetch": {"state": "started"}}}, "fetching"),
+    ({"stages": {"fetch": {"state": "done"}}}, "fetched"),
+    ({"stages": {"fetch": {"state": "done"}, "chunk": {"state": "done"}}, "chunk_count": 3}, "chunked"),
+    ({"stages": {"chunk": {"state": "done"}}, "chunk_count": 3, "chunks_stored": 1}, "extracting"),
+    ({"chunk_count": 3, "chunks_stored": 3}, "done"),
+    ({"chunk_count": 0}, "done"),
+    ({"stages": {"extract": {"state": "failed"}}, "chunk_count": 3, "chunks_stored": 3}, "failed"),
+    ({"stages": {"fetch": None}}, "requested"),
+])
+def test_video_state(doc: dict[str, Any], state: str) -> None:
+    assert video_state(doc) == state
