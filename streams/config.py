@@ -61,6 +61,8 @@ class OpenAISettings(_Section):
     tokens_per_minute: int = Field(default=200_000, ge=100)
     input_cost_per_million: float = Field(default=0.15, ge=0)
     output_cost_per_million: float = Field(default=0.60, ge=0)
+    # How long the circuit stays open before one probe call (doubles per failed probe).
+    circuit_reset_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -93,6 +95,18 @@ class ExtractionSettings(_Section):
     extractor: Literal["auto", "offline", "llm"] = "auto"
     entity_types: tuple[str, ...] = DEFAULT_ENTITY_TYPES
     max_entities_per_chunk: int = Field(default=40, ge=1)
+    # Extra LLM passes asking for what the first answer missed (0 = none).
+    gleaning_passes: int = Field(default=0, ge=0, le=3)
+
+
+class ResolutionSettings(_Section):
+    """Entity resolution: in-stream fuzzy matching within blocks, and the periodic merge pass."""
+
+    block_chars: int = Field(default=2, ge=1, le=6)  # names meet on a partition by this prefix
+    fuzzy_threshold: float = Field(default=90.0, ge=50, le=100)  # rapidfuzz ratio, same type
+    min_fuzzy_length: int = Field(default=5, ge=1)  # shorter names only match exactly
+    merge_threshold: float = Field(default=92.0, ge=50, le=100)  # cross-block merge pass
+    merge_interval_seconds: float = Field(default=300.0, gt=0)
 
 
 class SinkSettings(_Section):
@@ -118,6 +132,7 @@ class GraphragSettings(_Section):
     transcripts: TranscriptSettings = TranscriptSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
+    resolution: ResolutionSettings = ResolutionSettings()
     sink: SinkSettings = SinkSettings()
     scaling: ScalingSettings = ScalingSettings()
 

@@ -1,4 +1,5 @@
-"""Choose the extractor for a deployment: the LLM when configured, otherwise offline."""
+"""Choose the extractor for a deployment: the LLM when configured, otherwise offline
+(spaCy when the ``nlp`` extra is installed, the plain rules when it is not)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from streams.extraction.offline import OfflineExtractor
 def make_extractor(settings: Settings) -> Extractor:
     cfg = settings.graphrag.extraction
     if settings.llm_enabled:
-        raise ValueError("LLM extraction is not available in this version; unset OPENAI_API_KEY "
-                         "or set graphrag.extraction.extractor: offline")
+        if settings.openai.api_key is None:
+            raise ValueError("graphrag.extraction.extractor is 'llm' but openai.api_key (OPENAI_API_KEY) is not set")
+        from streams.extraction.llm import LLMExtractor  # lazily: the offline path needs no openai client
+
+        return LLMExtractor.from_settings(settings)
+    from streams.extraction.spacy_ner import SpacyExtractor, load_model
+
+    nlp = load_model()
+    if nlp is not None:
+        return SpacyExtractor(nlp, max_entities=cfg.max_entities_per_chunk)
     return OfflineExtractor(max_entities=cfg.max_entities_per_chunk)

@@ -1,0 +1,163 @@
+"""How LLM calls are allowed to happen: rate limits, retries with backoff, a circuit breaker.
+
+Why a breaker that *waits* instead of failing fast: during an outage of the LLM provider
+the right thing for a stream processor is to stop taking new work and let messages wait
+in Kafka (unacknowledged), not to dead-letter them. Callers ``await breaker.allow()``;
+while the breaker is open they sleep until a single half-open probe has succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+class CircuitState(enum.IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failed calls; probes again after ``reset_seconds``.
+
+    Each failed probe doubles the wait (up to ``max_reset_seconds``).
+    """
+
+    threshold: int
+    reset_seconds: float = 30.0
+    max_reset_seconds: float = 300.0
+    on_change: Callable[[CircuitState], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    state: CircuitState = CircuitState.CLOSED
+    failures: int = 0
+    _opened_at: float = 0.0
+    _current_reset: float = 0.0
+    _probe_running: bool = False
+    _changed: asyncio.Condition | None = field(default=None, repr=False)
+
+    @property
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    def _set(self, state: CircuitState) -> None:
+        if state != self.state:
+            log.warning("LLM circuit %s -> %s", self.state.name.lower(), state.name.lower())
+            self.state = state
+            if self.on_change:
+                self.on_change(state)
+
+    async def allow(self) -> None:
+        """Return when a call may go out; wait while the circuit is open or a probe runs."""
+        while True:
+            async with self._cond:
+                if self.state is CircuitState.CLOSED:
+                    return
+                if self.state is CircuitState.OPEN:
+                    remaining = self._opened_at + self._current_reset - self.clock()
+                    if remaining <= 0 and not self._probe_running:
+                        self._set(CircuitState.HALF_OPEN)
+                        self._probe_running = True
+                        return  # this caller is the probe
+                    timeout = max(0.05, remaining) if remaining > 0 else 1.0
+                else:  # half-open: one probe is out, everyone else waits for its result
+                    timeout = 1.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._cond.wait(), timeout=timeout)
+
+    async def record_success(self) -> None:
+        async with self._cond:
+            self.failures = 0
+            self._probe_running = False
+            self._current_reset = self.reset_seconds
+            self._set(CircuitState.CLOSED)
+            self._cond.notify_all()
+
+    async def record_failure(self) -> None:
+        async with self._cond:
+            self.failures += 1
+            if self.state is CircuitState.HALF_OPEN or self._probe_running:
+                self._current_reset = min(self.max_reset_seconds, max(self.reset_seconds, self._current_reset * 2))
+                self._opened_at = self.clock()
+                self._probe_running = False
+                self._set(CircuitState.OPEN)
+            elif self.state is CircuitState.CLOSED and self.failures >= self.threshold:
+                self._current_reset = self.reset_seconds
+                self._opened_at = self.clock()
+                self._set(CircuitState.OPEN)
+            self._cond.notify_all()
+
+
+@dataclass
+class TokenBucket:
+    """``capacity`` units, refilled continuously at ``capacity`` per ``period`` seconds."""
+
+    capacity: float
+    period: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _level: float = -1.0
+    _updated: float = 0.0
+    _lock: asyncio.Lock | None = field(default=None, repr=False)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        if self._level < 0:
+            self._level, self._updated = self.capacity, now
+            return
+        self._level = min(self.capacity, self._level + (now - self._updated) * self.capacity / self.period)
+        self._updated = now
+
+    async def acquire(self, amount: float) -> float:
+        """Take ``amount`` (at most the capacity); returns the seconds spent waiting."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        amount = min(amount, self.capacity)
+        waited = 0.0
+        async with self._lock:  # first come, first served
+            while True:
+                self._refill()
+                if self._level >= amount:
+                    self._level -= amount
+                    return waited
+                delay = (amount - self._level) * self.period / self.capacity
+                await asyncio.sleep(delay)
+                waited += delay
+
+    def settle(self, estimated: float, actual: float) -> None:
+        """Correct an estimate once the real usage is known (may go into debt)."""
+        self._refill()
+        self._level -= actual - estimated
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0, retry_after: float | None = None) -> float:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
+    delay = random.uniform(0, min(cap, base * 2 ** attempt))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 300.0))
+    return delay
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds form; HTTP dates are rare for APIs)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

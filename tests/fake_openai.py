@@ -1,0 +1,244 @@
+"""A local HTTP server that speaks the OpenAI chat completions API, for contract tests.
+
+It answers the project's extraction prompts with a real extraction of the chunk text (the
+offline rules), so a pipeline run against it builds a real graph; it answers community
+report and query prompts from their content. Tests script faults (429 with Retry-After,
+500, timeouts, invalid JSON, schema violations, 400), take it down and up again, and
+read what it saw: requests, the maximum number of concurrent requests, prompts.
+
+    python -m tests.fake_openai --port 8765     # standalone, for benchmarks and demos
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from streams.extraction.offline import extract_offline
+
+
+@dataclass
+class FakeState:
+    delay: float = 0.0
+    faults: list[str] = field(default_factory=list)  # consumed one per request
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.requests = self.max_in_flight = 0
+            self.by_kind.clear()
+            self.bodies.clear()
+
+
+def _usage(messages: list[dict[str, Any]], content: str) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
+    completion = len(content) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def extraction_answer(messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
+    last = str(messages[-1].get("content", ""))
+    if last.startswith("Many entities and relations were probably missed"):
+        return json.dumps({"entities": [], "relations": []})
+    text = ""
+    for m in messages:
+        found = re.search(r"<<<\n(.*)\n>>>", str(m.get("content", "")), re.S)
+        if found:
+            text = found.group(1)
+            break
+    allowed = schema["properties"]["entities"]["items"]["properties"]["type"].get("enum") or ["CONCEPT"]
+    result = extract_offline(text)
+    entities = [{"name": e.name, "type": e.type if e.type in allowed else allowed[0],
+                 "description": e.description} for e in result.entities]
+    relations = [{"source": r.source, "target": r.target, "type": r.type, "description": r.description,
+                  "strength": r.strength} for r in result.relations]
+    return json.dumps({"entities": entities, "relations": relations})
+
+
+def report_answer(messages: list[dict[str, Any]], schema: dict[str, Any]) -> str:
+    """A community report built from the entity names in the prompt (issue 4)."""
+    text = str(messages[-1].get("content", ""))
+    names = re.findall(r"^- (?:entity )?([^:(\n]+?)(?: \(|:)", text, re.M)[:5] or ["these entities"]
+    props = schema.get("properties", {})
+    answer: dict[str, Any] = {}
+    for key, spec in props.items():
+        if spec.get("type") == "string":
+            answer[key] = f"{key.title()} about {', '.join(names)}"
+        elif spec.get("type") in ("number", "integer"):
+            answer[key] = 5
+        elif spec.get("type") == "array":
+            item = spec.get("items", {})
+            if item.get("type") == "object":
+                answer[key] = [{k: ([] if v.get("type") == "array" else (names[0] if v.get("type") == "string" else 5))
+                                for k, v in item.get("properties", {}).items()}]
+            else:
+                answer[key] = names
+    return json.dumps(answer)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: FakeState
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == "/_stats":
+            s = self.state
+            with s.lock:
+                self._send(200, {"requests": s.requests, "max_in_flight": s.max_in_flight,
+                                 "in_flight": s.in_flight, "by_kind": dict(s.by_kind)})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        if self.path == "/_control":
+            with self.state.lock:
+                if "faults" in body:
+                    self.state.faults[:] = list(body["faults"])
+                if "delay" in body:
+                    self.state.delay = float(body["delay"])
+            self._send(200, {"ok": True})
+            return
+        if not self.path.endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+            return
+        s = self.state
+        with s.lock:
+            s.requests += 1
+            s.in_flight += 1
+            s.max_in_flight = max(s.max_in_flight, s.in_flight)
+            fault = s.faults.pop(0) if s.faults else ""
+            s.bodies.append(body)
+        try:
+            self._answer(body, fault)
+        finally:
+            with s.lock:
+                s.in_flight -= 1
+
+    def _answer(self, body: dict[str, Any], fault: str) -> None:
+        s = self.state
+        if s.delay:
+            time.sleep(s.delay)
+        if fault.startswith("429"):
+            self._send(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
+                       {"Retry-After": fault.split(":", 1)[1] if ":" in fault else "1"})
+            return
+        if fault == "500":
+            self._send(500, {"error": {"message": "The server had an error"}})
+            return
+        if fault == "400":
+            self._send(400, {"error": {"message": "This model's maximum context length is exceeded"}})
+            return
+        if fault.startswith("timeout"):
+            time.sleep(float(fault.split(":", 1)[1]) if ":" in fault else 5.0)
+        messages = body.get("messages", [])
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        kind = (fmt.get("json_schema") or {}).get("name") or "text"
+        with s.lock:
+            s.by_kind[kind] += 1
+        if kind == "knowledge_graph":
+            content = extraction_answer(messages, schema)
+        elif schema:
+            content = report_answer(messages, schema)
+        else:
+            content = "An answer based on the context [1]."
+        if fault == "invalid_json":
+            content = content[: len(content) // 2]
+        elif fault == "schema_violation":
+            content = json.dumps({"entities": [{"name": "x"}], "relations": "none"})
+        self._send(200, {
+            "id": f"chatcmpl-{s.requests}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": _usage(messages, content),
+        })
+
+
+class FakeOpenAI:
+    """Runs the fake API in a background thread; ``stop()`` and ``start()`` simulate an outage."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.state = FakeState()
+        self.port = port
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        handler = type("FakeHandler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def fault(self, *faults: str) -> None:
+        with self.state.lock:
+            self.state.faults.extend(faults)
+
+    def stats(self) -> dict[str, Any]:
+        s = self.state
+        with s.lock:
+            return {"requests": s.requests, "max_in_flight": s.max_in_flight, "by_kind": dict(s.by_kind)}
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds per request")
+    args = parser.parse_args()
+    fake = FakeOpenAI(args.port).start()
+    fake.state.delay = args.delay
+    print(f"fake OpenAI API on {fake.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Contract tests of the LLM extractor and its call policy against a local server that speaks
+the OpenAI chat completions API (tests/fake_openai.py); the cache lives in FerretDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from schemas import TranscriptChunk
+from schemas.events import utcnow
+from streams.config import Settings
+from streams.extraction import ExtractionFailed
+from streams.extraction.llm import PROMPT_VERSION, LLMExtractor
+from streams.ids import chunk_id
+from streams.llm.client import LLMClient
+from streams.llm.policy import CircuitState
+from tests.conftest import DeploymentFactory
+from tests.fake_openai import FakeOpenAI
+
+pytestmark = pytest.mark.integration
+
+TEXT = ("The moon Phobos orbits Mars. The moon Deimos orbits Mars too, farther out. Judge Richard Posner wrote about "
+        "the Journal of Legal Studies.")
+
+
+def chunk(text: str = TEXT, index: int = 0) -> TranscriptChunk:
+    return TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", index, text), video_id="Pw0IZg7_4mo", index=index,
+                           chunk_count=index + 1, text=text, start=0.0, end=30.0, token_count=30,
+                           requested_at=utcnow())
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+def llm_settings(deployment_factory: DeploymentFactory, fake: FakeOpenAI, **graphrag: Any) -> Settings:
+    openai = {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
+              "timeout_seconds": 1.0, "circuit_reset_seconds": 0.5}
+    openai.update(graphrag.pop("openai", {}))
+    base = {"max_concurrent_operations": 2, "retry_attempts": 1, "circuit_breaker_threshold": 3,
+            "extraction": {"extractor": "llm"}}
+    base.update(graphrag)
+    return deployment_factory({"openai": openai, "graphrag": base}).settings
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def extract_once(settings: Settings, c: TranscriptChunk) -> Any:
+    ex = LLMExtractor(settings)
+    try:
+        return await ex.extract(c)
+    finally:
+        await ex.aclose()
+
+
+def test_valid_structured_output(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    result = run(extract_once(s, chunk()))
+    names = {e.name for e in result.entities}
+    assert {"Phobos", "Mars", "Deimos"} <= names
+    assert any(r.source == "Phobos" and r.target == "Mars" and r.type == "ORBIT" for r in result.relations)
+    body = fake.state.bodies[0]
+    assert body["model"] == "gpt-test"
+    fmt = body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert "PERSON" in fmt["json_schema"]["schema"]["properties"]["entities"]["items"]["properties"]["type"]["enum"]
+    assert TEXT in body["messages"][1]["content"]
+
+
+def test_invalid_json_is_repaired_by_asking_again(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    fake.fault("invalid_json")
+    result = run(extract_once(s, chunk()))
+    assert result.entities and fake.stats()["requests"] == 2
+    repair = fake.state.bodies[1]["messages"]
+    assert repair[-2]["role"] == "assistant" and "not valid" in repair[-1]["content"]
+
+
+def test_two_schema_violations_fail_with_the_raw_answer(deployment_factory: DeploymentFactory,
+                                                        fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    fake.fault("schema_violation", "schema_violation")
+    with pytest.raises(ExtractionFailed) as err:
+        run(extract_once(s, chunk()))
+    assert err.value.reason == "llm_invalid_output"
+    assert err.value.raw is not None and '"relations": "none"' in err.value.raw
+
+
+def test_bad_request_fails_the_chunk(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    fake.fault("400")
+    with pytest.raises(ExtractionFailed) as err:
+        run(extract_once(s, chunk()))
+    assert err.value.reason == "llm_rejected" and "context length" in str(err.value)
+
+
+def test_429_waits_for_retry_after_then_succeeds(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    fake.fault("429:1")
+    started = time.monotonic()
+    result = run(extract_once(s, chunk()))
+    assert result.entities and fake.stats()["requests"] == 2
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+
+
+@pytest.mark.parametrize("fault", ["500", "timeout:2"])
+def test_server_errors_and_timeouts_are_retried(deployment_factory: DeploymentFactory, fake: FakeOpenAI,
+                                                fault: str) -> None:
+    s = llm_settings(deployment_factory, fake)
+    fake.fault(fault)
+    result = run(extract_once(s, chunk()))
+    assert result.entities and fake.stats()["requests"] == 2
+
+
+def test_circuit_opens_pauses_and_closes_after_a_good_probe(deployment_factory: DeploymentFactory,
+                                                            fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake, retry_attempts=0, circuit_breaker_threshold=2,
+                     openai={"circuit_reset_seconds": 1.0})
+    fake.fault("500", "500", "500")  # two failed calls open it; the first probe fails too
+
+    async def scenario() -> tuple[list[CircuitState], list[int], Any]:
+        client = LLMClient(s)
+        seen: list[CircuitState] = []
+        inner = client.breaker.on_change
+        client.breaker.on_change = lambda st: (seen.append(st), inner and inner(st))  # type: ignore[func-returns-value]
+        requests_while_open: list[int] = []
+
+        async def watch() -> None:
+            while CircuitState.OPEN not in seen:
+                await asyncio.sleep(0.01)
+            requests_while_open.append(fake.stats()["requests"])
+            await asyncio.sleep(0.8)  # inside the 1 s open window nothing goes out
+            requests_while_open.append(fake.stats()["requests"])
+
+        watcher = asyncio.create_task(watch())
+        answer = await client.complete([{"role": "user", "content": "hello"}])
+        await watcher
+        await client.aclose()
+        return seen, requests_while_open, answer
+
+    seen, while_open, answer = run(scenario())
+    assert answer.content
+    assert seen == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.OPEN, CircuitState.HALF_OPEN,
+                    CircuitState.CLOSED]
+    assert while_open[0] == while_open[1] == 2
+    assert fake.stats()["requests"] == 4
+
+
+def test_in_flight_calls_never_exceed_the_limit(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake, max_concurrent_operations=3, enable_caching=False)
+    fake.state.delay = 0.2
+
+    async def many() -> None:
+        ex = LLMExtractor(s)
+        await asyncio.gather(*(ex.extract(chunk(f"{TEXT} Variant {i}.", i)) for i in range(12)))
+        await ex.aclose()
+
+    run(many())
+    assert fake.stats()["requests"] == 12
+    assert fake.stats()["max_in_flight"] == 3
+
+
+def test_cache_makes_a_second_extraction_free(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    first = run(extract_once(s, chunk()))
+    calls = fake.stats()["requests"]
+    again = run(extract_once(s, chunk()))
+    assert fake.stats()["requests"] == calls  # zero calls the second time
+    assert again.meta["cache"] == "hit" and first.meta["cache"] == "miss"
+    assert [e.model_dump() for e in again.entities] == [e.model_dump() for e in first.entities]
+    # A new prompt version (here: gleaning changes the prompt) misses the cache.
+    s2 = llm_settings(deployment_factory, fake, extraction={"extractor": "llm", "gleaning_passes": 1})
+    s2 = s2.model_copy(update={"mongodb": s.mongodb})  # same cache collection as the first run
+    glean = run(extract_once(s2, chunk()))
+    assert glean.meta["cache"] == "miss" and fake.stats()["requests"] == calls + 2  # answer + gleaning pass
+    assert fake.state.bodies[-1]["messages"][-1]["content"].startswith("Many entities")
+
+
+def test_caching_can_be_turned_off(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake, enable_caching=False)
+    run(extract_once(s, chunk()))
+    run(extract_once(s, chunk()))
+    assert fake.stats()["requests"] == 2
+
+
+def test_prompt_version_is_recorded(deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
+    s = llm_settings(deployment_factory, fake)
+    ex = LLMExtractor(s)
+    assert ex.prompt_version.startswith(PROMPT_VERSION) and ex.name == "openai:gpt-test"
+    run(ex.aclose())
+    assert json.loads(json.dumps(fake.stats()))["requests"] == 0
