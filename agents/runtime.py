@@ -87,11 +87,12 @@ class StageRuntime:
     def __post_init__(self) -> None:
         self.topics = topics_for(self.settings)
 
-    def topic(self, name: str) -> faust.TopicT:
-        if name not in self._topic_cache:
-            self._topic_cache[name] = self.app.topic(name, key_type=bytes, value_type=bytes,
-                                                     allow_empty=True)
-        return self._topic_cache[name]
+    def topic(self, *names: str) -> faust.TopicT:
+        """A raw-bytes Faust topic (several names: one stream over co-partitioned topics)."""
+        key = ",".join(names)
+        if key not in self._topic_cache:
+            self._topic_cache[key] = self.app.topic(*names, key_type=bytes, value_type=bytes, allow_empty=True)
+        return self._topic_cache[key]
 
     @asynccontextmanager
     async def processing(self, events: Sequence[Any]) -> AsyncIterator[None]:

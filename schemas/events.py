@@ -213,6 +213,43 @@ class GraphUpdate(Event):
     error: str | None = None
 
 
+# --------------------------------------------------------------------------- resolution (internal)
+
+
+class MentionRequest(Event):
+    """One entity of one chunk, on its way to the resolver that owns its blocking key
+    (internal topic ``<prefix>resolve.mentions``, key = blocking key)."""
+
+    chunk_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    mention: int = Field(ge=0)  # position in the chunk's entity list
+    name: ShortText
+    type: Annotated[str, Field(min_length=1, max_length=40)]
+    block: Annotated[str, Field(max_length=20)]
+
+
+class MentionResolved(Event):
+    """The canonical entity of one mention (internal topic ``<prefix>resolve.resolved``, key = chunk_id)."""
+
+    chunk_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    mention: int = Field(ge=0)
+    entity_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    type: Annotated[str, Field(min_length=1, max_length=40)]
+    canonical_name: ShortText
+    how: Literal["new", "exact", "alias", "fuzzy"]
+
+
+class EntityAlias(BaseModel):
+    """A merge decision: mentions whose folded name is the message key belong to this entity
+    (compacted topic ``<prefix>entities.aliases``; a null value retracts it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: Literal[1] = 1
+    entity_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    type: str
+    name: ShortText
+    reason: str = ""
+
+
 # --------------------------------------------------------------------------- progress
 
 
@@ -238,4 +275,6 @@ TOPIC_MODELS: dict[str, type[Event]] = {
     "graph.extractions": ChunkExtraction,
     "graph.edges": GraphUpdate,
     "videos.status": VideoStatusEvent,
+    "resolve.mentions": MentionRequest,
+    "resolve.resolved": MentionResolved,
 }

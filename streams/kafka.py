@@ -61,7 +61,7 @@ class DeliveryError(RuntimeError):
 class OutgoingMessage:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (deletes the key from a compacted topic)
     headers: Sequence[tuple[str, bytes]] = ()
 
 

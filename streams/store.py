@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError
 
 from schemas import GraphUpdate, VideoStatusEvent
 from streams.config import Settings
-from streams.ids import evidence_id, mention_id, stable_id
+from streams.ids import evidence_id, mention_id, relation_id, stable_id
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,77 @@ class GraphStore:
             }}, upsert=True))
         self._bulk("relations", ops)
         return len(ops)
+
+    # ------------------------------------------------------------------ merges
+
+    def repoint_entities(self, mapping: dict[str, tuple[str, str]]) -> dict[str, int]:
+        """Move every mention and relation of merged entities to their survivors; idempotent.
+
+        ``mapping``: merged entity id -> (surviving entity id, surviving type). Evidence keys
+        are recomputed, relations that become self-loops disappear, touched chunks get the
+        fingerprint of their new evidence, and entities and relations are reconciled.
+        """
+        if not mapping:
+            return {"mentions": 0, "evidence": 0}
+        old_ids = list(mapping)
+        touched_entities = set(old_ids) | {new for new, _ in mapping.values()}
+        touched_relations: set[str] = set()
+        chunks: set[str] = set()
+
+        mentions = list(self.coll("entity_mentions").find({"entity_id": {"$in": old_ids}}))
+        new_mentions = []
+        for m in mentions:
+            target, ttype = mapping[m["entity_id"]]
+            new_mentions.append({**m, "_id": mention_id(m["chunk_id"], target), "entity_id": target, "type": ttype})
+            chunks.add(m["chunk_id"])
+        self._insert_new("entity_mentions", new_mentions)
+        if mentions:
+            self.coll("entity_mentions").delete_many({"_id": {"$in": [m["_id"] for m in mentions]}})
+
+        evidence = list(self.coll("relation_evidence").find(
+            {"$or": [{"source_id": {"$in": old_ids}}, {"target_id": {"$in": old_ids}}]}))
+        new_evidence = []
+        for e in evidence:
+            src = mapping.get(e["source_id"], (e["source_id"], ""))[0]
+            dst = mapping.get(e["target_id"], (e["target_id"], ""))[0]
+            touched_relations.add(e["relation_id"])
+            chunks.add(e["chunk_id"])
+            if src == dst:
+                continue
+            rid = relation_id(src, dst, e["type"])
+            touched_relations.add(rid)
+            new_evidence.append({**e, "_id": evidence_id(e["chunk_id"], rid), "relation_id": rid,
+                                 "source_id": src, "target_id": dst})
+        self._insert_new("relation_evidence", new_evidence)
+        if evidence:
+            self.coll("relation_evidence").delete_many({"_id": {"$in": [e["_id"] for e in evidence]}})
+
+        self._refresh_fingerprints(chunks)
+        self.reconcile_entities(touched_entities)
+        self.reconcile_relations(touched_relations)
+        return {"mentions": len(mentions), "evidence": len(evidence)}
+
+    def _refresh_fingerprints(self, chunk_ids: Iterable[str]) -> None:
+        ids = sorted(set(chunk_ids))
+        for part in batched(ids, 200):
+            docs = {c["_id"]: c for c in self.coll("chunks").find({"_id": {"$in": list(part)}})}
+            ms: dict[str, list[Doc]] = defaultdict(list)
+            es: dict[str, list[Doc]] = defaultdict(list)
+            for m in self.coll("entity_mentions").find({"chunk_id": {"$in": list(part)}}):
+                ms[m["chunk_id"]].append(m)
+            for e in self.coll("relation_evidence").find({"chunk_id": {"$in": list(part)}}):
+                es[e["chunk_id"]].append(e)
+            ops: list[UpdateOne | DeleteOne] = []
+            for cid, c in docs.items():
+                fp = evidence_fingerprint(ms[cid], es[cid], error=c.get("extraction_error"),
+                                          extractor=c.get("extractor", ""), prompt_version=c.get("prompt_version", ""))
+                ops.append(UpdateOne({"_id": cid}, {"$set": {"evidence_fingerprint": fp,
+                                                             "entity_count": len(ms[cid]),
+                                                             "relation_count": len(es[cid])}}))
+            self._bulk("chunks", ops)
+
+    def entity_infos(self) -> list[Doc]:
+        return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1}))
 
     # ------------------------------------------------------------------ video progress
 

@@ -64,19 +64,38 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}dlq"
 
+    # The resolve stage's own topics: mentions repartitioned by blocking key, the chunk
+    # waiting for its mentions, resolved mentions by chunk, and merge decisions (compacted).
+    @property
+    def resolve_mentions(self) -> str:
+        return f"{self.prefix}resolve.mentions"
+
+    @property
+    def resolve_pending(self) -> str:
+        return f"{self.prefix}resolve.pending"
+
+    @property
+    def resolve_resolved(self) -> str:
+        return f"{self.prefix}resolve.resolved"
+
+    @property
+    def aliases(self) -> str:
+        return f"{self.prefix}entities.aliases"
+
     def inputs(self, stage: Stage) -> tuple[str, ...]:
         """The topics a stage consumes; the first is the one its lag scales on."""
         return {
             Stage.FETCH: (self.requested,),
             Stage.CHUNK: (self.transcripts,),
             Stage.EXTRACT: (self.chunks,),
-            Stage.RESOLVE: (self.extractions,),
+            Stage.RESOLVE: (self.extractions, self.resolve_mentions, self.resolve_pending, self.resolve_resolved),
             Stage.SINK: (self.edges, self.status),
         }[stage]
 
     def all(self) -> tuple[str, ...]:
         return (self.requested, self.transcripts, self.chunks, self.extractions, self.edges,
-                self.status, self.dlq)
+                self.status, self.dlq, self.resolve_mentions, self.resolve_pending, self.resolve_resolved,
+                self.aliases)
 
 
 def topics_for(settings: Settings) -> Topics:
@@ -110,4 +129,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # The DLQ keeps its records for a month: someone has to look at them.
         TopicSpec(t.dlq, k.partitions, k.replication_factor,
                   {"retention.ms": str(30 * 24 * 3600 * 1000), **big}),
+        # Co-partitioned: pending and resolved are joined by chunk_id in one agent.
+        TopicSpec(t.resolve_mentions, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.resolve_pending, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.resolve_resolved, k.partitions, k.replication_factor, dict(week)),
+        # Merge decisions are state, not events: compacted, kept for good.
+        TopicSpec(t.aliases, k.partitions, k.replication_factor,
+                  {"cleanup.policy": "compact", "retention.ms": "-1"}),
     ]

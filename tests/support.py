@@ -23,7 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streams.config import Settings, load_settings
 from streams.kafka import client_config
-from streams.lag import measure_lag, total_lag
+from streams.lag import measure_lag, stage_groups, total_lag
+from streams.topics import Stage
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
@@ -199,8 +200,9 @@ def consume_all(settings: Settings, topic: str, timeout: float = 10.0) -> list[A
 
 
 def wait_quiescent(settings: Settings, timeout: float = 300, stable_for: float = 4.0,
-                   workers: Sequence[WorkerProcess] = ()) -> None:
-    """Wait until every stage's group has consumed everything, and nothing new arrives."""
+                   workers: Sequence[WorkerProcess] = (), stages: Iterable[Stage] | None = None) -> None:
+    """Wait until the stages' groups (default: all) consumed everything and nothing new arrives."""
+    groups = stage_groups(settings, stages) if stages is not None else None
     deadline = time.monotonic() + timeout
     quiet_since: float | None = None
     last_ends: tuple[int, ...] | None = None
@@ -208,7 +210,7 @@ def wait_quiescent(settings: Settings, timeout: float = 300, stable_for: float =
         for w in workers:
             if not w.alive():
                 raise AssertionError(f"worker {w.stages} died:\n{w.log_tail()}")
-        rows = measure_lag(settings)
+        rows = measure_lag(settings, groups)
         ends = tuple(r.log_end for r in rows)
         if total_lag(rows) == 0 and ends == last_ends:
             quiet_since = quiet_since or time.monotonic()
