@@ -1,0 +1,280 @@
+{{/* ---------------------------------------------------------------- names and labels */}}
+
+{{- define "graphrag-streams.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Short enough that "<fullname>-<stage>" and "<fullname>-lag-exporter" stay valid names. */}}
+{{- define "graphrag-streams.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "graphrag-streams.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "graphrag-streams.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "graphrag-streams.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "graphrag-streams.labels" -}}
+helm.sh/chart: {{ include "graphrag-streams.chart" . }}
+{{ include "graphrag-streams.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: graphrag-streams
+graphrag.io/environment: {{ .Values.environment }}
+{{- end -}}
+
+{{- define "graphrag-streams.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "graphrag-streams.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "graphrag-streams.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- stages and topics */}}
+
+{{/* The pipeline, in order (streams/topics.py: Stage). */}}
+{{- define "graphrag-streams.stages" -}}
+{{- list "fetch" "chunk" "extract" "resolve" "sink" | toJson -}}
+{{- end -}}
+
+{{/*
+The topic a stage's lag is measured on: the first of Topics.inputs(stage) in
+streams/topics.py (the sink also reads videos.status, but scales on graph.edges).
+Called with (dict "prefix" <topic prefix> "stage" <stage>).
+*/}}
+{{- define "graphrag-streams.inputTopic" -}}
+{{- $inputs := dict "fetch" "videos.requested" "chunk" "transcripts.fetched" "extract" "transcripts.chunks" "resolve" "graph.extractions" "sink" "graph.edges" -}}
+{{- printf "%s%s" .prefix (get $inputs .stage) -}}
+{{- end -}}
+
+{{/* Consumer group = Faust app id: streams.topics.group_id ("graphrag." -> "graphrag-<stage>"). */}}
+{{- define "graphrag-streams.consumerGroup" -}}
+{{- $stem := regexReplaceAll "[._-]+$" .prefix "" | default "graphrag" -}}
+{{- printf "%s-%s" $stem .stage -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- configuration */}}
+
+{{/* Deep merge that, unlike mergeOverwrite, also writes false, 0 and "" (dst is changed). */}}
+{{- define "graphrag-streams.deepSet" -}}
+{{- $dst := .dst -}}
+{{- range $k, $v := .src -}}
+{{- if and (kindIs "map" $v) (hasKey $dst $k) (kindIs "map" (get $dst $k)) -}}
+{{- include "graphrag-streams.deepSet" (dict "dst" (get $dst $k) "src" $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k $v -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The effective configuration as a dict: files/config/<environment>.yaml (identical to
+config/<environment>.yaml, see tests/test_helm.py) with the chart's values written over it.
+${VAR} references (secrets, optional settings) stay in place for the app to resolve from
+the pod's environment.
+*/}}
+{{- define "graphrag-streams.configDict" -}}
+{{- $path := printf "files/config/%s.yaml" .Values.environment -}}
+{{- $raw := .Files.Get $path -}}
+{{- if not $raw -}}
+{{- fail (printf "%s is missing from the chart" $path) -}}
+{{- end -}}
+{{- $cfg := fromYaml $raw -}}
+{{- if hasKey $cfg "Error" -}}
+{{- fail (printf "%s is not valid YAML: %s" $path (get $cfg "Error")) -}}
+{{- end -}}
+{{- range $section := list "mongodb" "openai" "graphrag" "monitoring" "kafka" -}}
+{{- if not (kindIs "map" (get $cfg $section)) -}}
+{{- $_ := set $cfg $section dict -}}
+{{- end -}}
+{{- end -}}
+{{- $s := .Values.settings -}}
+{{- $_ := set $cfg "log_level" $s.logLevel -}}
+{{- $g := get $cfg "graphrag" -}}
+{{- $_ := set $g "enable_caching" $s.enableCaching -}}
+{{- $_ := set $g "max_concurrent_operations" (int $s.maxConcurrentOperations) -}}
+{{- $_ := set $g "retry_attempts" (int $s.retryAttempts) -}}
+{{- $_ := set $g "circuit_breaker_threshold" (int $s.circuitBreakerThreshold) -}}
+{{- $_ := set $g "scaling" (dict
+      "lag_threshold" (int $s.scaling.lagThreshold)
+      "activation_lag_threshold" (int $s.scaling.activationLagThreshold)
+      "min_replicas" (int $s.scaling.minReplicas)
+      "max_replicas" (int $s.scaling.maxReplicas)) -}}
+{{- $_ := set (get $cfg "openai") "model" $s.openaiModel -}}
+{{- if .Values.openai.baseUrl -}}
+{{- $_ := set (get $cfg "openai") "base_url" .Values.openai.baseUrl -}}
+{{- end -}}
+{{- if .Values.mongodb.database -}}
+{{- $_ := set (get $cfg "mongodb") "database" .Values.mongodb.database -}}
+{{- end -}}
+{{- $k := get $cfg "kafka" -}}
+{{- $_ := set $k "bootstrap_servers" .Values.kafka.bootstrapServers -}}
+{{- $_ := set $k "topic_prefix" .Values.kafka.topicPrefix -}}
+{{- $_ := set $k "partitions" (int .Values.kafka.partitions) -}}
+{{- $_ := set $k "replication_factor" (int .Values.kafka.replicationFactor) -}}
+{{- $_ := set $k "security_protocol" .Values.kafka.securityProtocol -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}
+{{- if not .Values.kafka.saslMechanism -}}
+{{- fail (printf "kafka.securityProtocol=%s needs kafka.saslMechanism" .Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- $_ := set $k "sasl_mechanism" .Values.kafka.saslMechanism -}}
+{{- $_ := set $k "sasl_username" "${KAFKA_SASL_USERNAME:-}" -}}
+{{- $_ := set $k "sasl_password" "${KAFKA_SASL_PASSWORD:-}" -}}
+{{- end -}}
+{{- $m := get $cfg "monitoring" -}}
+{{- $_ := set $m "metrics_host" "0.0.0.0" -}}
+{{- $_ := set $m "metrics_port" (int .Values.monitoring.metricsPort) -}}
+{{- $_ := set $m "lag_exporter_port" (int .Values.monitoring.lagExporterPort) -}}
+{{- include "graphrag-streams.deepSet" (dict "dst" $cfg "src" (deepCopy .Values.extraConfig)) -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+Autoscaling bounds of every stage, from the rendered configuration, as JSON:
+{"minReplicas": n, "maxReplicas": n, "lagThreshold": n, "activationLagThreshold": n, "prefix": s}.
+maxReplicas = max(1, min(scaling.max_replicas, kafka.partitions)) and minReplicas is at most
+that: the same bounds streams/scaling.py's desired_replicas uses for the lag exporter.
+*/}}
+{{- define "graphrag-streams.scaling" -}}
+{{- $cfg := include "graphrag-streams.configDict" . | fromYaml -}}
+{{- $sc := $cfg.graphrag.scaling -}}
+{{- $max := max 1 (min (int $sc.max_replicas) (int $cfg.kafka.partitions)) -}}
+{{- $min := min (int $sc.min_replicas) $max -}}
+{{- dict "minReplicas" $min "maxReplicas" $max "lagThreshold" (int $sc.lag_threshold) "activationLagThreshold" (int $sc.activation_lag_threshold) "prefix" $cfg.kafka.topic_prefix "bootstrapServers" $cfg.kafka.bootstrap_servers | toJson -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- pod parts */}}
+
+{{/* Environment variable -> secrets.keys entry. */}}
+{{- define "graphrag-streams.secretVars" -}}
+{{- dict "MONGODB_URI" "mongodbUri" "OPENAI_API_KEY" "openaiApiKey" "KAFKA_SASL_USERNAME" "kafkaSaslUsername" "KAFKA_SASL_PASSWORD" "kafkaSaslPassword" "REDIS_URL" "redisUrl" | toJson -}}
+{{- end -}}
+
+{{/* Fail when the environment's config needs a variable (${VAR} without default) nobody sets. */}}
+{{- define "graphrag-streams.checkRequiredVars" -}}
+{{- $raw := .Files.Get (printf "files/config/%s.yaml" .Values.environment) -}}
+{{- $vars := fromJson (include "graphrag-streams.secretVars" .) -}}
+{{- range $var, $key := $vars -}}
+{{- if and (contains (printf "${%s}" $var) $raw) (not (and $.Values.secrets.existingSecret (get $.Values.secrets.keys $key))) -}}
+{{- fail (printf "the %s configuration needs %s: set secrets.existingSecret and secrets.keys.%s" $.Values.environment $var $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasPrefix "SASL_" .Values.kafka.securityProtocol) .Values.keda.enabled -}}
+{{- if not (and .Values.secrets.existingSecret .Values.secrets.keys.kafkaSaslUsername .Values.secrets.keys.kafkaSaslPassword) -}}
+{{- fail "kafka.securityProtocol SASL_* needs secrets.keys.kafkaSaslUsername and kafkaSaslPassword (the workers and KEDA authenticate with them)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "graphrag-streams.env" -}}
+- name: GRAPHRAG_CONFIG
+  value: /etc/graphrag/config.yaml
+{{- if .Values.secrets.existingSecret }}
+{{- $vars := fromJson (include "graphrag-streams.secretVars" .) }}
+{{- range $var := keys $vars | sortAlpha }}
+{{- $key := get $.Values.secrets.keys (get $vars $var) }}
+{{- if $key }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.secrets.existingSecret }}
+      key: {{ $key }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "graphrag-streams.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ int .Values.securityContext.runAsUser }}
+runAsGroup: {{ int .Values.securityContext.runAsGroup }}
+{{- with .Values.securityContext.fsGroup }}
+fsGroup: {{ int . }}
+{{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "graphrag-streams.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ int .Values.securityContext.runAsUser }}
+runAsGroup: {{ int .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "graphrag-streams.volumes" -}}
+- name: config
+  configMap:
+    name: {{ include "graphrag-streams.fullname" . }}-config
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit | default "256Mi" }}
+{{- end -}}
+
+{{- define "graphrag-streams.volumeMounts" -}}
+- name: config
+  mountPath: /etc/graphrag
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* Pod-level fields shared by every workload. */}}
+{{- define "graphrag-streams.podCommon" -}}
+serviceAccountName: {{ include "graphrag-streams.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- include "graphrag-streams.podSecurityContext" . | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+volumes:
+  {{- include "graphrag-streams.volumes" . | nindent 2 }}
+{{- end -}}

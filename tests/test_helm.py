@@ -1,0 +1,610 @@
+"""The Helm chart (helm/graphrag-streams): `helm lint` and `helm template` per environment.
+
+What is checked on the rendered objects: every stage has a Deployment and a KEDA
+ScaledObject whose consumer group and topic are what streams.topics computes from the
+rendered configuration (loaded with streams.config.load_settings, as the pods do), the
+replica bounds never exceed the topic's partitions, no secret value is rendered, the
+securityContext is on every pod and container, the tiers differ as the plan says, bad
+values fail the schema, and keda.enabled=false renders HPAs instead.
+
+Helm comes from the project's tooling: `python stack/localstack.py helm` builds it from the
+Go module proxy once and prints the cached binary's path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.config import ENVIRONMENTS, Settings, load_settings
+from streams.topics import PIPELINE, Stage, group_id, topics_for
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "graphrag-streams"
+RELEASE = "graphrag"
+NAMESPACE = "graphrag-test"
+FULLNAME = f"{RELEASE}-graphrag-streams"
+FAKE_SECRET = "fake-s3cret-7d1c9e"  # must never appear in rendered output
+SECRET_VARS = {"MONGODB_URI", "OPENAI_API_KEY", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "REDIS_URL"}
+
+# The tiers of the original plan (config/*.yaml): what each environment must render.
+TIERS: dict[str, dict[str, Any]] = {
+    "development": {"log_level": "DEBUG", "max_concurrent_operations": 2, "retry_attempts": 1,
+                    "circuit_breaker_threshold": 3, "caching": True, "lag_threshold": 20,
+                    "activation": 0, "min": 0, "max": 3, "partitions": 6},
+    "staging": {"log_level": "INFO", "max_concurrent_operations": 5, "retry_attempts": 3,
+                "circuit_breaker_threshold": 5, "caching": True, "lag_threshold": 50,
+                "activation": 0, "min": 0, "max": 6, "partitions": 6},
+    "production": {"log_level": "WARNING", "max_concurrent_operations": 20, "retry_attempts": 5,
+                   "circuit_breaker_threshold": 5, "caching": True, "lag_threshold": 100,
+                   "activation": 0, "min": 1, "max": 12, "partitions": 12},
+}
+
+Doc = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- helm
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "helm"],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"could not build helm:\n{proc.stderr}"
+    path = Path(proc.stdout.strip().splitlines()[-1])
+    assert path.is_file(), path
+    return path
+
+
+def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # A recognisable fake secret in helm's own environment too: templates cannot read it, and
+    # the assertions below prove that nothing puts it into the output.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "OPENAI_API_KEY": FAKE_SECRET,
+           "MONGODB_URI": f"mongodb://admin:{FAKE_SECRET}@mongo:27017", "KAFKA_SASL_PASSWORD": FAKE_SECRET}
+    return subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def template(helm: Path, env: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                    "-f", str(CHART / f"values-{env}.yaml"), *args)
+
+
+def parse(stdout: str) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(stdout) if d]
+
+
+Render = Callable[..., list[Doc]]
+
+
+@pytest.fixture(scope="session")
+def render(helm: Path) -> Render:
+    cache: dict[tuple[str, ...], list[Doc]] = {}
+
+    def _render(env: str, *args: str) -> list[Doc]:
+        key = (env, *args)
+        if key not in cache:
+            proc = template(helm, env, *args)
+            assert proc.returncode == 0, f"helm template {env} {args} failed:\n{proc.stderr}"
+            assert FAKE_SECRET not in proc.stdout
+            cache[key] = parse(proc.stdout)
+        return cache[key]
+
+    return _render
+
+
+def by_kind(docs: list[Doc], kind: str) -> dict[str, Doc]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def one(docs: list[Doc], kind: str, name: str) -> Doc:
+    found = by_kind(docs, kind)
+    assert name in found, f"no {kind} {name}; have {sorted(found)}"
+    return found[name]
+
+
+def workloads(docs: list[Doc]) -> Iterator[Doc]:
+    return (d for d in docs if d["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet"))
+
+
+def container_env(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage = Stage.SINK) -> Settings:
+    """The configuration a stage's pod loads: the ConfigMap's file and the pod's environment.
+
+    Plain env values are used as they are; values from a Secret get a stand-in, so a
+    variable the config requires but the pod does not get fails here as it would at start-up.
+    """
+    cm = one(docs, "ConfigMap", f"{FULLNAME}-config")
+    deployment = one(docs, "Deployment", f"{FULLNAME}-{stage.value}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env: dict[str, str] = {}
+    for name, e in container_env(container).items():
+        if "value" in e:
+            env[name] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[name] = f"from-secret-{ref['name']}-{ref['key']}"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config_volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    assert config_volume["configMap"]["name"] == cm["metadata"]["name"]
+    assert env["GRAPHRAG_CONFIG"] == f"{mounts['config']}/config.yaml", "GRAPHRAG_CONFIG must point into the ConfigMap"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / f"{stage.value}-config.yaml"
+    path.write_text(cm["data"]["config.yaml"], encoding="utf-8")
+    return load_settings(path, env=env)
+
+
+def expected_bounds(settings: Settings) -> tuple[int, int]:
+    """(min, max) replicas: the bounds streams.scaling.desired_replicas uses, too."""
+    sc = settings.graphrag.scaling
+    upper = max(1, min(sc.max_replicas, settings.kafka.partitions))
+    return min(sc.min_replicas, upper), upper
+
+
+def kafka_trigger(scaled_object: Doc) -> Doc:
+    (trigger,) = scaled_object["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    return trigger
+
+
+# --------------------------------------------------------------------------- chart files
+
+
+def test_chart_config_files_are_copies_of_config_dir() -> None:
+    copies = CHART / "files" / "config"
+    assert sorted(p.name for p in copies.glob("*.yaml")) == sorted(f"{e}.yaml" for e in ENVIRONMENTS)
+    for env in ENVIRONMENTS:
+        assert (copies / f"{env}.yaml").read_bytes() == (ROOT / "config" / f"{env}.yaml").read_bytes(), (
+            f"{copies / f'{env}.yaml'} differs from config/{env}.yaml: "
+            f"cp config/{env}.yaml {copies.relative_to(ROOT)}/")
+
+
+def test_values_files_exist_for_every_environment() -> None:
+    for env in ENVIRONMENTS:
+        values = yaml.safe_load((CHART / f"values-{env}.yaml").read_text())
+        assert values["environment"] == env
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_helm_lint(helm: Path, env: str) -> None:
+    proc = run_helm(helm, "lint", str(CHART), "--strict", "--namespace", NAMESPACE,
+                    "-f", str(CHART / f"values-{env}.yaml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+# --------------------------------------------------------------------------- stages and KEDA
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_stage_has_a_deployment_and_a_scaled_object_matching_the_config(
+        render: Render, env: str, tmp_path: Path) -> None:
+    docs = render(env)
+    deployments = by_kind(docs, "Deployment")
+    scaled = by_kind(docs, "ScaledObject")
+    assert set(scaled) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    assert set(deployments) == {f"{FULLNAME}-{s.value}" for s in PIPELINE} | {f"{FULLNAME}-lag-exporter"}
+    assert not by_kind(docs, "HorizontalPodAutoscaler"), "KEDA owns the replicas: no HPA next to it"
+    for stage in PIPELINE:
+        settings = rendered_settings(docs, tmp_path, stage)
+        assert settings.environment == env
+        name = f"{FULLNAME}-{stage.value}"
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == ["worker", "--stages", stage.value]
+        assert "replicas" not in deployments[name]["spec"], "the autoscaler owns the replica count"
+
+        so = scaled[name]
+        assert so["spec"]["scaleTargetRef"]["name"] == name
+        assert so["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        meta = kafka_trigger(so)["metadata"]
+        assert meta["consumerGroup"] == group_id(settings, stage)
+        assert meta["topic"] == topics_for(settings).inputs(stage)[0]
+        assert meta["bootstrapServers"] == settings.kafka.bootstrap_servers
+        sc = settings.graphrag.scaling
+        assert meta["lagThreshold"] == str(sc.lag_threshold)
+        assert meta["activationLagThreshold"] == str(sc.activation_lag_threshold)
+        assert meta["offsetResetPolicy"] == "earliest"  # the stages' consumer_auto_offset_reset
+        assert meta.get("allowIdleConsumers", "false") == "false"
+        low, high = expected_bounds(settings)
+        assert (so["spec"]["minReplicaCount"], so["spec"]["maxReplicaCount"]) == (low, high)
+        assert so["spec"]["maxReplicaCount"] <= settings.kafka.partitions
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rendered_config_is_the_environment_tier(render: Render, env: str, tmp_path: Path) -> None:
+    settings = rendered_settings(render(env), tmp_path)
+    tier = TIERS[env]
+    g = settings.graphrag
+    assert settings.log_level == tier["log_level"]
+    assert g.enable_caching is tier["caching"]
+    assert g.max_concurrent_operations == tier["max_concurrent_operations"]
+    assert g.retry_attempts == tier["retry_attempts"]
+    assert g.circuit_breaker_threshold == tier["circuit_breaker_threshold"]
+    assert (g.scaling.lag_threshold, g.scaling.activation_lag_threshold, g.scaling.min_replicas,
+            g.scaling.max_replicas) == (tier["lag_threshold"], tier["activation"], tier["min"], tier["max"])
+    assert settings.kafka.partitions == tier["partitions"]
+    # ... and the values file mirrors the app's own config file for that environment.
+    own = load_settings(ROOT / "config" / f"{env}.yaml", env={
+        "MONGODB_URI": "mongodb://x", "KAFKA_BOOTSTRAP_SERVERS": "x:9092"})
+    assert settings.log_level == own.log_level
+    assert settings.openai.model == own.openai.model
+    assert settings.graphrag.model_dump() == own.graphrag.model_dump()
+    assert settings.kafka.partitions == own.kafka.partitions
+    assert settings.kafka.topic_prefix == own.kafka.topic_prefix
+    # Probes and Prometheus reach the endpoint from outside the pod.
+    assert settings.monitoring.metrics_host == "0.0.0.0"
+
+
+def test_production_differs_from_development_where_the_plan_says(render: Render, tmp_path: Path) -> None:
+    dev_docs, prod_docs = render("development"), render("production")
+    dev, prod = rendered_settings(dev_docs, tmp_path / "d"), rendered_settings(prod_docs, tmp_path / "p")
+    assert (dev.log_level, prod.log_level) == ("DEBUG", "WARNING")
+    assert (dev.graphrag.max_concurrent_operations, prod.graphrag.max_concurrent_operations) == (2, 20)
+    assert (dev.graphrag.retry_attempts, prod.graphrag.retry_attempts) == (1, 5)
+    assert (dev.graphrag.circuit_breaker_threshold, prod.graphrag.circuit_breaker_threshold) == (3, 5)
+    assert dev.openai.model != prod.openai.model
+    for stage in PIPELINE:
+        d = one(dev_docs, "ScaledObject", f"{FULLNAME}-{stage.value}")
+        p = one(prod_docs, "ScaledObject", f"{FULLNAME}-{stage.value}")
+        assert (d["spec"]["minReplicaCount"], d["spec"]["maxReplicaCount"]) == (0, 3)
+        assert (p["spec"]["minReplicaCount"], p["spec"]["maxReplicaCount"]) == (1, 12)
+        assert (kafka_trigger(d)["metadata"]["lagThreshold"], kafka_trigger(p)["metadata"]["lagThreshold"]) == (
+            "20", "100")
+    # Production Kafka is SASL_SSL: KEDA authenticates with the same Secret, by reference.
+    assert not by_kind(dev_docs, "TriggerAuthentication")
+    (auth,) = by_kind(prod_docs, "TriggerAuthentication").values()
+    params = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
+    assert set(params) == {"username", "password"}
+    for stage in PIPELINE:
+        trig = kafka_trigger(one(prod_docs, "ScaledObject", f"{FULLNAME}-{stage.value}"))
+        assert trig["authenticationRef"]["name"] == auth["metadata"]["name"]
+        assert (trig["metadata"]["sasl"], trig["metadata"]["tls"]) == ("scram_sha512", "enable")
+    assert prod.kafka.security_protocol == "SASL_SSL"
+
+
+def test_max_replicas_never_exceed_the_partitions(render: Render, tmp_path: Path) -> None:
+    docs = render("production", "--set", "kafka.partitions=4", "--set", "settings.scaling.maxReplicas=50",
+                  "--set", "settings.scaling.minReplicas=7")
+    settings = rendered_settings(docs, tmp_path)
+    assert settings.kafka.partitions == 4
+    for stage in PIPELINE:
+        so = one(docs, "ScaledObject", f"{FULLNAME}-{stage.value}")
+        assert so["spec"]["maxReplicaCount"] == 4
+        assert so["spec"]["minReplicaCount"] == 4
+
+
+def test_topic_prefix_drives_groups_and_topics(render: Render, tmp_path: Path) -> None:
+    docs = render("staging", "--set", "kafka.topicPrefix=team_a.")
+    settings = rendered_settings(docs, tmp_path)
+    assert settings.kafka.topic_prefix == "team_a."
+    for stage in PIPELINE:
+        meta = kafka_trigger(one(docs, "ScaledObject", f"{FULLNAME}-{stage.value}"))["metadata"]
+        assert meta["consumerGroup"] == group_id(settings, stage) == f"team_a-{stage.value}"
+        assert meta["topic"] == topics_for(settings).inputs(stage)[0]
+        assert meta["topic"].startswith("team_a.")
+
+
+def test_config_change_rolls_the_pods(render: Render) -> None:
+    def checksum(docs: list[Doc]) -> str:
+        d = one(docs, "Deployment", f"{FULLNAME}-extract")
+        return str(d["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum(render("staging")) != checksum(render("staging", "--set", "settings.retryAttempts=4"))
+
+
+def test_keda_disabled_renders_hpas_instead(render: Render, tmp_path: Path) -> None:
+    docs = render("production", "--set", "keda.enabled=false")
+    settings = rendered_settings(docs, tmp_path)
+    assert not by_kind(docs, "ScaledObject")
+    assert not by_kind(docs, "TriggerAuthentication")
+    hpas = by_kind(docs, "HorizontalPodAutoscaler")
+    assert set(hpas) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    low, high = expected_bounds(settings)
+    for stage in PIPELINE:
+        hpa = hpas[f"{FULLNAME}-{stage.value}"]
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": f"{FULLNAME}-{stage.value}"}
+        assert hpa["spec"]["minReplicas"] == max(1, low)
+        assert hpa["spec"]["maxReplicas"] == high <= settings.kafka.partitions
+        (metric,) = [m for m in hpa["spec"]["metrics"] if m["type"] == "External"]
+        assert metric["external"]["metric"]["name"] == "graphrag_consumer_lag_messages"
+        assert metric["external"]["metric"]["selector"]["matchLabels"] == {
+            "group": group_id(settings, stage), "topic": topics_for(settings).inputs(stage)[0]}
+        assert metric["external"]["target"] == {"type": "AverageValue",
+                                                "averageValue": str(settings.graphrag.scaling.lag_threshold)}
+
+
+# --------------------------------------------------------------------------- pods
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_security_context_on_every_pod_and_container(render: Render, env: str) -> None:
+    docs = render(env)
+    found = list(workloads(docs))
+    assert {d["kind"] for d in found} == {"Deployment", "Job"}
+    for w in found:
+        where = f"{w['kind']} {w['metadata']['name']}"
+        pod = w["spec"]["template"]["spec"]
+        psc = pod.get("securityContext") or {}
+        assert psc.get("runAsNonRoot") is True, where
+        assert isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0, where
+        assert psc.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        assert pod.get("automountServiceAccountToken") is False, where
+        assert pod.get("hostNetwork") is not True and pod.get("hostPID") is not True, where
+        tmp = [v for v in pod["volumes"] if v["name"] == "tmp"]
+        assert tmp and "emptyDir" in tmp[0], f"{where}: /tmp must be an emptyDir (read-only root)"
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            csc = c.get("securityContext") or {}
+            at = f"{where} container {c['name']}"
+            assert csc.get("runAsNonRoot") is True, at
+            assert csc.get("readOnlyRootFilesystem") is True, at
+            assert csc.get("allowPrivilegeEscalation") is False, at
+            assert csc.get("privileged", False) is False, at
+            assert csc.get("capabilities", {}).get("drop") == ["ALL"], at
+            assert not csc.get("capabilities", {}).get("add"), at
+            assert csc.get("seccompProfile") == {"type": "RuntimeDefault"}, at
+            assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], at
+            assert c.get("resources", {}).get("requests"), f"{at}: no resource requests"
+            assert c["resources"].get("limits", {}).get("memory"), f"{at}: no memory limit"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_probes_ports_and_commands(render: Render, env: str, tmp_path: Path) -> None:
+    docs = render(env)
+    settings = rendered_settings(docs, tmp_path)
+    expected = {f"{FULLNAME}-{s.value}": (["worker", "--stages", s.value], settings.monitoring.metrics_port)
+                for s in PIPELINE}
+    expected[f"{FULLNAME}-lag-exporter"] = (["lag-exporter"], settings.monitoring.lag_exporter_port)
+    for name, (args, port) in expected.items():
+        (c,) = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert c["args"] == args
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports == {"metrics": port}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert c["startupProbe"]["httpGet"]["port"] == "metrics"
+    job = one(docs, "Job", f"{FULLNAME}-topics")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["topics", "create"]
+    assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] in ("OnFailure", "Never")
+
+
+def test_resources_per_stage_override_the_default(render: Render) -> None:
+    docs = render("production")
+    values = yaml.safe_load((CHART / "values-production.yaml").read_text())
+
+    def res(stage: str) -> Doc:
+        (c,) = one(docs, "Deployment", f"{FULLNAME}-{stage}")["spec"]["template"]["spec"]["containers"]
+        return dict(c["resources"])
+
+    assert res("extract") == values["stages"]["extract"]["resources"]
+    assert res("fetch") == values["resources"]
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_secrets_only_by_reference(helm: Path, render: Render, tmp_path: Path) -> None:
+    docs = render("production", "--set", "secrets.existingSecret=graphrag-creds",
+                  "--set", "secrets.keys.redisUrl=REDIS_URL")
+    assert not by_kind(docs, "Secret"), "the chart must not create Secrets"
+    for w in workloads(docs):
+        for c in w["spec"]["template"]["spec"]["containers"]:
+            env = container_env(c)
+            for var in SECRET_VARS:
+                assert var in env, f"{w['metadata']['name']}: {var} missing"
+                assert "value" not in env[var], f"{var} rendered as a value"
+                assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "graphrag-creds"
+    (auth,) = by_kind(docs, "TriggerAuthentication").values()
+    assert {r["name"] for r in auth["spec"]["secretTargetRef"]} == {"graphrag-creds"}
+    # The ConfigMap keeps ${VAR} references for the secret settings, never their values.
+    raw = yaml.safe_load(one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
+    for section, key in (("mongodb", "uri"), ("openai", "api_key"), ("kafka", "sasl_password"),
+                         ("kafka", "sasl_username"), ("cache", "redis_url")):
+        assert re.fullmatch(r"\$\{[A-Z_]+(:-)?\}", raw[section][key]), (section, key, raw[section][key])
+    settings = rendered_settings(docs, tmp_path)
+    assert settings.mongodb.uri.get_secret_value() == "from-secret-graphrag-creds-MONGODB_URI"
+
+
+@pytest.mark.parametrize("args", [
+    ["--set", f"extraConfig.mongodb.uri=mongodb://u:{FAKE_SECRET}@db"],
+    ["--set", f"extraConfig.openai.api_key={FAKE_SECRET}"],
+    ["--set", f"extraConfig.kafka.sasl_password={FAKE_SECRET}"],
+    ["--set", f"extraConfig.cache.redis_url=redis://:{FAKE_SECRET}@redis"],
+    ["--set", "extraEnv[0].name=OPENAI_API_KEY", "--set", f"extraEnv[0].value={FAKE_SECRET}"],
+    ["--set", "extraEnv[0].name=KAFKA_SASL_PASSWORD", "--set", f"extraEnv[0].value={FAKE_SECRET}"],
+    ["--set", f"secrets.password={FAKE_SECRET}"],
+], ids=["mongodb-uri", "openai-key", "sasl-password", "redis-url", "env-openai", "env-sasl", "secrets-value"])
+def test_secret_values_cannot_be_rendered(helm: Path, args: list[str]) -> None:
+    proc = template(helm, "production", *args)
+    assert proc.returncode != 0, f"accepted a secret value through {args}"
+    assert FAKE_SECRET not in proc.stdout
+
+
+def test_plain_extra_env_and_extra_config_are_accepted(render: Render, tmp_path: Path) -> None:
+    """The refusals above are about secrets, not about extraEnv/extraConfig in general."""
+    docs = render("production", "--set", "extraEnv[0].name=GRAPHRAG_TRANSCRIPT_SOURCE",
+                  "--set", "extraEnv[0].value=local", "--set", "extraConfig.graphrag.sink.batch_size=321")
+    (c,) = one(docs, "Deployment", f"{FULLNAME}-sink")["spec"]["template"]["spec"]["containers"]
+    assert container_env(c)["GRAPHRAG_TRANSCRIPT_SOURCE"] == {"name": "GRAPHRAG_TRANSCRIPT_SOURCE", "value": "local"}
+    settings = rendered_settings(docs, tmp_path)
+    assert settings.graphrag.sink.batch_size == 321
+    assert settings.graphrag.transcripts.source == "local"
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (["--set", "settings.scaling.lagThreshold=-1"], "lagThreshold"),
+    (["--set", "settings.scaling.activationLagThreshold=-5"], "activationLagThreshold"),
+    (["--set", "environment=qa"], "environment"),
+    (["--set-string", "settings.scaling.maxReplicas=3"], "maxReplicas"),
+    (["--set-string", "lagExporter.replicas=1"], "replicas"),
+    (["--set", "settings.scaling.maxReplicas=0"], "maxReplicas"),
+    (["--set", "settings.maxConcurrentOperations=0"], "maxConcurrentOperations"),
+    (["--set", "settings.logLevel=TRACE"], "logLevel"),
+    (["--set", "kafka.partitions=0"], "partitions"),
+    (["--set", "kafka.bootstrapServers="], "bootstrapServers"),
+    (["--set", "kafka.topicPrefix=bad prefix"], "topicPrefix"),
+    (["--set", "stages.transform.resources.requests.cpu=1"], "transform"),
+    (["--set", "settings.retries=3"], "retries"),
+    (["--set", "image.digest=latest"], "digest"),
+    (["--set", "extraConfig.graphrag.scaling.max_replicas=99"], "scaling"),
+    (["--set", "extraConfig.kafka.topic_prefix=other."], "topic_prefix"),
+])
+def test_schema_rejects_bad_values(helm: Path, args: list[str], complaint: str) -> None:
+    for env in ("development", "production"):
+        proc = template(helm, env, *args)
+        assert proc.returncode != 0, f"{env}: accepted {args}"
+        assert complaint in proc.stderr, proc.stderr
+
+
+def test_lint_rejects_bad_values_too(helm: Path) -> None:
+    proc = run_helm(helm, "lint", str(CHART), "-f", str(CHART / "values-staging.yaml"),
+                    "--set", "settings.scaling.lagThreshold=-1")
+    assert proc.returncode != 0
+    assert "lagThreshold" in proc.stdout + proc.stderr
+
+
+def test_schema_accepts_a_good_override(render: Render) -> None:
+    docs = render("development", "--set", "settings.scaling.lagThreshold=7")
+    for stage in PIPELINE:
+        assert kafka_trigger(one(docs, "ScaledObject", f"{FULLNAME}-{stage.value}"))["metadata"][
+            "lagThreshold"] == "7"
+
+
+def test_required_secret_for_the_environment(helm: Path) -> None:
+    """Staging and production need MONGODB_URI (no default in their config): no Secret, no render."""
+    proc = template(helm, "staging", "--set", "secrets.existingSecret=")
+    assert proc.returncode != 0
+    assert "MONGODB_URI" in proc.stderr
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def test_prometheus_rule_ships_the_alert_rules(render: Render) -> None:
+    alerts = CHART / "files" / "prometheus" / "alerts.yml"
+    assert alerts.is_file(), "helm/graphrag-streams/files/prometheus/alerts.yml is missing"
+    docs = render("staging")
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == yaml.safe_load(alerts.read_text())["groups"]
+    assert not by_kind(render("staging", "--set", "prometheusRule.enabled=false"), "PrometheusRule")
+
+
+def test_dashboards_ship_as_sidecar_config_maps(render: Render) -> None:
+    files = sorted((CHART / "files" / "dashboards").glob("*.json"))
+    assert files, "no dashboards in helm/graphrag-streams/files/dashboards"
+    docs = render("production")
+    maps = [d for d in docs if d["kind"] == "ConfigMap"
+            and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    shipped = {k: json.loads(v) for m in maps for k, v in m["data"].items()}
+    assert shipped == {f.name: json.loads(f.read_text()) for f in files}
+    assert all(m["metadata"]["annotations"]["grafana_folder"] for m in maps)
+
+
+def test_service_monitors_use_the_alert_rules_job_names(render: Render) -> None:
+    docs = render("production")
+    services = by_kind(docs, "Service")
+    monitors = by_kind(docs, "ServiceMonitor")
+    jobs: dict[str, Doc] = {}
+    for sm in monitors.values():
+        (ep,) = sm["spec"]["endpoints"]
+        (relabel,) = [r for r in ep["relabelings"] if r.get("targetLabel") == "job"]
+        jobs[relabel["replacement"]] = sm
+        # The monitor selects a Service that has the endpoint's port, and that Service selects pods.
+        sel = sm["spec"]["selector"]["matchLabels"]
+        (svc,) = [s for s in services.values() if sel.items() <= s["metadata"]["labels"].items()]
+        assert ep["port"] in {p["name"] for p in svc["spec"]["ports"]}
+        pods = [d for d in workloads(docs) if d["kind"] == "Deployment"
+                and svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
+        assert pods, f"Service {svc['metadata']['name']} selects no pods"
+    assert set(jobs) == {"graphrag-workers", "graphrag-lag-exporter"}
+    worker_svc_pods = {d["metadata"]["name"] for d in workloads(docs) if d["kind"] == "Deployment"
+                       and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"}
+    assert worker_svc_pods == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    used = set(re.findall(r'job="([^"]+)"', (CHART / "files" / "prometheus" / "alerts.yml").read_text()))
+    assert used <= set(jobs), f"alert rules select jobs {used - set(jobs)} that nothing scrapes"
+
+
+def test_pdb_network_policy_and_service_account(render: Render) -> None:
+    docs = render("production")
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert set(pdbs) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    for stage in PIPELINE:
+        labels = one(docs, "Deployment", f"{FULLNAME}-{stage.value}")["spec"]["template"]["metadata"]["labels"]
+        sel = pdbs[f"{FULLNAME}-{stage.value}"]["spec"]["selector"]["matchLabels"]
+        assert sel.items() <= labels.items() and sel["graphrag.io/stage"] == stage.value
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    for w in workloads(docs):
+        assert selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
+    ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress_ports == {9400, 9410}
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    (sa,) = by_kind(docs, "ServiceAccount").values()
+    assert sa["automountServiceAccountToken"] is False
+    for w in workloads(docs):
+        assert w["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rendered_objects_per_environment(render: Render, env: str) -> None:
+    """The inventory the issue's closing note lists; printed with -s for the report."""
+    docs = render(env)
+    kinds = {d["kind"] for d in docs}
+    assert kinds >= {"Deployment", "ScaledObject", "ConfigMap", "Service", "ServiceMonitor", "PrometheusRule",
+                     "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount", "Job"}
+    print(f"\n{env}:")
+    for d in sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"])):
+        extra = ""
+        if d["kind"] == "ScaledObject":
+            meta = kafka_trigger(d)["metadata"]
+            extra = (f"  replicas {d['spec']['minReplicaCount']}..{d['spec']['maxReplicaCount']}, "
+                     f"lagThreshold {meta['lagThreshold']}, group {meta['consumerGroup']}, topic {meta['topic']}")
+        print(f"  {d['kind']}/{d['metadata']['name']}{extra}")
+
+
+# --------------------------------------------------------------------------- NOTES.txt
+
+
+def render_notes(helm: Path, tmp_path: Path, env: str, *args: str) -> str:
+    """NOTES.txt as `helm install` prints it (`helm lint` renders it but ignores its errors)."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        '{{- define "test.notes" -}}\n' + notes + '\n{{- end -}}\nnotes: {{ include "test.notes" . | toJson }}\n')
+    proc = run_helm(helm, "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+                    "-f", str(chart / f"values-{env}.yaml"), "--show-only", "templates/zz-notes.yaml", *args)
+    assert proc.returncode == 0, proc.stderr
+    return str(parse(proc.stdout)[0]["notes"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_notes_list_every_stage_with_its_bounds(helm: Path, render: Render, env: str, tmp_path: Path) -> None:
+    for keda in ("true", "false"):
+        notes = render_notes(helm, tmp_path / keda, env, "--set", f"keda.enabled={keda}")
+        settings = rendered_settings(render(env), tmp_path / f"cfg-{keda}")
+        low, high = expected_bounds(settings)
+        low = low if keda == "true" else max(1, low)
+        for stage in PIPELINE:
+            line = (f"group {group_id(settings, stage)} on {topics_for(settings).inputs(stage)[0]}: "
+                    f"{low}..{high} replicas, {settings.graphrag.scaling.lag_threshold} messages")
+            assert line in notes, f"{line!r} not in NOTES:\n{notes}"
+        assert FAKE_SECRET not in notes
