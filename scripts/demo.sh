@@ -1,46 +1,70 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on the local defaults, no API key needed.
-#   stack up -> topics -> worker (all stages, background) -> submit the sample videos ->
-#   wait with progress -> show the graph. The stack and the worker keep running.
-# `scripts/demo.sh stop` stops the demo's worker.
+#   stack up (Kafka, FerretDB, Prometheus when available) -> topics -> worker (all stages)
+#   and lag exporter in the background -> submit the sample videos -> wait with progress ->
+#   show the graph and where to watch it. The stack, the worker and the exporter keep running.
+# `scripts/demo.sh stop` stops the demo's worker and lag exporter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STATE="${GRAPHRAG_STACK_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/graphrag-streams/stack}"
 PIDFILE="$STATE/demo-worker.pid"
 LOG="$STATE/demo-worker.log"
+EXPORTER_PIDFILE="$STATE/demo-lag-exporter.pid"
+EXPORTER_LOG="$STATE/demo-lag-exporter.log"
+PROMETHEUS_URL="http://127.0.0.1:${GRAPHRAG_PROMETHEUS_PORT:-9090}"
 SAMPLES="${GRAPHRAG_TRANSCRIPTS_DIR:-samples/transcripts}"
 export GRAPHRAG_TRANSCRIPTS_DIR="$SAMPLES"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-worker_running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+worker_running() { running "$PIDFILE"; }
+exporter_running() { running "$EXPORTER_PIDFILE"; }
+
+# stop_demo_process PIDFILE NAME: SIGTERM, wait up to 30s, then forget the pid.
+stop_demo_process() {
+  if running "$1"; then
+    kill -TERM "$(cat "$1")" && echo "stopping the demo $2 (pid $(cat "$1"))"
+    for _ in $(seq 60); do running "$1" || break; sleep 0.5; done
+  else
+    echo "the demo $2 is not running"
+  fi
+  rm -f "$1"
+}
+
+prometheus_ready() {
+  python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/-/ready", timeout=2)' \
+    "$PROMETHEUS_URL" >/dev/null 2>&1
+}
 
 if [ "${1:-}" = "stop" ]; then
-  if worker_running; then
-    kill -TERM "$(cat "$PIDFILE")" && echo "stopping the demo worker (pid $(cat "$PIDFILE"))"
-    for _ in $(seq 60); do worker_running || break; sleep 0.5; done
-    rm -f "$PIDFILE"
-  else
-    echo "the demo worker is not running"
-  fi
+  stop_demo_process "$PIDFILE" worker
+  stop_demo_process "$EXPORTER_PIDFILE" "lag exporter"
   exit 0
 fi
 
-say "1/5 local stack (Kafka + FerretDB; provisioned on first use)"
+say "1/5 local stack (Kafka + FerretDB, provisioned on first use; Prometheus when available)"
 python stack/localstack.py up
 
 say "2/5 topics"
 graphrag-streams topics create
 
-say "3/5 worker: every stage, one process each (log: $LOG)"
+say "3/5 worker: every stage, one process each (log: $LOG); lag exporter (log: $EXPORTER_LOG)"
 mkdir -p "$STATE"
 if worker_running; then
   echo "reusing the demo worker already running (pid $(cat "$PIDFILE"))"
 else
   setsid graphrag-streams worker --stages all >>"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  echo "started (pid $(cat "$PIDFILE"))"
+  echo "worker started (pid $(cat "$PIDFILE")); stage i serves /metrics on port 9400+i"
+fi
+if exporter_running; then
+  echo "reusing the demo lag exporter already running (pid $(cat "$EXPORTER_PIDFILE"))"
+else
+  setsid graphrag-streams lag-exporter >>"$EXPORTER_LOG" 2>&1 < /dev/null &
+  echo $! > "$EXPORTER_PIDFILE"
+  echo "lag exporter started (pid $(cat "$EXPORTER_PIDFILE")); /metrics on port 9410"
 fi
 
 say "4/5 submit the sample videos in $SAMPLES"
@@ -57,10 +81,34 @@ graphrag-streams graph --top 8
 
 cat <<EOF
 
-Done. The stack and the worker keep running:
+Done. The stack, the worker and the lag exporter keep running:
   graphrag-streams submit VIDEO_ID     index another video (a file in $SAMPLES, or YouTube when online)
   graphrag-streams status              progress per video
   graphrag-streams dlq                 what was rejected, and why
-  make demo-stop                       stop the worker
-  make stack-down                      stop Kafka and FerretDB (data kept; make stack-wipe deletes it)
+  make demo-stop                       stop the worker and the lag exporter
+  make stack-down                      stop Kafka, FerretDB and Prometheus (data kept; make stack-wipe deletes it)
+
+Where to look:
+  graphrag-streams lag                 lag, lag seconds and desired replicas per stage, in the terminal
+EOF
+if prometheus_ready; then
+  cat <<EOF
+  Prometheus                           $PROMETHEUS_URL (scrapes the workers on 9400+ and the lag exporter on
+                                       9410 every 5s; alert rules: helm/graphrag-streams/files/prometheus/alerts.yml)
+    lag per group/topic/partition      $PROMETHEUS_URL/graph?g0.expr=graphrag_consumer_lag_messages
+    replicas KEDA would choose         $PROMETHEUS_URL/graph?g0.expr=graphrag_desired_replicas
+EOF
+else
+  cat <<EOF
+  Prometheus                           not running: the local stack skipped it (install the Debian package
+                                       'prometheus', e.g. scripts/ensure-prometheus.sh as root, then
+                                       python stack/localstack.py up); queries to try there:
+                                       graphrag_consumer_lag_messages, graphrag_desired_replicas
+EOF
+fi
+cat <<EOF
+  Grafana dashboards                   helm/graphrag-streams/files/dashboards/*.json (GraphRAG lag, GraphRAG
+                                       pipeline): not part of the local stack; docker-compose runs Grafana with
+                                       them (http://127.0.0.1:3000), the Helm chart ships them as ConfigMaps
+                                       for the Grafana sidecar
 EOF

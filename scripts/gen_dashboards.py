@@ -245,6 +245,17 @@ def lag_dashboard() -> Json:
 
 # ---------------------------------------------------------------------- GraphRAG pipeline
 
+# Ratios whose numerator counter has no series until its first increment (no cache hit
+# yet, no failed LLM call yet): `or` supplies a zero numerator, so the panel shows 0% while
+# there is traffic instead of "No data"; without traffic (denominator 0 or absent) it
+# still shows nothing.
+CACHE_HIT_RATE = (f'(sum(rate(graphrag_llm_cache_requests_total{{result="hit"}}[{RI}])) or vector(0)) '
+                  f"/ sum(rate(graphrag_llm_cache_requests_total[{RI}]))")
+LLM_ERROR_RATIO = (f'(sum by (model) (rate(graphrag_llm_requests_total{{outcome="error"}}[{RI}])) '
+                   f"or 0 * sum by (model) (rate(graphrag_llm_requests_total[{RI}]))) "
+                   f"/ sum by (model) (rate(graphrag_llm_requests_total[{RI}]))")
+
+
 def pipeline_dashboard() -> Json:
     st = '{stage=~"$stage"}'
     lay = Layout()
@@ -308,9 +319,7 @@ def pipeline_dashboard() -> Json:
     lay.add(stat("LLM cost (range)", [("sum(increase(graphrag_llm_cost_usd_total[$__range]))", "USD")],
                  unit="currencyUSD", decimals=2), 6, 6)
     lay.add(stat("LLM calls in flight", [("sum(graphrag_llm_in_flight)", "in flight")]), 6, 6)
-    lay.add(stat("LLM cache hit rate",
-                 [(f'sum(rate(graphrag_llm_cache_requests_total{{result="hit"}}[{RI}])) '
-                   f"/ sum(rate(graphrag_llm_cache_requests_total[{RI}]))", "hit rate")],
+    lay.add(stat("LLM cache hit rate", [(CACHE_HIT_RATE, "hit rate")],
                  unit="percentunit", decimals=1,
                  thresholds=[(None, "orange"), (0.5, "green")]), 6, 6)
     lay.add(stat("LLM circuit state", [("max by (model) (graphrag_llm_circuit_state)", "{{model}}")],
@@ -323,13 +332,10 @@ def pipeline_dashboard() -> Json:
     lay.add(timeseries("LLM request latency p50 / p95",
                        quantiles("graphrag_llm_request_latency_seconds", "model"), unit="s"), 8, 8)
     lay.add(timeseries("LLM error ratio",
-                       [(f'sum by (model) (rate(graphrag_llm_requests_total{{outcome="error"}}[{RI}])) '
-                         f"/ sum by (model) (rate(graphrag_llm_requests_total[{RI}]))", "{{model}}")],
+                       [(LLM_ERROR_RATIO, "{{model}}")],
                        unit="percentunit", description="Failed calls among all calls; the alert fires above 10%."),
             8, 8)
-    lay.add(timeseries("LLM cache hit rate over time",
-                       [(f'sum(rate(graphrag_llm_cache_requests_total{{result="hit"}}[{RI}])) '
-                         f"/ sum(rate(graphrag_llm_cache_requests_total[{RI}]))", "hit rate")],
+    lay.add(timeseries("LLM cache hit rate over time", [(CACHE_HIT_RATE, "hit rate")],
                        unit="percentunit"), 8, 8)
 
     lay.row("MongoDB")

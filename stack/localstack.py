@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The project's native local stack: Apache Kafka (KRaft) and FerretDB on loopback.
+"""The project's native local stack: Apache Kafka (KRaft) and FerretDB on loopback, plus
+Prometheus (optional) scraping the demo's workers and lag exporter.
 
 Why this exists: the development machines and CI have no Docker engine, so the
 project provisions the real Kafka broker from Maven Central and a FerretDB
@@ -17,6 +18,16 @@ Locations (environment variables override them):
     GRAPHRAG_STACK_DIR  data, logs and pid files    (default: $XDG_STATE_HOME/graphrag-streams/stack)
     GRAPHRAG_KAFKA_PORT broker port (default 9092; the KRaft controller uses port+1)
     GRAPHRAG_MONGO_PORT FerretDB port (default 27017)
+    GRAPHRAG_PROMETHEUS_PORT  Prometheus port (default 9090)
+    GRAPHRAG_METRICS_PORT, GRAPHRAG_LAG_EXPORTER_PORT  what Prometheus scrapes (defaults
+                        9400, i.e. the stage workers of `worker --stages all` on 9400,
+                        9401, ... (9400-9404 for the five pipeline stages), and 9410:
+                        config/development.yaml's defaults)
+
+Prometheus is optional: `up` starts it when the `prometheus` binary is on PATH (as root it
+installs the Debian package through scripts/ensure-prometheus.sh first); when it is not
+available, or `up --no-prometheus`, `up` says it skipped it and still succeeds. `status`
+shows it, but its exit code depends on Kafka and FerretDB only.
 
 Only the standard library is needed to provision and start; the readiness checks use
 confluent-kafka and pymongo when they are importable (the project's venv), and fall
@@ -28,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -69,6 +81,38 @@ def kafka_port() -> int:
 
 def mongo_port() -> int:
     return int(os.environ.get("GRAPHRAG_MONGO_PORT", "27017"))
+
+
+def prometheus_port() -> int:
+    return int(os.environ.get("GRAPHRAG_PROMETHEUS_PORT", "9090"))
+
+
+# What the local Prometheus scrapes: `worker --stages all` puts app i (pipeline order)
+# on metrics_port + i; the lag exporter has a port of its own (config/development.yaml).
+PIPELINE_STAGES = 5  # fetch, chunk, extract, resolve, sink
+
+
+def worker_app_count() -> int:
+    """How many processes `worker --stages all` runs: the project's own list when importable
+    (the venv), else the five pipeline stages."""
+    sys.path.insert(0, str(HERE.parent))
+    try:
+        from streams import topics
+
+        return len(getattr(topics, "ALL_APPS", topics.PIPELINE))
+    except Exception:
+        return PIPELINE_STAGES
+    finally:
+        sys.path.remove(str(HERE.parent))
+
+
+def worker_metrics_ports() -> list[int]:
+    base = int(os.environ.get("GRAPHRAG_METRICS_PORT", "9400"))
+    return [base + i for i in range(worker_app_count())]
+
+
+def lag_exporter_port() -> int:
+    return int(os.environ.get("GRAPHRAG_LAG_EXPORTER_PORT", "9410"))
 
 
 class StackError(RuntimeError):
@@ -165,6 +209,36 @@ def provision_helm() -> Path:
     return binary
 
 
+def find_prometheus() -> Path | None:
+    """The `prometheus` binary, when installed (the Debian package puts it in /usr/bin)."""
+    found = shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin:/usr/local/bin")
+    return Path(found) if found else None
+
+
+def provision_prometheus() -> tuple[Path | None, str]:
+    """The binary, installing it with scripts/ensure-prometheus.sh when root; else (None, why)."""
+    found = find_prometheus()
+    if found:
+        return found, ""
+    if os.geteuid() != 0:
+        return None, ("`prometheus` is not installed (as root: apt-get install --no-install-recommends "
+                      "prometheus, or run scripts/ensure-prometheus.sh)")
+    script = HERE.parent / "scripts" / "ensure-prometheus.sh"
+    log("installing Prometheus (Debian package `prometheus`) ...")
+    try:
+        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{script.name} failed: {exc}"
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        return None, f"{script.name} could not install it (exit {proc.returncode}): {tail}"
+    lines = proc.stdout.strip().splitlines()
+    binary = Path(lines[-1]) / "prometheus" if lines else None
+    if binary is None or not os.access(binary, os.X_OK):
+        return None, f"{script.name} succeeded but printed no usable directory"
+    return binary, ""
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -210,6 +284,10 @@ def kafka_service() -> Service:
 
 def ferretdb_service() -> Service:
     return Service("ferretdb", mongo_port())
+
+
+def prometheus_service() -> Service:
+    return Service("prometheus", prometheus_port())
 
 
 def _spawn(service: Service, cmd: list[str], cwd: Path) -> None:
@@ -283,6 +361,73 @@ def start_ferretdb() -> Service:
            cwd=svc.dir)
     log(f"FerretDB {FERRETDB_VERSION} starting on 127.0.0.1:{svc.port} (log: {svc.log_file})")
     return svc
+
+
+ALERT_RULES = HERE.parent / "helm" / "graphrag-streams" / "files" / "prometheus" / "alerts.yml"
+
+
+def prometheus_config() -> str:
+    """prometheus.yml for the local stack: the demo's workers and lag exporter every 5s."""
+    workers = ", ".join(f'"127.0.0.1:{p}"' for p in worker_metrics_ports())
+    lines = [
+        "# written by stack/localstack.py `up` (rewritten on every `up`; edits are lost)",
+        "global:",
+        "  scrape_interval: 5s",
+        "  scrape_timeout: 5s",
+        "  evaluation_interval: 5s",
+    ]
+    if ALERT_RULES.is_file():
+        lines += ["rule_files:", f"  - {json.dumps(str(ALERT_RULES))}"]
+    lines += [
+        "scrape_configs:",
+        "  - job_name: graphrag-workers  # `worker --stages all`: stage i on metrics_port + i",
+        "    static_configs:",
+        f"      - targets: [{workers}]",
+        "  - job_name: graphrag-lag-exporter",
+        "    static_configs:",
+        f'      - targets: ["127.0.0.1:{lag_exporter_port()}"]',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def start_prometheus() -> tuple[Service | None, str]:
+    """Start Prometheus if it can be; returns (service, "") or (None, why it was skipped)."""
+    svc = prometheus_service()
+    svc.dir.mkdir(parents=True, exist_ok=True)
+    config = svc.dir / "prometheus.yml"
+    pid = svc.pid()
+    if pid:
+        new = prometheus_config()
+        if not config.is_file() or config.read_text() != new:
+            config.write_text(new)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)  # Prometheus reloads its configuration
+            log("Prometheus configuration changed; reloaded it")
+        return svc, ""
+    if svc.port_open():
+        return None, (f"port {svc.port} is already in use by a process this stack did not start "
+                      "(set GRAPHRAG_PROMETHEUS_PORT to use another)")
+    binary, why = provision_prometheus()
+    if binary is None:
+        return None, why
+    config.write_text(prometheus_config())
+    _spawn(svc, [str(binary), f"--config.file={config}", f"--storage.tsdb.path={svc.dir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{svc.port}", "--storage.tsdb.retention.time=7d",
+                 "--web.enable-lifecycle"], cwd=svc.dir)
+    log(f"Prometheus starting on http://127.0.0.1:{svc.port} (log: {svc.log_file})")
+    return svc, ""
+
+
+def prometheus_ready(port: int) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def kafka_ready(port: int) -> bool:
@@ -388,13 +533,38 @@ def cmd_up(args: argparse.Namespace) -> int:
     ferret = start_ferretdb()
     wait_ready(ferret, mongo_ready, args.timeout)
     wait_ready(kafka, kafka_ready, args.timeout)
+    prom = up_prometheus(args)
     log(f"stack ready in {time.monotonic() - started:.0f}s: "
-        f"Kafka 127.0.0.1:{kafka.port}, FerretDB mongodb://127.0.0.1:{ferret.port}")
+        f"Kafka 127.0.0.1:{kafka.port}, FerretDB mongodb://127.0.0.1:{ferret.port}"
+        + (f", Prometheus http://127.0.0.1:{prom.port}" if prom else ""))
     return 0
 
 
+def up_prometheus(args: argparse.Namespace) -> Service | None:
+    """Prometheus is optional: any problem is reported and `up` carries on without it."""
+    if args.no_prometheus:
+        log("Prometheus skipped (--no-prometheus)")
+        return None
+    svc = prometheus_service()
+    svc.dir.mkdir(parents=True, exist_ok=True)
+    # Test sessions run `up` concurrently: one of them starts Prometheus, the others find it.
+    with open(svc.dir / "up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prom, why = start_prometheus()
+        if prom is None:
+            log(f"Prometheus skipped: {why}")
+            return None
+        try:
+            wait_ready(prom, prometheus_ready, min(args.timeout, 60.0))
+        except StackError as exc:
+            stop(prom, timeout=10)
+            log(f"Prometheus skipped: {exc}")
+            return None
+    return prom
+
+
 def cmd_down(args: argparse.Namespace) -> int:
-    for svc in (kafka_service(), ferretdb_service()):
+    for svc in (prometheus_service(), kafka_service(), ferretdb_service()):
         if stop(svc):
             log(f"stopped {svc.name}")
         else:
@@ -407,7 +577,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     rows = []
-    for svc, check in ((kafka_service(), kafka_ready), (ferretdb_service(), mongo_ready)):
+    services = ((kafka_service(), kafka_ready, True), (ferretdb_service(), mongo_ready, True),
+                (prometheus_service(), prometheus_ready, False))
+    for svc, check, required in services:
         pid = svc.pid()
         rows.append({
             "service": svc.name,
@@ -415,8 +587,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             "pid": pid,
             "running": pid is not None,
             "answering": check(svc.port) if pid else False,
+            "required": required,
             "log": str(svc.log_file),
         })
+    prom = rows[-1]
+    if prom["answering"]:
+        prom["url"] = f"http://{prom['address']}"
+    if not prom["running"] and find_prometheus() is None:
+        prom["note"] = "not installed (optional)"
     if args.json:
         print(json.dumps({"cache_dir": str(cache_dir()), "state_dir": str(state_dir()),
                           "services": rows}, indent=2))
@@ -424,8 +602,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"cache: {cache_dir()}\nstate: {state_dir()}")
         for r in rows:
             state = "up" if r["answering"] else ("starting/unhealthy" if r["running"] else "down")
-            print(f"  {r['service']:<9} {r['address']:<16} {state:<18} pid={r['pid']}  log={r['log']}")
-    return 0 if all(r["answering"] for r in rows) else 3
+            if r.get("note"):
+                state = r["note"]
+            print(f"  {r['service']:<10} {r['address']:<16} {state:<18} pid={r['pid']}  log={r['log']}")
+    # Prometheus is optional: the exit code (scripts/run-tests.sh relies on it) is Kafka and FerretDB's.
+    return 0 if all(r["answering"] for r in rows if r["required"]) else 3
 
 
 def cmd_helm(_: argparse.Namespace) -> int:
@@ -442,13 +623,15 @@ def cmd_kafka_classpath(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="provision on first use, start Kafka and FerretDB, wait until both answer")
+    up = sub.add_parser("up", help="provision on first use, start Kafka and FerretDB (and Prometheus when "
+                                   "available), wait until they answer")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument("--no-prometheus", action="store_true", help="do not start (or install) Prometheus")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop what `up` started; data is kept unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete data and logs")
     down.set_defaults(func=cmd_down)
-    status = sub.add_parser("status", help="show what runs (exit 3 when not everything answers)")
+    status = sub.add_parser("status", help="show what runs (exit 3 when Kafka or FerretDB does not answer)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     sub.add_parser("provision", help="download/build Kafka and FerretDB only").set_defaults(func=cmd_provision)

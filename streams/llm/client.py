@@ -77,8 +77,11 @@ class LLMClient:
             try:
                 result = await self._attempts(messages, json_schema, schema_name)
             except _Transient:
+                # A failed call (its retries spent): counted as an error, and the breaker
+                # decides when the next try may go out.
+                LLM_REQUESTS.labels(self.model, "error").inc()
                 await self.breaker.record_failure()
-                continue  # the breaker decides when the next try may go out
+                continue
             await self.breaker.record_success()
             return result
 
