@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -47,6 +48,16 @@ def faust_credentials(settings: Settings) -> Any:
     return ctx
 
 
+def faust_datadir(app_id: str) -> str:
+    """Where Faust keeps its small local files: $FAUST_DATADIR, else the user's state dir."""
+    if os.environ.get("FAUST_DATADIR"):
+        return os.environ["FAUST_DATADIR"]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    parent = os.path.join(base, "graphrag-streams", "faust")
+    os.makedirs(parent, exist_ok=True)  # Faust creates only the last level
+    return os.path.join(parent, app_id)
+
+
 def make_app(stage: Stage, settings: Settings) -> faust.App:
     k = settings.kafka
     broker = ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
@@ -59,9 +70,11 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         value_serializer="raw",
         web_enabled=False,
         store="memory://",
+        datadir=faust_datadir(group_id(settings, stage)),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
-        topic_disable_leader=True,
+        # Only the communities app elects a leader (its timer runs on one worker).
+        topic_disable_leader=stage is not Stage.COMMUNITIES,
         consumer_auto_offset_reset="earliest",
         producer_max_request_size=max_bytes,
         consumer_max_fetch_size=max_bytes,

@@ -26,7 +26,7 @@ from streams.config import Settings
 from streams.health import Health, kafka_check, mongo_check, serve
 from streams.kafka import ensure_topics
 from streams.metrics import WORKER_INFO
-from streams.topics import PIPELINE, Stage, group_id
+from streams.topics import ALL_APPS, Stage, group_id
 
 log = logging.getLogger("graphrag.worker")
 
@@ -36,6 +36,7 @@ _MODULES = {
     Stage.EXTRACT: "agents.extract",
     Stage.RESOLVE: "agents.resolve",
     Stage.SINK: "agents.sink",
+    Stage.COMMUNITIES: "agents.communities",
 }
 
 
@@ -45,12 +46,12 @@ def parse_stages(spec: str) -> list[Stage]:
     if not names:
         raise ValueError("no stage given")
     if names == ["all"]:
-        return list(PIPELINE)
+        return list(ALL_APPS)
     unknown = [n for n in names if n not in {s.value for s in Stage}]
     if unknown:
         raise ValueError(f"unknown stage(s): {', '.join(unknown)}; choose from all, "
-                         + ", ".join(s.value for s in PIPELINE))
-    return [s for s in PIPELINE if s.value in names]
+                         + ", ".join(s.value for s in ALL_APPS))
+    return [s for s in ALL_APPS if s.value in names]
 
 
 def build_app(stage: Stage, settings: Settings) -> faust.App:
@@ -61,9 +62,9 @@ def build_app(stage: Stage, settings: Settings) -> faust.App:
 
 
 def uses_mongo(stage: Stage, settings: Settings) -> bool:
-    """Stages whose work needs MongoDB: the sink, and extraction when it caches LLM answers."""
-    return stage is Stage.SINK or (stage is Stage.EXTRACT and settings.llm_enabled
-                                   and settings.graphrag.enable_caching)
+    """Apps whose work needs MongoDB: sink, communities, and extract when it caches LLM answers."""
+    return stage in (Stage.SINK, Stage.COMMUNITIES) or (
+        stage is Stage.EXTRACT and settings.llm_enabled and settings.graphrag.enable_caching)
 
 
 def start_health_endpoint(stage: Stage, settings: Settings, app: faust.App) -> Health | None:

@@ -243,7 +243,9 @@ def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
     docs = store.videos(list(video_ids) or None)
     rows = [video_row(d) for d in docs]
     unseen = [v for v in video_ids if v not in {r["video_id"] for r in rows}]
-    totals = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.counts()}
+    totals: dict[str, Any] = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.counts()}
+    last = store.last_community_run()
+    totals["last_community_run"] = {k: _iso(v) for k, v in last.items() if k != "_id"} if last else None
     if as_json:
         click.echo(json.dumps({"videos": rows, "unseen": unseen, "totals": totals}, indent=2, default=str))
         return
@@ -259,6 +261,13 @@ def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{v:<12} {'unseen':<11} (no stage has reported on it yet)")
     by = ", ".join(f"{n} {s}" for s, n in sorted(totals["videos_by_status"].items())) or "none"
     click.echo(f"videos: {by}")
+    run = totals.get("last_community_run")
+    if run:
+        click.echo(f"last community run: {run['started_at']} ({run['duration_seconds']}s): {run['total']} "
+                   f"communities, {run['new']} new, {run['changed']} changed, {run['unchanged']} unchanged, "
+                   f"{run['removed']} removed, {run['summarized']} summarised")
+    else:
+        click.echo("last community run: none yet")
     click.echo("graph: " + ", ".join(f"{totals[c]} {c}" for c in
                                      ("chunks", "entities", "relations", "entity_mentions", "relation_evidence")))
 
@@ -350,6 +359,113 @@ def dlq(obj: Ctx, limit: int, as_json: bool) -> None:
                        f"{h.get('error.message', '')[:150]}")
     if not as_json:
         click.echo(f"{len(records)} record(s)", err=True)
+
+
+# --------------------------------------------------------------------------- communities and answers
+
+
+@cli.group(context_settings=CONTEXT)
+def communities() -> None:
+    """Community detection and summaries."""
+
+
+@communities.command("run", context_settings=CONTEXT)
+@click.option("--no-merge", is_flag=True, help="Skip the entity merge pass that normally runs first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def communities_run(obj: Ctx, no_merge: bool, as_json: bool) -> None:
+    """Run the merge pass, detect communities and summarise the new and changed ones now."""
+    import asyncio
+
+    from streams.community_run import make_summarizer, run_communities
+
+    settings = obj.settings
+    store = _store(settings)
+
+    async def go() -> Any:
+        summarizer, closer = make_summarizer(settings)
+        try:
+            return await run_communities(settings, store, summarizer, merge=not no_merge)
+        finally:
+            if closer is not None:
+                await closer.aclose()
+
+    report = asyncio.run(go())
+    if as_json:
+        click.echo(json.dumps(report.as_doc(), indent=2, default=str))
+        return
+    levels = ", ".join(f"level {k}: {v}" for k, v in sorted(report.levels.items())) or "none"
+    click.echo(f"{report.total} communities ({levels}): {report.new} new, {report.changed} changed, "
+               f"{report.unchanged} unchanged, {report.removed} removed; {report.summarized} summarised "
+               f"({report.summarizer}) in {report.duration_seconds:.1f}s; {report.merged_entities} entities merged")
+
+
+@communities.command("list", context_settings=CONTEXT)
+@click.option("--level", type=int, default=None, help="Only this level (0 is the coarsest).")
+@click.option("--top", type=int, default=10, show_default=True, help="How many, largest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def communities_list(obj: Ctx, level: int | None, top: int, as_json: bool) -> None:
+    """The largest communities with their reports."""
+    store = _store(obj.settings)
+    docs = store.communities(level, limit=top)
+    if as_json:
+        click.echo(json.dumps(docs, indent=2, default=str))
+        return
+    for c in docs:
+        report = c.get("report") or {}
+        click.echo(f"[{c['_id']}] level {c['level']}, {c['size']} entities, rating {report.get('rating', '?')}: "
+                   f"{report.get('title', '(no report yet)')}")
+        if report.get("summary"):
+            click.echo(f"    {report['summary'][:300]}")
+        for f in report.get("findings", [])[:3]:
+            cites = " ".join(f"{ev['video_id']}@{clock(ev['seconds'])}" for ev in f.get("evidence", [])[:2])
+            click.echo(f"    - {f.get('text', '')[:200]} {cites}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["local", "global"]), default="local", show_default=True,
+              help="local: the entities the question names and their neighbourhood; "
+                   "global: community summaries, combined.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output with every citation.")
+@click.pass_obj
+def query(obj: Ctx, question: str, mode: str, as_json: bool) -> None:
+    """Answer a question from the graph; every claim cites video_id@mm:ss with a YouTube link."""
+    import asyncio
+
+    from streams.query import answer_global, answer_local, answer_with_llm
+
+    settings = obj.settings
+    store = _store(settings)
+    answer = answer_local(store, question) if mode == "local" else answer_global(store, question)
+    if settings.llm_enabled and answer.citations:
+        from streams.llm.client import LLMClient
+
+        async def write() -> Any:
+            client = LLMClient(settings)
+            try:
+                return await answer_with_llm(answer, client)
+            finally:
+                await client.aclose()
+
+        answer = asyncio.run(write())
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), indent=2, default=str))
+    else:
+        click.echo(answer.text)
+
+
+@cli.command(context_settings=ID_ARGS)
+@click.argument("video_id")
+@click.pass_obj
+def forget(obj: Ctx, video_id: str) -> None:
+    """Remove a video from the graph (chunks, evidence, what only it supported). Idempotent."""
+    if not is_video_id(video_id):
+        fail(f"{video_id!r} is not a valid YouTube video ID", 2)
+    store = _store(obj.settings)
+    removed = store.forget_video(video_id)
+    click.echo(f"forgot {video_id}: " + ", ".join(f"{n} {k}" for k, n in removed.items()))
 
 
 # --------------------------------------------------------------------------- resolve

@@ -109,6 +109,18 @@ class ResolutionSettings(_Section):
     merge_interval_seconds: float = Field(default=300.0, gt=0)
 
 
+class CommunitySettings(_Section):
+    """Community detection and summaries (the communities app's leader-only timer)."""
+
+    interval_seconds: float = Field(default=300.0, gt=0)
+    max_community_size: int = Field(default=25, ge=2)  # larger ones are split into a finer level
+    max_levels: int = Field(default=3, ge=1, le=6)
+    min_size: int = Field(default=2, ge=2)
+    resolution: float = Field(default=1.0, gt=0)
+    seed: int = 42
+    findings: int = Field(default=5, ge=1, le=20)
+
+
 class SinkSettings(_Section):
     batch_size: int = Field(default=200, ge=1)
     batch_seconds: float = Field(default=1.0, gt=0)
@@ -133,6 +145,7 @@ class GraphragSettings(_Section):
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()
     resolution: ResolutionSettings = ResolutionSettings()
+    communities: CommunitySettings = CommunitySettings()
     sink: SinkSettings = SinkSettings()
     scaling: ScalingSettings = ScalingSettings()
 

@@ -36,8 +36,10 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from schemas import GraphUpdate, VideoStatusEvent
+from streams.communities import Community, Edge, PreviousCommunity
 from streams.config import Settings
 from streams.ids import evidence_id, mention_id, relation_id, stable_id
+from streams.summaries import CommunityContext, CommunityReport, Evidence, MemberInfo, RelationInfo
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 
 GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
+ALL_COLLECTIONS = (*GRAPH_COLLECTIONS, "communities", "community_runs", "llm_cache")
 MAX_ALIASES = 20
 MAX_DESCRIPTIONS = 5
 DUPLICATE_KEY = 11000
@@ -221,11 +224,13 @@ class GraphStore:
                 {"entity_id": 1, "type": 1, "surface": 1, "description": 1, "video_id": 1},
             ):
                 grouped[m["entity_id"]].append(m)
+        current = self._current("entities", ids)
         ops: list[UpdateOne | DeleteOne] = []
         for eid in ids:
             ms = grouped.get(eid)
             if not ms:
-                ops.append(DeleteOne({"_id": eid}))
+                if eid in current:
+                    ops.append(DeleteOne({"_id": eid}))
                 continue
             surfaces = Counter(m["surface"] for m in ms)
             # Most used first; on a tie "Phobos" before "PHOBOS" and "phobos".
@@ -233,15 +238,17 @@ class GraphStore:
                                             key=lambda kv: (-kv[1], kv[0].isupper(), kv[0].islower(), kv[0]))]
             aliases = aliases[:MAX_ALIASES]
             descriptions = _top_texts(m.get("description", "") for m in ms)
-            ops.append(UpdateOne({"_id": eid}, {"$set": {
+            doc = {
                 "type": ms[0]["type"],
                 "name": aliases[0],
                 "aliases": aliases,
-                "description": descriptions[0] if descriptions else "",
+                "description": summarize_descriptions(descriptions),
                 "descriptions": descriptions,
                 "mention_count": len(ms),
                 "video_count": len({m["video_id"] for m in ms}),
-            }}, upsert=True))
+            }
+            if _differs(current.get(eid), doc):  # a replay rewrites nothing
+                ops.append(UpdateOne({"_id": eid}, {"$set": doc}, upsert=True))
         self._bulk("entities", ops)
         return len(ops)
 
@@ -258,14 +265,16 @@ class GraphStore:
                  "description": 1, "video_id": 1},
             ):
                 grouped[ev["relation_id"]].append(ev)
+        current = self._current("relations", ids)
         ops: list[UpdateOne | DeleteOne] = []
         for rid in ids:
             evs = grouped.get(rid)
             if not evs:
-                ops.append(DeleteOne({"_id": rid}))
+                if rid in current:
+                    ops.append(DeleteOne({"_id": rid}))
                 continue
             descriptions = _top_texts(e.get("description", "") for e in evs)
-            ops.append(UpdateOne({"_id": rid}, {"$set": {
+            doc = {
                 "source_id": evs[0]["source_id"],
                 "target_id": evs[0]["target_id"],
                 "type": evs[0]["type"],
@@ -274,9 +283,17 @@ class GraphStore:
                 "video_count": len({e["video_id"] for e in evs}),
                 "description": descriptions[0] if descriptions else "",
                 "descriptions": descriptions,
-            }}, upsert=True))
+            }
+            if _differs(current.get(rid), doc):
+                ops.append(UpdateOne({"_id": rid}, {"$set": doc}, upsert=True))
         self._bulk("relations", ops)
         return len(ops)
+
+    def _current(self, coll: str, ids: Sequence[str]) -> dict[str, Doc]:
+        out: dict[str, Doc] = {}
+        for part in batched(ids, 1000):
+            out.update({d["_id"]: d for d in self.coll(coll).find({"_id": {"$in": list(part)}})})
+        return out
 
     # ------------------------------------------------------------------ merges
 
@@ -348,6 +365,113 @@ class GraphStore:
 
     def entity_infos(self) -> list[Doc]:
         return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1}))
+
+    # ------------------------------------------------------------------ communities
+
+    def community_graph(self) -> tuple[list[str], list[Edge]]:
+        nodes = [e["_id"] for e in self.coll("entities").find({}, {"_id": 1})]
+        edges = [Edge(r["source_id"], r["target_id"], r["_id"], float(r.get("weight", 1)))
+                 for r in self.coll("relations").find({}, {"source_id": 1, "target_id": 1, "weight": 1})]
+        return nodes, edges
+
+    def previous_communities(self) -> list[PreviousCommunity]:
+        out = []
+        for c in self.coll("communities").find({}, {"level": 1, "members": 1, "parent": 1, "fingerprint": 1,
+                                                    "incident_fingerprint": 1, "summarized_fingerprint": 1,
+                                                    "dirty": 1}):
+            dirty = bool(c.get("dirty"))
+            out.append(PreviousCommunity(
+                c["_id"], int(c["level"]), frozenset(c["members"]), c.get("fingerprint", ""),
+                "" if dirty else c.get("incident_fingerprint", ""), c.get("parent"),
+                "" if dirty else c.get("summarized_fingerprint", "")))
+        return out
+
+    def community_context(self, community: Community, max_relations: int = 60) -> CommunityContext:
+        members = set(community.members)
+        entities = {e["_id"]: e for e in self.coll("entities").find({"_id": {"$in": list(members)}})}
+        relations = [r for r in self.coll("relations").find({"source_id": {"$in": list(members)}})
+                     if r["target_id"] in members]
+        relations.sort(key=lambda r: (-float(r.get("weight", 0)), r["_id"]))
+        relations = relations[:max_relations]
+        evidence: dict[str, list[Evidence]] = defaultdict(list)
+        for ev in self.coll("relation_evidence").find({"relation_id": {"$in": [r["_id"] for r in relations]}},
+                                                      {"relation_id": 1, "video_id": 1, "chunk_id": 1, "start": 1,
+                                                       "strength": 1}).sort([("strength", DESCENDING),
+                                                                             ("_id", ASCENDING)]):
+            if len(evidence[ev["relation_id"]]) < 3:
+                evidence[ev["relation_id"]].append(Evidence(video_id=ev["video_id"], chunk_id=ev["chunk_id"],
+                                                            seconds=float(ev.get("start", 0))))
+        degree: Counter[str] = Counter()
+        for r in relations:
+            degree[r["source_id"]] += 1
+            degree[r["target_id"]] += 1
+        infos = [MemberInfo(eid, e.get("name", "?"), e.get("type", "CONCEPT"), e.get("description", ""),
+                            int(e.get("mention_count", 0)), degree[eid]) for eid, e in entities.items()]
+        infos.sort(key=lambda m: (-m.degree, -m.mention_count, m.name))
+        rels = [RelationInfo(r["_id"], r["source_id"], r["target_id"], r.get("type", "RELATED_TO"),
+                             r.get("description", ""), float(r.get("weight", 0)), tuple(evidence[r["_id"]]))
+                for r in relations]
+        return CommunityContext(community.community_id, community.level, infos, rels)
+
+    def save_communities(self, communities: Sequence[Community], reports: dict[str, CommunityReport],
+                         removed: Sequence[str], run_id: str) -> None:
+        ops: list[UpdateOne | DeleteOne] = []
+        for c in communities:
+            update: Doc = {"$set": {"level": c.level, "parent": c.parent, "members": list(c.members),
+                                    "size": len(c.members), "fingerprint": c.fingerprint,
+                                    "incident_fingerprint": c.incident_fingerprint, "run_id": run_id,
+                                    "dirty": False}}
+            report = reports.get(c.community_id)
+            if report is not None:
+                update["$set"].update({"report": report.model_dump(mode="json"),
+                                       "summarized_fingerprint": c.fingerprint, "summarized_run": run_id})
+                update["$inc"] = {"version": 1}
+            ops.append(UpdateOne({"_id": c.community_id}, update, upsert=True))
+        ops += [DeleteOne({"_id": cid}) for cid in removed]
+        self._bulk("communities", ops)
+        self.coll("communities").create_index([("level", ASCENDING)])
+
+    def record_community_run(self, run: Doc) -> None:
+        self.coll("community_runs").insert_one(run)
+
+    def last_community_run(self) -> Doc | None:
+        return next(iter(self.coll("community_runs").find().sort("started_at", DESCENDING).limit(1)), None)
+
+    def communities(self, level: int | None = None, limit: int = 0) -> list[Doc]:
+        query: Doc = {} if level is None else {"level": level}
+        cursor = self.coll("communities").find(query).sort([("size", DESCENDING), ("_id", ASCENDING)])
+        return list(cursor.limit(limit) if limit else cursor)
+
+    # ------------------------------------------------------------------ forgetting
+
+    def forget_video(self, video_id: str) -> dict[str, int]:
+        """Remove a video's chunks and evidence; recompute what they supported. Idempotent.
+
+        Entities and relations left without evidence disappear (reconciliation), and the
+        communities that held any touched entity are marked dirty for the next run.
+        """
+        mentions = list(self.coll("entity_mentions").find({"video_id": video_id}, {"entity_id": 1}))
+        evidence = list(self.coll("relation_evidence").find({"video_id": video_id}, {"relation_id": 1}))
+        entities = {m["entity_id"] for m in mentions}
+        relations = {e["relation_id"] for e in evidence}
+        removed = {
+            "entity_mentions": self.coll("entity_mentions").delete_many({"video_id": video_id}).deleted_count,
+            "relation_evidence": self.coll("relation_evidence").delete_many({"video_id": video_id}).deleted_count,
+        }
+        before_e = self.coll("entities").count_documents({"_id": {"$in": list(entities)}}) if entities else 0
+        before_r = self.coll("relations").count_documents({"_id": {"$in": list(relations)}}) if relations else 0
+        self.reconcile_entities(entities)
+        self.reconcile_relations(relations)
+        removed["entities"] = before_e - (self.coll("entities").count_documents({"_id": {"$in": list(entities)}})
+                                          if entities else 0)
+        removed["relations"] = before_r - (self.coll("relations").count_documents({"_id": {"$in": list(relations)}})
+                                           if relations else 0)
+        removed["chunks"] = self.coll("chunks").delete_many({"video_id": video_id}).deleted_count
+        removed["videos"] = self.coll("videos").delete_many({"_id": video_id}).deleted_count
+        if entities:
+            removed["communities_marked_dirty"] = self.coll("communities").update_many(
+                {"members": {"$in": list(entities)}}, {"$set": {"dirty": True}}).modified_count
+        return removed
 
     # ------------------------------------------------------------------ video progress
 
@@ -448,6 +572,25 @@ class GraphStore:
 
 
 # --------------------------------------------------------------------------- documents
+
+
+def _differs(existing: Doc | None, wanted: Doc) -> bool:
+    return existing is None or any(existing.get(k) != v for k, v in wanted.items())
+
+
+def summarize_descriptions(descriptions: Sequence[str], limit: int = 400) -> str:
+    """An entity's description, bounded: the most frequent ones joined while they fit.
+
+    Keeps the entity document small however many chunks describe it; the full (bounded)
+    list stays in ``descriptions``.
+    """
+    out = ""
+    for d in descriptions:
+        candidate = f"{out} {d}".strip() if out else d
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or (descriptions[0][: limit - 1] + "…" if descriptions else "")
 
 
 def _top_texts(texts: Iterable[str]) -> list[str]:

@@ -19,9 +19,14 @@ class Stage(StrEnum):
     EXTRACT = "extract"
     RESOLVE = "resolve"
     SINK = "sink"
+    # Not a stream stage: a leader-only timer (merge pass, communities, summaries).
+    COMMUNITIES = "communities"
 
 
-PIPELINE: tuple[Stage, ...] = tuple(Stage)
+#: The streaming stages, in order: each consumes an input topic and scales on its lag.
+PIPELINE: tuple[Stage, ...] = (Stage.FETCH, Stage.CHUNK, Stage.EXTRACT, Stage.RESOLVE, Stage.SINK)
+#: Every app a deployment runs (`worker --stages all`).
+ALL_APPS: tuple[Stage, ...] = (*PIPELINE, Stage.COMMUNITIES)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class Topics:
             Stage.EXTRACT: (self.chunks,),
             Stage.RESOLVE: (self.extractions, self.resolve_mentions, self.resolve_pending, self.resolve_resolved),
             Stage.SINK: (self.edges, self.status),
+            Stage.COMMUNITIES: (),
         }[stage]
 
     def all(self) -> tuple[str, ...]:

@@ -51,6 +51,15 @@ def services() -> Iterator[Services]:
     yield Services(f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}")
 
 
+@pytest.fixture(scope="session")
+def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The whole corpus through the pipeline once per session (tests/corpus_run.py)."""
+    from tests.corpus_run import corpus_run as run
+
+    with run(services, tmp_path_factory.mktemp("corpus")) as result:
+        yield result
+
+
 DeploymentFactory = Callable[..., Deployment]
 
 

@@ -4,130 +4,36 @@ many kinds interleaved with them, the graph's consistency, and the replay invari
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-from schemas import TranscriptChunk
-from schemas.events import utcnow
-from streams.codec import encode
 from streams.dlq import parse_headers
-from streams.ids import chunk_id
 from streams.kafka import make_admin
 from streams.lag import stage_groups
 from streams.store import GraphStore
-from tests.support import (
-    CORPUS,
-    Deployment,
-    consume_all,
-    manifest,
-    produce_raw,
-    wait_quiescent,
-    wait_until,
-)
+from tests.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
+from tests.support import Deployment, consume_all, wait_quiescent
 
 pytestmark = pytest.mark.integration
 
-VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"
-BROKEN_SRT_ID = "bbbbbbbbbbE"
-EMPTY_VTT_ID = "cccccccccc4"
-
-
-def _chunk(**changes: Any) -> dict[str, Any]:
-    text = "Phobos and Deimos orbit Mars."
-    base = TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", 0, text), video_id="Pw0IZg7_4mo", index=0,
-                           chunk_count=1, text=text, start=0.0, end=4.0, token_count=6,
-                           requested_at=utcnow())
-    data: dict[str, Any] = json.loads(encode(base))
-    data.update(changes)
-    return data
-
-
-# Ingest topic: (value, DLQ reason the fetch stage must give).
-BAD_REQUESTS: list[tuple[bytes, str]] = [
-    (b"this is not json {", "invalid_json"),
-    (b"\xff\xfe\xfd not utf-8", "invalid_encoding"),
-    (b"", "empty_message"),
-    (b"[1, 2, 3]", "schema_violation"),
-    (b'{"source": "local"}', "schema_violation"),
-    (b'{"video_id": "abc"}', "invalid_video_id"),
-    (b"dQw4w9WgXcZ", "invalid_video_id"),
-    (b'{"video_id": "dQw4w9WgXcQ", "colour": "red"}', "schema_violation"),
-    (b'{"video_id": "dQw4w9WgXcQ", "schema_version": 2}', "unsupported_schema_version"),
-    (json.dumps({"video_id": "dQw4w9WgXcQ", "request_id": "x" * 20_000}).encode(), "oversize"),
-    (json.dumps({"video_id": VALID_ID_WITHOUT_TRANSCRIPT, "source": "local"}).encode(), "transcript_not_found"),
-    (json.dumps({"video_id": BROKEN_SRT_ID, "source": "local"}).encode(), "unparseable_transcript"),
-    (json.dumps({"video_id": EMPTY_VTT_ID, "source": "local"}).encode(), "unparseable_transcript"),
-]
-
-# Chunk topic: (value, DLQ reason the extract stage must give).
-BAD_CHUNKS: list[tuple[bytes, str]] = [
-    (b"<html>not json</html>", "invalid_json"),
-    (json.dumps(_chunk(start=-5)).encode(), "schema_violation"),
-    (json.dumps(_chunk(text="Tampered text.")).encode(), "chunk_id_mismatch"),
-    (json.dumps(_chunk(index=3)).encode(), "schema_violation"),
-    (json.dumps(_chunk(text="")).encode(), "schema_violation"),
-    (json.dumps(_chunk(entities=["extra"])).encode(), "schema_violation"),
-    (json.dumps(_chunk(video_id="../../etc")).encode(), "invalid_video_id"),
-]
-
-
-@pytest.fixture(scope="module")
-def run(services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One corpus run with bad messages interleaved; shared by the tests of this module."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    bad_dir = tmp / "bad-transcripts"
-    bad_dir.mkdir()
-    (bad_dir / f"{BROKEN_SRT_ID}.srt").write_text("1\n00:00:01,000 --> garbage\nhello\n\n2\nnonsense\n")
-    (bad_dir / f"{EMPTY_VTT_ID}.vtt").write_text("WEBVTT\n\n")
-    d = Deployment(services, tmp, {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS), str(bad_dir)],
-                                                                "source": "local"}}})
-    entries = manifest()
-    ids = [e["video_id"] for e in entries]
-    try:
-        d.cli("topics", "create")
-        worker = d.start_worker("all")
-        started = time.monotonic()
-        topics = d.settings.kafka.topic_prefix
-        half = len(ids) // 2
-        d.cli("submit", *ids[:half])
-        produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
-        produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
-        d.cli("submit", "--file", "-", input="\n".join(ids[half:]) + "\n")
-        store = GraphStore.from_settings(d.settings)
-
-        def all_finished() -> bool:
-            docs = store.videos(ids)
-            return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
-
-        wait_until(all_finished, timeout=900, interval=2,
-                   message=lambda: f"all corpus videos done; worker log:\n{worker.log_tail()}")
-        wall = time.monotonic() - started
-        wait_quiescent(d.settings, workers=[worker])
-        yield {"deployment": d, "worker": worker, "store": store, "ids": ids, "wall_seconds": wall}
-    finally:
-        d.cleanup()
-
-
-def test_every_corpus_video_is_done(run: dict[str, Any]) -> None:
-    store: GraphStore = run["store"]
-    docs = store.videos(run["ids"])
+def test_every_corpus_video_is_done(corpus_run: dict[str, Any]) -> None:
+    store: GraphStore = corpus_run["store"]
+    docs = store.videos(corpus_run["ids"])
     states = Counter(d["status"] for d in docs)
-    assert states == {"done": len(run["ids"])}, [(d["_id"], d["status"], d.get("stages")) for d in docs
+    assert states == {"done": len(corpus_run["ids"])}, [(d["_id"], d["status"], d.get("stages")) for d in docs
                                                   if d["status"] != "done"]
     for d in docs:
         assert d["chunks_stored"] == d["chunk_count"] > 0
     counts = store.counts()
-    print(f"\ncorpus run: {len(docs)} videos in {run['wall_seconds']:.1f}s; {counts}")
+    print(f"\ncorpus run: {len(docs)} videos in {corpus_run['wall_seconds']:.1f}s; {counts}")
     assert counts["entities"] > 0 and counts["relations"] > 0
 
 
-def test_graph_is_consistent(run: dict[str, Any]) -> None:
-    db = run["store"].db
+def test_graph_is_consistent(corpus_run: dict[str, Any]) -> None:
+    db = corpus_run["store"].db
     entity_ids = {e["_id"] for e in db.entities.find({}, {"_id": 1})}
     chunk_ids = {c["_id"] for c in db.chunks.find({}, {"_id": 1})}
     relations = list(db.relations.find())
@@ -156,8 +62,8 @@ def test_graph_is_consistent(run: dict[str, Any]) -> None:
         assert idx == list(range(v["chunk_count"]))
 
 
-def test_long_video_spreads_over_partitions(run: dict[str, Any]) -> None:
-    d: Deployment = run["deployment"]
+def test_long_video_spreads_over_partitions(corpus_run: dict[str, Any]) -> None:
+    d: Deployment = corpus_run["deployment"]
     msgs = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}transcripts.chunks")
     long_video = "-92PkAXJIqQ"  # ~90k characters
     partitions = {m.partition() for m in msgs if m.value().startswith(b"{")
@@ -165,8 +71,8 @@ def test_long_video_spreads_over_partitions(run: dict[str, Any]) -> None:
     assert len(partitions) == d.settings.kafka.partitions
 
 
-def test_bad_messages_are_dead_lettered_with_reasons(run: dict[str, Any]) -> None:
-    d: Deployment = run["deployment"]
+def test_bad_messages_are_dead_lettered_with_reasons(corpus_run: dict[str, Any]) -> None:
+    d: Deployment = corpus_run["deployment"]
     records = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
     got = Counter((parse_headers(m.headers())["stage"], parse_headers(m.headers())["reason"]) for m in records)
     want = Counter([("fetch", r) for _, r in BAD_REQUESTS] + [("extract", r) for _, r in BAD_CHUNKS])
@@ -179,16 +85,16 @@ def test_bad_messages_are_dead_lettered_with_reasons(run: dict[str, Any]) -> Non
         assert h["original.topic"].startswith(d.settings.kafka.topic_prefix)
         assert int(h["original.offset"]) >= 0 and h["error.message"]
     # Requests for videos that could not be fetched show up as failed, with the reason.
-    failed = {v["_id"]: v for v in run["store"].videos([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
+    failed = {v["_id"]: v for v in corpus_run["store"].videos([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
     assert failed[VALID_ID_WITHOUT_TRANSCRIPT]["status"] == "failed"
     assert "transcript_not_found" in failed[VALID_ID_WITHOUT_TRANSCRIPT]["stages"]["fetch"]["detail"]
     assert failed[BROKEN_SRT_ID]["status"] == "failed"
 
 
-def test_status_command_reports_progress(run: dict[str, Any]) -> None:
-    d: Deployment = run["deployment"]
+def test_status_command_reports_progress(corpus_run: dict[str, Any]) -> None:
+    d: Deployment = corpus_run["deployment"]
     out = json.loads(d.cli("status", "--json").stdout)
-    assert out["totals"]["videos_by_status"]["done"] == len(run["ids"])
+    assert out["totals"]["videos_by_status"]["done"] == len(corpus_run["ids"])
     one = json.loads(d.cli("status", "16W7c0mb-rE", "nnnnnnnnnnE", "--json").stdout)
     assert [v["video_id"] for v in one["videos"]] == ["16W7c0mb-rE"]
     assert one["videos"][0]["stages"] == {"fetch": "done", "chunk": "done"}
@@ -206,9 +112,9 @@ def _reset_groups_to_earliest(d: Deployment) -> None:
         admin.alter_consumer_group_offsets([req])[req.group_id].result()
 
 
-def test_replaying_every_topic_leaves_the_graph_identical(run: dict[str, Any]) -> None:
-    d: Deployment = run["deployment"]
-    store: GraphStore = run["store"]
+def test_replaying_every_topic_leaves_the_graph_identical(corpus_run: dict[str, Any]) -> None:
+    d: Deployment = corpus_run["deployment"]
+    store: GraphStore = corpus_run["store"]
     before = store.snapshot()
     d.stop_workers()
     _reset_groups_to_earliest(d)

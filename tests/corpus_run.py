@@ -1,0 +1,102 @@
+"""The shared corpus run: every video of ../shared/corpus through the real pipeline, with bad
+messages of many kinds interleaved. Session-scoped (see conftest.corpus_run); test modules
+that use it leave the graph as they found it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from schemas import TranscriptChunk
+from schemas.events import utcnow
+from streams.codec import encode
+from streams.ids import chunk_id
+from streams.store import GraphStore
+from tests.support import CORPUS, Deployment, Services, manifest, produce_raw, wait_quiescent, wait_until
+
+VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"
+BROKEN_SRT_ID = "bbbbbbbbbbE"
+EMPTY_VTT_ID = "cccccccccc4"
+
+
+def _chunk(**changes: Any) -> dict[str, Any]:
+    text = "Phobos and Deimos orbit Mars."
+    base = TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", 0, text), video_id="Pw0IZg7_4mo", index=0,
+                           chunk_count=1, text=text, start=0.0, end=4.0, token_count=6,
+                           requested_at=utcnow())
+    data: dict[str, Any] = json.loads(encode(base))
+    data.update(changes)
+    return data
+
+
+# Ingest topic: (value, DLQ reason the fetch stage must give).
+BAD_REQUESTS: list[tuple[bytes, str]] = [
+    (b"this is not json {", "invalid_json"),
+    (b"\xff\xfe\xfd not utf-8", "invalid_encoding"),
+    (b"", "empty_message"),
+    (b"[1, 2, 3]", "schema_violation"),
+    (b'{"source": "local"}', "schema_violation"),
+    (b'{"video_id": "abc"}', "invalid_video_id"),
+    (b"dQw4w9WgXcZ", "invalid_video_id"),
+    (b'{"video_id": "dQw4w9WgXcQ", "colour": "red"}', "schema_violation"),
+    (b'{"video_id": "dQw4w9WgXcQ", "schema_version": 2}', "unsupported_schema_version"),
+    (json.dumps({"video_id": "dQw4w9WgXcQ", "request_id": "x" * 20_000}).encode(), "oversize"),
+    (json.dumps({"video_id": VALID_ID_WITHOUT_TRANSCRIPT, "source": "local"}).encode(), "transcript_not_found"),
+    (json.dumps({"video_id": BROKEN_SRT_ID, "source": "local"}).encode(), "unparseable_transcript"),
+    (json.dumps({"video_id": EMPTY_VTT_ID, "source": "local"}).encode(), "unparseable_transcript"),
+]
+
+# Chunk topic: (value, DLQ reason the extract stage must give).
+BAD_CHUNKS: list[tuple[bytes, str]] = [
+    (b"<html>not json</html>", "invalid_json"),
+    (json.dumps(_chunk(start=-5)).encode(), "schema_violation"),
+    (json.dumps(_chunk(text="Tampered text.")).encode(), "chunk_id_mismatch"),
+    (json.dumps(_chunk(index=3)).encode(), "schema_violation"),
+    (json.dumps(_chunk(text="")).encode(), "schema_violation"),
+    (json.dumps(_chunk(entities=["extra"])).encode(), "schema_violation"),
+    (json.dumps(_chunk(video_id="../../etc")).encode(), "invalid_video_id"),
+]
+
+
+
+@contextlib.contextmanager
+def corpus_run(services: Services, tmp: Path) -> Iterator[dict[str, Any]]:
+    """Every corpus video through the whole pipeline (all apps), with bad messages interleaved."""
+    bad_dir = tmp / "bad-transcripts"
+    bad_dir.mkdir()
+    (bad_dir / f"{BROKEN_SRT_ID}.srt").write_text("1\n00:00:01,000 --> garbage\nhello\n\n2\nnonsense\n")
+    (bad_dir / f"{EMPTY_VTT_ID}.vtt").write_text("WEBVTT\n\n")
+    # The communities timer stays out of the way: tests run community passes explicitly.
+    d = Deployment(services, tmp, {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS), str(bad_dir)],
+                                                                "source": "local"},
+                                                "communities": {"interval_seconds": 86400}}})
+    ids = [e["video_id"] for e in manifest()]
+    try:
+        d.cli("topics", "create")
+        worker = d.start_worker("all")
+        started = time.monotonic()
+        topics = d.settings.kafka.topic_prefix
+        half = len(ids) // 2
+        d.cli("submit", *ids[:half])
+        produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
+        produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
+        d.cli("submit", "--file", "-", input="\n".join(ids[half:]) + "\n")
+        store = GraphStore.from_settings(d.settings)
+
+        def all_finished() -> bool:
+            if not worker.alive():
+                raise AssertionError(f"the worker died:\n{worker.log_tail()}")
+            docs = store.videos(ids)
+            return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
+
+        wait_until(all_finished, timeout=900, interval=2,
+                   message=lambda: f"all corpus videos done; worker log:\n{worker.log_tail()}")
+        wall = time.monotonic() - started
+        wait_quiescent(d.settings, workers=[worker])
+        yield {"deployment": d, "worker": worker, "store": store, "ids": ids, "wall_seconds": wall}
+    finally:
+        d.cleanup()
