@@ -68,6 +68,9 @@ RUN python -m pip uninstall -y pip setuptools wheel >/dev/null 2>&1 || true \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY config/ /app/config/
+# The sample transcripts, for the local transcript source (GRAPHRAG_TRANSCRIPTS_DIR in
+# docker-compose.yml; config/development.yaml's default samples/transcripts from /app).
+COPY samples/transcripts/ /app/samples/transcripts/
 
 # Read-only-root friendly: nothing below writes outside /tmp (HOME and Faust's data
 # directory point there; mount an emptyDir at /tmp when the root filesystem is read-only).

@@ -2,9 +2,11 @@
 
 No Docker engine is needed (none is available in CI): the compose file must parse, every
 path it builds from or mounts must exist in the repository, every depends_on must name a
-service, the stage services must cover every Stage, every command must be a real
-`graphrag-streams` command, and the configuration each service loads must point at the
-compose services. The Prometheus config is checked with promtool.
+service, the worker services must cover every app (streams.topics.ALL_APPS: the stages and
+communities), every command must be a real `graphrag-streams` command, the configuration
+each service loads must point at the compose services, and the image must carry the sample
+transcripts the header's `submit --transcripts` flow uses. The Prometheus config is checked
+with promtool.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from agents.worker import parse_stages
+from agents.worker import parse_stages, uses_mongo
 from streams.cli import cli
 from streams.config import load_settings
-from streams.topics import PIPELINE
+from streams.topics import ALL_APPS, Stage
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -60,7 +62,7 @@ def app_services(services: dict[str, Service]) -> dict[str, Service]:
 
 
 def stage_services(services: dict[str, Service]) -> dict[str, str]:
-    """service name -> the stage it runs (`worker --stages <stage>`)."""
+    """service name -> the app it runs (`worker --stages <app>`: a stage or communities)."""
     out = {}
     for name, s in app_services(services).items():
         cmd = s.get("command") or []
@@ -115,9 +117,11 @@ def test_compose_has_the_whole_stack(services: dict[str, Service]) -> None:
     assert ["lag-exporter"] in commands.values()
 
 
-def test_stage_services_cover_every_stage_once(services: dict[str, Service]) -> None:
+def test_worker_services_cover_every_app_once(services: dict[str, Service]) -> None:
+    """One service per app of ALL_APPS: the five stages and communities."""
     stages = stage_services(services)
-    assert sorted(stages.values()) == sorted(s.value for s in PIPELINE)
+    assert sorted(stages.values()) == sorted(s.value for s in ALL_APPS)
+    assert stages.get(Stage.COMMUNITIES.value) == Stage.COMMUNITIES.value
 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, Service]) -> None:
@@ -171,6 +175,17 @@ def test_start_up_order(services: dict[str, Service]) -> None:
         assert waits_for(name, "topics", "service_completed_successfully"), name
     (sink,) = [n for n, st in stage_services(services).items() if st == "sink"]
     assert waits_for(sink, "mongo", "service_healthy")
+    # Every app that needs MongoDB (agents.worker.uses_mongo; extract only with an LLM key)
+    # waits for it; communities also waits for Kafka itself.
+    for name, app in stage_services(services).items():
+        env = environment(services[name])
+        for key in ("", "sk-test"):
+            settings = load_settings(ROOT / "config" / "development.yaml", env={**env, "OPENAI_API_KEY": key})
+            if uses_mongo(Stage(app), settings):
+                assert waits_for(name, "mongo", "service_healthy"), f"{name} needs MongoDB"
+    (communities,) = [n for n, st in stage_services(services).items() if st == Stage.COMMUNITIES.value]
+    assert waits_for(communities, "kafka", "service_healthy")
+    assert waits_for(communities, "mongo", "service_healthy")
     assert waits_for("grafana", "prometheus", "service_healthy")
     for name in [*stage_services(services), "lag-exporter", "kafka", "mongo", "prometheus", "grafana"]:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -396,6 +411,48 @@ def test_dockerignore_keeps_what_the_image_needs_and_nothing_secret() -> None:
     for secret in (".env", ".git/config", ".venv/bin/python", "tests/conftest.py", "config/.env",
                    "streams/__pycache__/cli.cpython-311.pyc", "t2ebdc616-sink-data/x", ".stack/kafka"):
         assert _ignored(secret, patterns), f"{secret} would be sent to the build"
+
+
+def test_image_carries_the_sample_transcripts(services: dict[str, Service]) -> None:
+    """`docker compose run --rm cli submit --transcripts samples/transcripts` (the header) works
+    and the fetch service finds those files: the image has them where GRAPHRAG_TRANSCRIPTS_DIR
+    points, .dockerignore lets them into the build context, and the relative path the
+    header passes resolves (from the image's WORKDIR) to the fetch stage's local_dirs."""
+    samples = ROOT / "samples" / "transcripts"
+    files = sorted(p for p in samples.iterdir() if p.suffix in (".srt", ".vtt", ".json"))
+    assert files, "no sample transcripts"
+    final = dockerfile_stages()[-1]
+    workdir = PurePosixPath([arg for op, arg in final if op == "WORKDIR"][-1])
+    copies = {}
+    for op, arg in final:
+        if op == "COPY" and not arg.startswith("--from="):
+            *sources, dest = [a for a in arg.split() if not a.startswith("--")]
+            for src in sources:
+                copies[src.rstrip("/")] = PurePosixPath(dest if dest.startswith("/") else workdir / dest)
+    assert "samples/transcripts" in copies, "the runtime image must COPY samples/transcripts"
+    in_image = copies["samples/transcripts"]
+    patterns = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()
+                if ln.strip() and not ln.startswith("#")]
+    for f in files:
+        rel = f.relative_to(ROOT).as_posix()
+        assert not _ignored(rel, patterns), f".dockerignore keeps {rel} out of the build context"
+    for name, app in stage_services(services).items():
+        if app != Stage.FETCH.value:
+            continue
+        env = environment(services[name])
+        assert PurePosixPath(env["GRAPHRAG_TRANSCRIPTS_DIR"]) == in_image
+        settings = load_settings(ROOT / "config" / "development.yaml", env=env)
+        assert [PurePosixPath(d) for d in settings.graphrag.transcripts.local_dirs] == [in_image]
+    # The header's commands, as the cli container runs them (cwd = WORKDIR).
+    header = [ln for ln in COMPOSE_FILE.read_text().splitlines() if ln.startswith("#")]
+    runs = [ln.split("docker compose run --rm cli", 1)[1].split("#")[0].split()
+            for ln in header if "docker compose run --rm cli" in ln]
+    dirs = [args[args.index("--transcripts") + 1] for args in runs if "--transcripts" in args]
+    assert dirs, "the compose header shows no `--transcripts` flow"
+    cli_env = environment(services["cli"])
+    for d in dirs:
+        assert workdir / d == in_image == PurePosixPath(cli_env["GRAPHRAG_TRANSCRIPTS_DIR"]), d
+        assert (ROOT / d).resolve() == samples.resolve()
 
 
 def test_requirements_lock_pins_every_runtime_dependency() -> None:

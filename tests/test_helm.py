@@ -5,7 +5,9 @@ ScaledObject whose consumer group and topic are what streams.topics computes fro
 rendered configuration (loaded with streams.config.load_settings, as the pods do), the
 replica bounds never exceed the topic's partitions, no secret value is rendered, the
 securityContext is on every pod and container, the tiers differ as the plan says, bad
-values fail the schema, and keda.enabled=false renders HPAs instead.
+values fail the schema, and keda.enabled=false renders HPAs instead. The communities app
+(no input topic) has a Deployment with a fixed replica count per environment and no
+autoscaler, and is scraped, budgeted and network-policed like the stages.
 
 Helm comes from the project's tooling: `python stack/localstack.py helm` builds it from the
 Go module proxy once and prints the cached binary's path.
@@ -26,7 +28,7 @@ import pytest
 import yaml
 
 from streams.config import ENVIRONMENTS, Settings, load_settings
-from streams.topics import PIPELINE, Stage, group_id, topics_for
+from streams.topics import ALL_APPS, PIPELINE, Stage, group_id, topics_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "graphrag-streams"
@@ -48,6 +50,11 @@ TIERS: dict[str, dict[str, Any]] = {
                    "circuit_breaker_threshold": 5, "caching": True, "lag_threshold": 100,
                    "activation": 0, "min": 1, "max": 12, "partitions": 12},
 }
+
+# The communities app's replicas per environment (values-<env>.yaml): one elected leader runs
+# the timer, production keeps a hot standby.
+COMMUNITIES_REPLICAS = {"development": 1, "staging": 1, "production": 2}
+COMMUNITIES = f"{FULLNAME}-{Stage.COMMUNITIES.value}"
 
 Doc = dict[str, Any]
 
@@ -194,7 +201,7 @@ def test_every_stage_has_a_deployment_and_a_scaled_object_matching_the_config(
     deployments = by_kind(docs, "Deployment")
     scaled = by_kind(docs, "ScaledObject")
     assert set(scaled) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
-    assert set(deployments) == {f"{FULLNAME}-{s.value}" for s in PIPELINE} | {f"{FULLNAME}-lag-exporter"}
+    assert set(deployments) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS} | {f"{FULLNAME}-lag-exporter"}
     assert not by_kind(docs, "HorizontalPodAutoscaler"), "KEDA owns the replicas: no HPA next to it"
     for stage in PIPELINE:
         settings = rendered_settings(docs, tmp_path, stage)
@@ -310,6 +317,8 @@ def test_keda_disabled_renders_hpas_instead(render: Render, tmp_path: Path) -> N
     assert not by_kind(docs, "TriggerAuthentication")
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert set(hpas) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    assert COMMUNITIES not in {h["spec"]["scaleTargetRef"]["name"] for h in hpas.values()}
+    assert one(docs, "Deployment", COMMUNITIES)["spec"]["replicas"] == COMMUNITIES_REPLICAS["production"]
     low, high = expected_bounds(settings)
     for stage in PIPELINE:
         hpa = hpas[f"{FULLNAME}-{stage.value}"]
@@ -365,7 +374,7 @@ def test_probes_ports_and_commands(render: Render, env: str, tmp_path: Path) -> 
     docs = render(env)
     settings = rendered_settings(docs, tmp_path)
     expected = {f"{FULLNAME}-{s.value}": (["worker", "--stages", s.value], settings.monitoring.metrics_port)
-                for s in PIPELINE}
+                for s in ALL_APPS}
     expected[f"{FULLNAME}-lag-exporter"] = (["lag-exporter"], settings.monitoring.lag_exporter_port)
     for name, (args, port) in expected.items():
         (c,) = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
@@ -392,6 +401,95 @@ def test_resources_per_stage_override_the_default(render: Render) -> None:
 
     assert res("extract") == values["stages"]["extract"]["resources"]
     assert res("fetch") == values["resources"]
+
+
+# --------------------------------------------------------------------------- communities
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_communities_deployment_has_fixed_replicas_and_no_autoscaler(
+        render: Render, env: str, tmp_path: Path) -> None:
+    """No input topic, so nothing to scale on: replicas from values, no ScaledObject or HPA."""
+    docs = render(env)
+    settings = rendered_settings(docs, tmp_path, Stage.COMMUNITIES)
+    assert not topics_for(settings).inputs(Stage.COMMUNITIES)
+    values = yaml.safe_load((CHART / f"values-{env}.yaml").read_text())
+    assert values["communities"]["replicas"] == COMMUNITIES_REPLICAS[env]
+    deployment = one(docs, "Deployment", COMMUNITIES)
+    assert deployment["spec"]["replicas"] == COMMUNITIES_REPLICAS[env]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    annotations = deployment["metadata"]["annotations"]
+    assert annotations["graphrag.io/consumer-group"] == group_id(settings, Stage.COMMUNITIES)
+    assert "graphrag.io/input-topic" not in annotations
+    assert float(annotations["graphrag.io/interval-seconds"]) == settings.graphrag.communities.interval_seconds
+    for kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+        targets = {d["spec"]["scaleTargetRef"]["name"] for d in by_kind(docs, kind).values()}
+        assert COMMUNITIES not in targets, f"{kind} on the communities Deployment"
+    assert COMMUNITIES not in by_kind(docs, "ScaledObject")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_communities_pod_follows_the_stage_pod_conventions(render: Render, env: str) -> None:
+    docs = render(env)
+    pod = one(docs, "Deployment", COMMUNITIES)["spec"]["template"]
+    stage_pod = one(docs, "Deployment", f"{FULLNAME}-{Stage.SINK.value}")["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    (sc,) = stage_pod["spec"]["containers"]
+    assert c["name"] == "communities"
+    assert c["args"] == ["worker", "--stages", "communities"]
+    assert c["livenessProbe"] == sc["livenessProbe"] and c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert c["readinessProbe"] == sc["readinessProbe"] and c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["startupProbe"] == sc["startupProbe"]
+    assert c["ports"] == sc["ports"]
+    assert c["securityContext"] == sc["securityContext"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True and c["securityContext"]["runAsNonRoot"] is True
+    assert c["volumeMounts"] == sc["volumeMounts"]
+    # The same configuration and the same secrets (MongoDB, LLM, Kafka SASL), by reference only.
+    assert c["env"] == sc["env"]
+    assert all("value" not in e for e in c["env"] if e["name"] in SECRET_VARS)
+    if env != "development":
+        assert "MONGODB_URI" in container_env(c), "communities writes to MongoDB"
+    for key in ("securityContext", "volumes", "serviceAccountName", "automountServiceAccountToken",
+                "terminationGracePeriodSeconds"):
+        assert pod["spec"][key] == stage_pod["spec"][key], key
+    assert pod["metadata"]["annotations"]["checksum/config"] == stage_pod["metadata"]["annotations"]["checksum/config"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    values = yaml.safe_load((CHART / f"values-{env}.yaml").read_text())
+    assert c["resources"] == (values["communities"].get("resources") or values["resources"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_communities_is_scraped_budgeted_and_policed(render: Render, env: str) -> None:
+    docs = render(env)
+    labels = one(docs, "Deployment", COMMUNITIES)["spec"]["template"]["metadata"]["labels"]
+    svc = one(docs, "Service", f"{FULLNAME}-workers")
+    assert svc["spec"]["selector"].items() <= labels.items(), "the workers Service must select communities"
+    monitor = one(docs, "ServiceMonitor", f"{FULLNAME}-workers")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    pdb = one(docs, "PodDisruptionBudget", COMMUNITIES)
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert "minAvailable" not in pdb["spec"]
+    replicas = COMMUNITIES_REPLICAS[env]
+    # A single replica never blocks a drain; with a standby, one of the two always stays.
+    assert pdb["spec"]["maxUnavailable"] == max(1, replicas - 1)
+    assert replicas == 1 or replicas - pdb["spec"]["maxUnavailable"] >= 1
+
+
+def test_communities_replicas_interval_and_disabling(render: Render, tmp_path: Path) -> None:
+    docs = render("staging", "--set", "communities.replicas=3", "--set", "podDisruptionBudget.maxUnavailable=5",
+                  "--set", "extraConfig.graphrag.communities.interval_seconds=600")
+    deployment = one(docs, "Deployment", COMMUNITIES)
+    assert deployment["spec"]["replicas"] == 3
+    settings = rendered_settings(docs, tmp_path, Stage.COMMUNITIES)
+    assert settings.graphrag.communities.interval_seconds == 600
+    assert deployment["metadata"]["annotations"]["graphrag.io/interval-seconds"] == "600"
+    assert one(docs, "PodDisruptionBudget", COMMUNITIES)["spec"]["maxUnavailable"] == 2
+    docs = render("production", "--set", "communities.enabled=false")
+    assert COMMUNITIES not in by_kind(docs, "Deployment")
+    assert COMMUNITIES not in by_kind(docs, "PodDisruptionBudget")
+    assert set(by_kind(docs, "ScaledObject")) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
 
 
 # --------------------------------------------------------------------------- secrets
@@ -465,6 +563,9 @@ def test_plain_extra_env_and_extra_config_are_accepted(render: Render, tmp_path:
     (["--set", "image.digest=latest"], "digest"),
     (["--set", "extraConfig.graphrag.scaling.max_replicas=99"], "scaling"),
     (["--set", "extraConfig.kafka.topic_prefix=other."], "topic_prefix"),
+    (["--set", "communities.replicas=0"], "replicas"),
+    (["--set-string", "communities.replicas=2"], "replicas"),
+    (["--set", "communities.minReplicas=1"], "minReplicas"),
 ])
 def test_schema_rejects_bad_values(helm: Path, args: list[str], complaint: str) -> None:
     for env in ("development", "production"):
@@ -537,7 +638,7 @@ def test_service_monitors_use_the_alert_rules_job_names(render: Render) -> None:
     assert set(jobs) == {"graphrag-workers", "graphrag-lag-exporter"}
     worker_svc_pods = {d["metadata"]["name"] for d in workloads(docs) if d["kind"] == "Deployment"
                        and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"}
-    assert worker_svc_pods == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
+    assert worker_svc_pods == {f"{FULLNAME}-{s.value}" for s in ALL_APPS}
     used = set(re.findall(r'job="([^"]+)"', (CHART / "files" / "prometheus" / "alerts.yml").read_text()))
     assert used <= set(jobs), f"alert rules select jobs {used - set(jobs)} that nothing scrapes"
 
@@ -545,8 +646,8 @@ def test_service_monitors_use_the_alert_rules_job_names(render: Render) -> None:
 def test_pdb_network_policy_and_service_account(render: Render) -> None:
     docs = render("production")
     pdbs = by_kind(docs, "PodDisruptionBudget")
-    assert set(pdbs) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
-    for stage in PIPELINE:
+    assert set(pdbs) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS}
+    for stage in ALL_APPS:
         labels = one(docs, "Deployment", f"{FULLNAME}-{stage.value}")["spec"]["template"]["metadata"]["labels"]
         sel = pdbs[f"{FULLNAME}-{stage.value}"]["spec"]["selector"]["matchLabels"]
         assert sel.items() <= labels.items() and sel["graphrag.io/stage"] == stage.value
@@ -577,6 +678,10 @@ def test_rendered_objects_per_environment(render: Render, env: str) -> None:
             meta = kafka_trigger(d)["metadata"]
             extra = (f"  replicas {d['spec']['minReplicaCount']}..{d['spec']['maxReplicaCount']}, "
                      f"lagThreshold {meta['lagThreshold']}, group {meta['consumerGroup']}, topic {meta['topic']}")
+        elif d["kind"] == "Deployment" and "replicas" in d["spec"]:
+            extra = f"  replicas {d['spec']['replicas']}"
+        elif d["kind"] == "PodDisruptionBudget":
+            extra = f"  maxUnavailable {d['spec']['maxUnavailable']}"
         print(f"  {d['kind']}/{d['metadata']['name']}{extra}")
 
 
@@ -607,4 +712,7 @@ def test_notes_list_every_stage_with_its_bounds(helm: Path, render: Render, env:
             line = (f"group {group_id(settings, stage)} on {topics_for(settings).inputs(stage)[0]}: "
                     f"{low}..{high} replicas, {settings.graphrag.scaling.lag_threshold} messages")
             assert line in notes, f"{line!r} not in NOTES:\n{notes}"
+        line = (f"group {group_id(settings, Stage.COMMUNITIES)}: {COMMUNITIES_REPLICAS[env]} replica(s), "
+                "one elected leader")
+        assert line in notes, f"{line!r} not in NOTES:\n{notes}"
         assert FAKE_SECRET not in notes

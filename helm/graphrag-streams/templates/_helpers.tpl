@@ -54,7 +54,7 @@ graphrag.io/environment: {{ .Values.environment }}
 
 {{/* ---------------------------------------------------------------- stages and topics */}}
 
-{{/* The pipeline, in order (streams/topics.py: Stage). */}}
+{{/* The pipeline, in order (streams/topics.py: PIPELINE): the lag-scaled stream stages. */}}
 {{- define "graphrag-streams.stages" -}}
 {{- list "fetch" "chunk" "extract" "resolve" "sink" | toJson -}}
 {{- end -}}
@@ -277,4 +277,62 @@ priorityClassName: {{ . }}
 {{- end }}
 volumes:
   {{- include "graphrag-streams.volumes" . | nindent 2 }}
+{{- end -}}
+
+
+{{/*
+The pod template of a worker app (`graphrag-streams worker --stages <app>`): one for every
+stage and for communities, so they share probes, securityContext, config and secrets.
+Called with (dict "root" $ "app" <app> "resources" <resources> "configHash" <sha256>).
+*/}}
+{{- define "graphrag-streams.workerPodTemplate" -}}
+{{- $ := .root -}}
+metadata:
+  labels:
+    {{- include "graphrag-streams.selectorLabels" $ | nindent 4 }}
+    app.kubernetes.io/component: worker
+    graphrag.io/stage: {{ .app }}
+    {{- with $.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ .configHash }}
+    {{- with $.Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  {{- include "graphrag-streams.podCommon" $ | nindent 2 }}
+  terminationGracePeriodSeconds: {{ int $.Values.terminationGracePeriodSeconds }}
+  containers:
+    - name: {{ .app }}
+      image: {{ include "graphrag-streams.image" $ }}
+      imagePullPolicy: {{ $.Values.image.pullPolicy }}
+      args: ["worker", "--stages", "{{ .app }}"]
+      env:
+        {{- include "graphrag-streams.env" $ | nindent 8 }}
+      ports:
+        - name: metrics
+          containerPort: {{ int $.Values.monitoring.metricsPort }}
+          protocol: TCP
+      startupProbe:
+        httpGet:
+          path: /livez
+          port: metrics
+        {{- toYaml $.Values.probes.startup | nindent 8 }}
+      livenessProbe:
+        httpGet:
+          path: /livez
+          port: metrics
+        {{- toYaml $.Values.probes.liveness | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /readyz
+          port: metrics
+        {{- toYaml $.Values.probes.readiness | nindent 8 }}
+      resources:
+        {{- toYaml .resources | nindent 8 }}
+      securityContext:
+        {{- include "graphrag-streams.containerSecurityContext" $ | nindent 8 }}
+      volumeMounts:
+        {{- include "graphrag-streams.volumeMounts" $ | nindent 8 }}
 {{- end -}}
