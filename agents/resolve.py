@@ -45,12 +45,8 @@ def register(rt: StageRuntime) -> None:
                        help="blocking key -> {folded name: [entity_id, type, canonical name]}")
     assembly = app.Table("resolver-assembly", default=dict, partitions=partitions, schema=JSON,
                          help="chunk_id -> {extraction, resolved mentions}")
-    aliases = AliasTable(settings)
-
-    async def start_aliases() -> None:
-        aliases.start()
-
-    app.task(start_aliases)
+    # Read every merge decision before any mention is resolved (the worker starts after this).
+    aliases = AliasTable(settings).start()
 
     @app.agent(rt.topic(t.extractions), name="resolve-route")
     async def route(stream: Any) -> None:
