@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.config import Settings
@@ -50,11 +50,20 @@ def stage_groups(settings: Settings, stages: Iterable[Stage] = PIPELINE) -> dict
 
 
 def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec,
-             timeout: float) -> dict[tuple[str, int], int]:
+             timeout: float, attempts: int = 5) -> dict[tuple[str, int], int]:
+    """Offsets per partition; retried while the cluster reports a retriable error (a topic
+    created a moment ago may not have a leader yet)."""
     if not tps:
         return {}
-    futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout)
-    return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
+    for attempt in range(attempts):
+        futures = admin.list_offsets({tp: spec for tp in tps}, request_timeout=timeout)
+        try:
+            return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
+        except KafkaException as exc:
+            if attempt + 1 == attempts or not exc.args[0].retriable():
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def measure_lag(settings: Settings, groups: dict[str, Sequence[str]] | None = None,
