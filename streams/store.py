@@ -586,7 +586,7 @@ def summarize_descriptions(descriptions: Sequence[str], limit: int = 400) -> str
     """
     out = ""
     for d in descriptions:
-        candidate = f"{out} {d}".strip() if out else d
+        candidate = (f"{out} {d}" if out.endswith((".", "!", "?")) else f"{out}; {d}") if out else d
         if len(candidate) > limit:
             break
         out = candidate

@@ -151,7 +151,8 @@ def test_counts_and_weights_come_from_the_evidence(store: GraphStore) -> None:
     phobos = _entity(store, "LOCATION", "phobos")
     assert phobos["mention_count"] == 3 and phobos["video_count"] == 2
     assert phobos["name"] == "Phobos" and phobos["aliases"] == ["Phobos", "PHOBOS"]  # most frequent first
-    assert phobos["description"] == "a moon" and phobos["descriptions"] == ["a moon", "tiny"]
+    # The bounded summary leads with the most frequent description.
+    assert phobos["description"] == "a moon; tiny" and phobos["descriptions"] == ["a moon", "tiny"]
     assert _entity(store, "PERSON", "posner")["mention_count"] == 1
 
     rel = store.coll("relations").find_one({"source_id": phobos["_id"]})
