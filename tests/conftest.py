@@ -18,10 +18,21 @@ import pytest
 
 from tests.support import CORPUS, ROOT, Deployment, Services
 
+# Modules sharing the session's corpus run, in the order they must see it: the replay
+# test compares the graph with itself before and after, and forget/resubmit comes later.
+CORPUS_RUN_ORDER = ("test_pipeline_integration.py", "test_communities.py")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if not CORPUS.is_dir():
         raise pytest.UsageError(f"the transcript corpus is missing: expected {CORPUS} (../shared/corpus)")
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return CORPUS_RUN_ORDER.index(name) if name in CORPUS_RUN_ORDER else -1
+
+    # A stable sort: other modules keep their places, the corpus-run modules go last, in order.
+    items.sort(key=lambda i: (rank(i) >= 0, rank(i)))
 
 
 @pytest.fixture(scope="session")
