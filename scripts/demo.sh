@@ -79,11 +79,22 @@ graphrag-streams status
 say "5/5 what was built"
 graphrag-streams graph --top 8
 
+say "communities (merge pass, detection, summaries; the worker also runs this on a timer)"
+graphrag-streams communities run
+graphrag-streams communities list --top 3 --level 0
+
+say "a local answer: graphrag-streams query \"What are the moons of Mars?\""
+graphrag-streams query "What are the moons of Mars?" --mode local
+
+say "a global answer: graphrag-streams query \"What happens to the universe and black holes?\" --mode global"
+graphrag-streams query "What happens to the universe and black holes?" --mode global
+
 cat <<EOF
 
 Done. The stack, the worker and the lag exporter keep running:
   graphrag-streams submit VIDEO_ID     index another video (a file in $SAMPLES, or YouTube when online)
   graphrag-streams status              progress per video
+  graphrag-streams query "..."         ask the graph (--mode local|global, --json)
   graphrag-streams dlq                 what was rejected, and why
   make demo-stop                       stop the worker and the lag exporter
   make stack-down                      stop Kafka, FerretDB and Prometheus (data kept; make stack-wipe deletes it)

@@ -1,0 +1,84 @@
+"""The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
+a 60-second outage in the middle loses and dead-letters nothing; a re-run costs no call; the
+in-flight calls never exceed max_concurrent_operations."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from streams.dlq import parse_headers
+from streams.store import GraphStore
+from tests.conftest import DeploymentFactory
+from tests.fake_openai import FakeOpenAI
+from tests.support import CORPUS, consume_all, manifest, wait_quiescent, wait_until
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_SECONDS = 60
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    server.state.delay = 0.05  # long enough for concurrent calls to overlap visibly
+    yield server
+    server.stop()
+
+
+def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: DeploymentFactory,
+                                                            fake: FakeOpenAI) -> None:
+    limit = 2
+    d = deployment_factory({
+        "openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
+                   "timeout_seconds": 5, "circuit_reset_seconds": 5},
+        "graphrag": {"max_concurrent_operations": limit, "retry_attempts": 1, "circuit_breaker_threshold": 3,
+                     "extraction": {"extractor": "llm"},
+                     "transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                     "communities": {"interval_seconds": 86400}},
+    })
+    ids = [e["video_id"] for e in manifest()]
+    store = GraphStore.from_settings(d.settings)
+    d.cli("topics", "create")
+    worker = d.start_worker("all")
+    d.cli("submit", *ids)
+
+    # Take the LLM server down once extraction is under way, for a full minute.
+    wait_until(lambda: fake.stats()["requests"] >= 40, timeout=300, message="extraction to start")
+    fake.stop()
+    down_at = time.monotonic()
+    stored_during = [sum(v.get("chunks_stored", 0) for v in store.videos(ids))]
+    time.sleep(OUTAGE_SECONDS)
+    stored_during.append(sum(v.get("chunks_stored", 0) for v in store.videos(ids)))
+    fake.start()  # same port
+    print(f"\nLLM server down for {time.monotonic() - down_at:.0f}s; chunks stored during the outage: "
+          f"{stored_during[0]} -> {stored_during[1]}")
+
+    def all_done() -> bool:
+        docs = store.videos(ids)
+        return len(docs) == len(ids) and all(v["status"] == "done" for v in docs)
+
+    wait_until(all_done, timeout=900, interval=3, message=lambda: f"videos done; log:\n{worker.log_tail()}")
+    wait_quiescent(d.settings, workers=[worker])
+    first = fake.stats()
+    chunks = store.db.chunks.count_documents({})
+    failed = store.db.chunks.count_documents({"extraction_error": {"$ne": None}})
+    dead = [parse_headers(m.headers()) for m in consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")]
+    print(f"first run: {first['requests']} LLM calls for {chunks} chunks, max in flight {first['max_in_flight']} "
+          f"(limit {limit}); DLQ records {len(dead)}; chunks with an extraction error {failed}")
+    assert dead == [] and failed == 0
+    assert chunks == sum(v["chunk_count"] for v in store.videos(ids))
+    assert first["max_in_flight"] <= limit
+    assert first["by_kind"].get("knowledge_graph", 0) >= chunks
+
+    # Re-submitting every video: the answers come from the cache.
+    before = fake.stats()["requests"]
+    d.cli("submit", *ids)
+    wait_quiescent(d.settings, workers=[worker])
+    assert all_done()
+    rerun = fake.stats()["requests"] - before
+    print(f"re-run: {rerun} LLM calls")
+    assert rerun == 0
+
