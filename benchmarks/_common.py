@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import CORPUS, Deployment, Services, manifest  # noqa: E402
 
-__all__ = ["CORPUS", "Deployment", "deployment", "manifest", "percentile"]
+__all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "manifest", "percentile"]
 
 
 def deployment(overrides: dict[str, Any]) -> Deployment:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 
-from _common import CORPUS, deployment, manifest, percentile
+from _common import CORPUS, ROOT, deployment, manifest, percentile
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from schemas import ChunkExtraction
 from streams.kafka import make_admin
-from streams.lag import stage_groups
+from streams.lag import measure_lag, stage_groups
 from streams.merge import EntityInfo, run_merge_pass, unmerged_same_name_share
 from streams.normalize import normalize_type
 from streams.store import GraphStore
@@ -76,6 +78,31 @@ def main() -> None:
         print(f"merges by rule: {dict(reasons)}")
         for m in report.merges[:12]:
             print(f"  {m.source.name!r} ({m.source.type}) -> {m.target.name!r} ({m.target.type}): {m.reason}")
+
+        # The exporter's numbers next to Kafka's own tool, at this quiescent point.
+        print("\nlag at rest, graphrag-streams (committed / log end / lag) vs kafka-consumer-groups --describe:")
+        cp = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "kafka-classpath"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+        mismatches = rows = 0
+        ours = {(r.group, r.topic, r.partition): r for r in measure_lag(d.settings)}
+        for group in stage_groups(d.settings):
+            out = subprocess.run(["java", "-cp", cp, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+                                  "--bootstrap-server", d.settings.kafka.bootstrap_servers, "--describe",
+                                  "--group", group], capture_output=True, text=True, check=True).stdout
+            for line in out.splitlines():
+                cols = line.split()
+                if len(cols) < 6 or cols[0] != group or (group, cols[1], int(cols[2])) not in ours:
+                    continue
+                r = ours[(group, cols[1], int(cols[2]))]
+                mine = f"{'-' if r.committed is None else r.committed}/{r.log_end}/{r.lag}"
+                theirs = f"{cols[3]}/{cols[4]}/{cols[5]}"
+                same = (cols[3] == ("-" if r.committed is None else str(r.committed)) and cols[4] == str(r.log_end)
+                        and (cols[5] == str(r.lag) or (cols[5] == "-" and r.committed is None)))
+                mismatches += not same
+                rows += 1
+                print(f"  {group:<22} {cols[1]:<38} {cols[2]:>2}  ours {mine:<14} kafka {theirs:<14}"
+                      f"{'' if same else '  DIFFERENT'}")
+        print(f"  {rows} rows compared, {mismatches} different")
 
         if not args.no_replay:
             snapshot = store.snapshot()

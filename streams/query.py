@@ -20,30 +20,11 @@ from typing import Any
 from rapidfuzz import fuzz, process
 
 from streams.extraction.offline import STOPWORDS
-from streams.format import citation, youtube_link
 from streams.resolution import fold
 from streams.store import GraphStore
+from streams.summaries import Evidence as Citation
 
 QUERY_PROMPT_VERSION = "answer-v1"
-
-
-@dataclass(frozen=True)
-class Citation:
-    video_id: str
-    seconds: float
-    chunk_id: str
-
-    @property
-    def cite(self) -> str:
-        return citation(self.video_id, self.seconds)
-
-    @property
-    def url(self) -> str:
-        return youtube_link(self.video_id, self.seconds)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"video_id": self.video_id, "seconds": round(self.seconds, 1), "chunk_id": self.chunk_id,
-                "cite": self.cite, "url": self.url}
 
 
 @dataclass
@@ -108,7 +89,7 @@ def _cited_chunks(store: GraphStore, pairs: list[tuple[str, str]]) -> dict[tuple
         key = (m["chunk_id"], m["entity_id"])
         chunk = texts.get(m["chunk_id"])
         if key in wanted and chunk and m.get("surface", "").casefold() in chunk["text"].casefold():
-            out[key] = Citation(chunk["video_id"], float(m.get("start", 0)), m["chunk_id"])
+            out[key] = Citation(video_id=chunk["video_id"], seconds=float(m.get("start", 0)), chunk_id=m["chunk_id"])
     return out
 
 

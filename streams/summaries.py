@@ -16,6 +16,8 @@ SUMMARY_PROMPT_VERSION = "community-report-v1"
 
 
 class Evidence(BaseModel):
+    """Where a claim is said: a stored chunk and the moment in the video (``video_id@mm:ss``)."""
+
     video_id: str
     chunk_id: str
     seconds: float
@@ -27,6 +29,10 @@ class Evidence(BaseModel):
     @property
     def url(self) -> str:
         return youtube_link(self.video_id, self.seconds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "seconds": round(self.seconds, 1), "chunk_id": self.chunk_id,
+                "cite": self.cite, "url": self.url}
 
 
 class Finding(BaseModel):
