@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from agents.faust_recovery import FixedTableManager
+from agents.faust_recovery import FixedTableManager, PartitionWatchdog
 from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams.codec import encode
@@ -63,7 +63,7 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
     k = settings.kafka
     broker = ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
     max_bytes = settings.security.max_message_bytes + 65_536
-    return faust.App(
+    app = faust.App(
         group_id(settings, stage),
         broker=broker,
         broker_credentials=faust_credentials(settings),
@@ -88,6 +88,8 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         # Table recovery that seeks before it resumes (agents/faust_recovery.py).
         TableManager=FixedTableManager,
     )
+    PartitionWatchdog(app, stage.value).install()
+    return app
 
 
 @dataclass

@@ -18,6 +18,9 @@ WORKER_INFO = Info("graphrag_worker", "A running stage worker (one series per pr
 EVENTS_IN = Counter("graphrag_events_in", "Messages a stage consumed.", ["stage", "topic"])
 EVENTS_OUT = Counter("graphrag_events_out", "Messages a stage produced.", ["stage", "topic"])
 FAILURES = Counter("graphrag_failures", "Messages a stage could not process, by reason.", ["stage", "reason"])
+PARTITION_REWINDS = Counter("graphrag_partition_rewinds",
+                            "Stalled input partitions rewound to their committed offset (agents/faust_recovery.py).",
+                            ["stage", "topic"])
 DLQ_RECORDS = Counter("graphrag_dlq_records", "Records a stage wrote to the dead-letter topic.",
                       ["stage", "reason"])
 STAGE_LATENCY = Histogram("graphrag_stage_latency_seconds",
