@@ -296,6 +296,13 @@ def pipeline_dashboard() -> Json:
     lay.add(timeseries("DLQ records by stage and reason (per s)",
                        [(f"sum by (stage, reason) (rate(graphrag_dlq_records_total{st}[{RI}]))",
                          "{{stage}} {{reason}}")], unit="ops"), 12, 8)
+    lay.add(stat("Partition rewinds (range)",
+                 [(f"sum(increase(graphrag_partition_rewinds_total{st}[$__range])) or vector(0)", "rewinds")],
+                 decimals=0, thresholds=[(None, "green"), (1, "orange")],
+                 description="Input partitions sought back to their committed offset because fetched "
+                             "messages never reached the agent (a faust-streaming restart race; "
+                             "agents/faust_recovery.py). Messages are redelivered, nothing is lost."),
+            6, 6)
 
     lay.row("Latency")
     lay.add(timeseries("Stage latency p50 / p95",

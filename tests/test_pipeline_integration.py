@@ -118,7 +118,7 @@ def test_replaying_every_topic_leaves_the_graph_identical(corpus_run: dict[str, 
     before = store.snapshot()
     d.stop_workers()
     _reset_groups_to_earliest(d)
-    worker = d.start_worker("all")
+    worker = corpus_run["worker"] = d.start_worker("all")  # later tests of the corpus run use it
     # Everything is consumed again, including the duplicates the replay itself produces.
     wait_quiescent(d.settings, timeout=900, workers=[worker])
     after = store.snapshot()
