@@ -59,6 +59,18 @@ def _initials(name: str) -> str:
     return "".join(w[0] for w in fold(name).split() if w not in MINOR_WORDS)
 
 
+def _is_proper_name(name: str) -> bool:
+    """Every word but the minor ones capitalised: "Federal Arbitration Act", not "great magazine"."""
+    words = [w for w in name.split() if w.lower() not in MINOR_WORDS]
+    return bool(words) and all(w[:1].isupper() for w in words)
+
+
+def _differs_by_an_affix(a: str, b: str) -> bool:
+    """One name is the other with letters added at the start or end: another word, not a typo."""
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) or long.endswith(short)
+
+
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
@@ -109,10 +121,10 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
             for s in short:
                 uf.union(full[0].entity_id, s.entity_id, "short form of a person's name")
 
-    # 3. An acronym of exactly one multi-word name ("NASA").
+    # 3. An acronym of exactly one multi-word proper name ("NASA").
     by_initials: dict[str, list[EntityInfo]] = defaultdict(list)
     for e in entities:
-        if len(fold(e.name).split()) >= 2:
+        if len(fold(e.name).split()) >= 2 and _is_proper_name(e.name):
             by_initials[_initials(e.name)].append(e)
     for e in entities:
         raw = e.name.replace(".", "").strip()
@@ -121,7 +133,8 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
             if len(matches) == 1:
                 uf.union(next(iter(matches)), e.entity_id, "acronym")
 
-    # 4. Near-identical names of one type in different blocks (a typo in the first letters).
+    # 4. Near-identical names of one type in different blocks (a typo in the first letters;
+    #    "article" vs "particle" is another word, not a typo).
     by_type: dict[str, list[EntityInfo]] = defaultdict(list)
     for e in entities:
         if len(fold(e.name)) >= max(6, cfg.min_fuzzy_length):
@@ -132,7 +145,8 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
         names = [fold(e.name) for e in group]
         scores = process.cdist(names, names, scorer=fuzz.ratio, score_cutoff=cfg.merge_threshold, workers=-1)
         for i, j in zip(*scores.nonzero(), strict=True):
-            if i < j and block_of(group[i].name, cfg.block_chars) != block_of(group[j].name, cfg.block_chars):
+            if (i < j and block_of(group[i].name, cfg.block_chars) != block_of(group[j].name, cfg.block_chars)
+                    and not _differs_by_an_affix(names[i], names[j])):
                 uf.union(group[i].entity_id, group[j].entity_id, f"similar name ({scores[i][j]:.0f})")
 
     components: dict[str, list[EntityInfo]] = defaultdict(list)

@@ -69,6 +69,11 @@ def test_merge_pass_rules() -> None:
         _info("Phobos", "LOCATION", 3), _info("Deimos", "LOCATION", 3),              # distinct
         _info("Oliver Wendell Holmes", "PERSON", 2), _info("Sherlock Holmes", "PERSON", 1),
         _info("Holmes", "PERSON", 1),                                                # ambiguous: left alone
+        # Seen in the corpus run, wrong, now left alone: a word inside another word, and
+        # the "acronym" of a lowercase phrase.
+        _info("article", "CONCEPT", 2), _info("particle", "CONCEPT", 3),
+        _info("assigned writing", "CONCEPT", 1), _info("signed writing", "CONCEPT", 1),
+        _info("great magazine", "CONCEPT", 1), _info("GM", "CONCEPT", 2),
     ]
     merges = {(m.source.name, m.target.name): m.reason for m in propose_merges(ents, CFG)}
     assert set(merges) == {("Posner", "Richard Posner"), ("mars", "Mars"),
