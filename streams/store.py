@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -47,7 +47,7 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 
 GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
-ALL_COLLECTIONS = (*GRAPH_COLLECTIONS, "communities", "community_runs", "llm_cache")
+ALL_COLLECTIONS = (*GRAPH_COLLECTIONS, "entity_redirects", "communities", "community_runs", "llm_cache")
 MAX_ALIASES = 20
 MAX_DESCRIPTIONS = 5
 DUPLICATE_KEY = 11000
@@ -170,12 +170,15 @@ class GraphStore:
         if not latest:
             return summary
 
+        # An update made before a merge pass (a replay, a late message) names merged entities:
+        # store it as the merge pass stored the rest, on the survivors.
+        redirects = self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities})
         mentions: dict[str, list[Doc]] = {}
         evidence: dict[str, list[Doc]] = {}
         chunk_docs: dict[str, Doc] = {}
         for cid, u in latest.items():
-            mentions[cid] = [_mention_doc(u, e) for e in u.entities]
-            evidence[cid] = [_evidence_doc(u, r) for r in u.relations]
+            mentions[cid], evidence[cid] = redirect_evidence([_mention_doc(u, e) for e in u.entities],
+                                                             [_evidence_doc(u, r) for r in u.relations], redirects)
             chunk_docs[cid] = _chunk_doc(u, mentions[cid], evidence[cid])
 
         existing = {d["_id"]: d.get("evidence_fingerprint")
@@ -183,8 +186,8 @@ class GraphStore:
                                                      {"evidence_fingerprint": 1})}
         changed = [cid for cid, fp in existing.items() if fp != chunk_docs[cid]["evidence_fingerprint"]]
 
-        touched_entities = {e.entity_id for u in latest.values() for e in u.entities}
-        touched_relations = {r.relation_id for u in latest.values() for r in u.relations}
+        touched_entities = {m["entity_id"] for ms in mentions.values() for m in ms}
+        touched_relations = {e["relation_id"] for es in evidence.values() for e in es}
         if changed:
             # A chunk extracted again with another result: its evidence is replaced whole.
             old = {"chunk_id": {"$in": changed}}
@@ -306,6 +309,7 @@ class GraphStore:
         """
         if not mapping:
             return {"mentions": 0, "evidence": 0}
+        self._record_redirects(mapping)
         old_ids = list(mapping)
         touched_entities = set(old_ids) | {new for new, _ in mapping.values()}
         touched_relations: set[str] = set()
@@ -343,6 +347,24 @@ class GraphStore:
         self.reconcile_entities(touched_entities)
         self.reconcile_relations(touched_relations)
         return {"mentions": len(mentions), "evidence": len(evidence)}
+
+    def _record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
+        """Remember merged id -> survivor, so updates that still name a merged entity follow it."""
+        ops = [UpdateOne({"_id": old}, {"$set": {"to": new, "type": ttype}}, upsert=True)
+               for old, (new, ttype) in mapping.items()]
+        # Earlier merges into an entity that is merged away now move on to the new survivor.
+        ops += [UpdateOne({"_id": d["_id"]}, {"$set": {"to": mapping[d["to"]][0], "type": mapping[d["to"]][1]}})
+                for d in self.coll("entity_redirects").find({"to": {"$in": list(mapping)}})]
+        self._bulk("entity_redirects", ops)
+
+    def entity_redirects(self, entity_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """Merged entity id -> (surviving id, surviving type), for those of ``entity_ids`` merged away."""
+        ids = sorted(set(entity_ids))
+        found: dict[str, tuple[str, str]] = {}
+        for part in batched(ids, 500):
+            for d in self.coll("entity_redirects").find({"_id": {"$in": list(part)}}):
+                found[d["_id"]] = (d["to"], d["type"])
+        return found
 
     def _refresh_fingerprints(self, chunk_ids: Iterable[str]) -> None:
         ids = sorted(set(chunk_ids))
@@ -596,6 +618,35 @@ def summarize_descriptions(descriptions: Sequence[str], limit: int = 400) -> str
 def _top_texts(texts: Iterable[str]) -> list[str]:
     counts = Counter(t.strip() for t in texts if t and t.strip())
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_DESCRIPTIONS]
+
+
+def redirect_evidence(mentions: Sequence[Doc], evidence: Sequence[Doc],
+                      redirects: Mapping[str, tuple[str, str]]) -> tuple[list[Doc], list[Doc]]:
+    """One chunk's mentions and evidence with merged entities replaced by their survivors,
+    exactly as ``GraphStore.repoint_entities`` leaves stored ones: the survivor's own mention
+    wins over a redirected one, relations that become self-loops go."""
+    if not redirects:
+        return list(mentions), list(evidence)
+    out_m: dict[str, Doc] = {}
+    for m in sorted(mentions, key=lambda m: m["entity_id"] in redirects):  # stable: own mentions first
+        if m["entity_id"] in redirects:
+            target, ttype = redirects[m["entity_id"]]
+            m = {**m, "_id": mention_id(m["chunk_id"], target), "entity_id": target, "type": ttype}
+        out_m.setdefault(m["_id"], m)
+    out_e: dict[str, Doc] = {}
+    def moved(e: Doc) -> bool:
+        return e["source_id"] in redirects or e["target_id"] in redirects
+
+    for e in sorted(evidence, key=moved):
+        if moved(e):
+            src = redirects.get(e["source_id"], (e["source_id"], ""))[0]
+            dst = redirects.get(e["target_id"], (e["target_id"], ""))[0]
+            if src == dst:
+                continue
+            rid = relation_id(src, dst, e["type"])
+            e = {**e, "_id": evidence_id(e["chunk_id"], rid), "relation_id": rid, "source_id": src, "target_id": dst}
+        out_e.setdefault(e["_id"], e)
+    return list(out_m.values()), list(out_e.values())
 
 
 def _mention_doc(u: GraphUpdate, e: Any) -> Doc:

@@ -318,3 +318,35 @@ def test_requested_at_keeps_the_earliest(store: GraphStore) -> None:
 ])
 def test_video_state(doc: dict[str, Any], state: str) -> None:
     assert video_state(doc) == state
+
+
+def test_updates_made_before_a_merge_follow_it(store: GraphStore) -> None:
+    """A replay (or a late message) of updates made before a merge pass leaves the merged
+    graph as it is: merged entities are not brought back, evidence stays on the survivors."""
+    one = _chunk("Pw0IZg7_4mo", 0, "Richard Posner met Posner on Mars.", count=3)
+    two = _chunk("Pw0IZg7_4mo", 1, "Posner wrote about Mars.", count=3, start=10)
+    three = _chunk("Pw0IZg7_4mo", 2, "Richard Posner and Judge Posner.", count=3, start=20)
+    updates = [
+        _update(one, [("Richard Posner", "PERSON"), ("Posner", "PERSON"), ("Mars", "LOCATION")],
+                [("Richard Posner", "Mars", "VISITED", 5), ("Posner", "Mars", "VISITED", 3)]),
+        _update(two, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars", "WROTE_ABOUT", 4)]),
+        _update(three, [("Richard Posner", "PERSON"), ("Posner", "PERSON")],
+                [("Richard Posner", "Posner", "KNOWS", 2)]),
+    ]
+    store.write_graph_updates(updates)
+    posner, richard = entity_id("PERSON", "posner"), entity_id("PERSON", "richard posner")
+    store.repoint_entities({posner: (richard, "PERSON")})
+    merged = store.snapshot()
+    assert _find_entity(store, "PERSON", "posner") is None
+    assert store.db.relations.count_documents({"$or": [{"source_id": posner}, {"target_id": posner}]}) == 0
+
+    # Split differently and in another order: still nothing changes.
+    store.write_graph_updates(updates)
+    assert store.snapshot() == merged
+    for u in reversed(updates):
+        store.write_graph_updates([u])
+    assert store.snapshot() == merged
+    # A merge of the survivor later moves the older redirect along with it.
+    other = entity_id("PERSON", "judge richard posner")
+    store.repoint_entities({richard: (other, "PERSON")})
+    assert store.entity_redirects([posner, richard]) == {posner: (other, "PERSON"), richard: (other, "PERSON")}
