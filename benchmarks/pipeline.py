@@ -117,7 +117,22 @@ def main() -> None:
             worker = d.start_worker("all")
             wait_quiescent(d.settings, timeout=1800, workers=[worker])
             replay = time.monotonic() - t0
-            same = store.snapshot() == snapshot
+            after = store.snapshot()
+            same = after == snapshot
+            for name in snapshot:
+                was = {str(doc["_id"]): doc for doc in snapshot[name]}
+                now = {str(doc["_id"]): doc for doc in after[name]}
+                differ = [k for k in was.keys() & now.keys() if was[k] != now[k]]
+                if differ or was.keys() != now.keys():
+                    print(f"  {name}: {len(was.keys() - now.keys())} gone, {len(now.keys() - was.keys())} new, "
+                          f"{len(differ)} changed")
+                    for k in differ[:2]:
+                        print("    before:", {f: v for f, v in was[k].items() if now[k].get(f) != v})
+                        print("    after: ", {f: v for f, v in now[k].items() if was[k].get(f) != v})
+                    for k in sorted(now.keys() - was.keys())[:2]:
+                        print("    new:", str(now[k])[:300])
+                    for k in sorted(was.keys() - now.keys())[:2]:
+                        print("    gone:", str(was[k])[:300])
             print(f"replay of every topic from offset 0: quiescent after {replay:.1f}s "
                   f"(including ~4s of settling); graph identical: {same}")
         print(json.dumps({"wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq)}))

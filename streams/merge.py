@@ -121,7 +121,7 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
             for s in short:
                 uf.union(full[0].entity_id, s.entity_id, "short form of a person's name")
 
-    # 3. An acronym of exactly one multi-word proper name ("NASA").
+    # 3. An acronym of exactly one multi-word proper name of its type ("NASA").
     by_initials: dict[str, list[EntityInfo]] = defaultdict(list)
     for e in entities:
         if len(fold(e.name).split()) >= 2 and _is_proper_name(e.name):
@@ -129,7 +129,7 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
     for e in entities:
         raw = e.name.replace(".", "").strip()
         if 2 <= len(raw) <= 8 and raw.isupper() and raw.isalpha():
-            matches = {m.entity_id for m in by_initials.get(raw.lower(), [])}
+            matches = {m.entity_id for m in by_initials.get(raw.lower(), []) if m.type == e.type}
             if len(matches) == 1:
                 uf.union(next(iter(matches)), e.entity_id, "acronym")
 

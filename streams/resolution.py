@@ -99,6 +99,10 @@ def resolve_mention(block: Mapping[str, list[str]], name: str, etype: str, cfg: 
     return canonical, "new", {**block, folded: [canonical.entity_id, canonical.type, canonical.name]}
 
 
+def _names(surface: str, canonical: Canonical) -> bool:
+    return normalize_name(surface, canonical.type) == normalize_name(canonical.name, canonical.type)
+
+
 def resolve_extraction(
     extraction: ChunkExtraction,
     *,
@@ -132,7 +136,9 @@ def resolve_extraction(
         eid = canonical.entity_id
         by_name.setdefault(normalize_name(e.name, "PERSON"), eid)
         by_name.setdefault(key, eid)
-        if eid not in entities:
+        # Two names of one entity in a chunk (after a merge: "Posner", "Richard Posner"): keep
+        # the mention that names the entity itself, as the merge pass keeps the survivor's own.
+        if eid not in entities or (_names(e.name, canonical) and not _names(entities[eid].surface, canonical)):
             entities[eid] = ResolvedEntity(entity_id=eid, name=canonical.name, type=canonical.type,
                                            surface=e.name.strip(), description=e.description,
                                            start=spoken_at(e.name))

@@ -74,6 +74,7 @@ def test_merge_pass_rules() -> None:
         _info("article", "CONCEPT", 2), _info("particle", "CONCEPT", 3),
         _info("assigned writing", "CONCEPT", 1), _info("signed writing", "CONCEPT", 1),
         _info("great magazine", "CONCEPT", 1), _info("GM", "CONCEPT", 2),
+        _info("Goddess Eos", "LOCATION", 1), _info("GE", "ORGANIZATION", 2),       # another type
     ]
     merges = {(m.source.name, m.target.name): m.reason for m in propose_merges(ents, CFG)}
     assert set(merges) == {("Posner", "Richard Posner"), ("mars", "Mars"),

@@ -192,3 +192,12 @@ def test_resolved_mentions_merge_entities() -> None:
     assert [e.entity_id for e in update.entities] == [posner.entity_id, entity_id("LOCATION", "mars")]
     assert update.entities[0].name == "Richard Posner" and update.entities[0].surface == "Judge Richard Posner"
     assert [(r.source_id, r.type) for r in update.relations] == [(posner.entity_id, "STUDIES")]  # no self loop
+
+
+def test_of_two_names_of_one_entity_the_one_naming_it_is_kept() -> None:
+    """After a merge both "Posner" and "Richard Posner" resolve to one entity; the mention kept
+    is the one naming the entity, in any order (as the merge pass keeps the survivor's own)."""
+    posner = Canonical(entity_id("PERSON", "posner"), "PERSON", "Posner")
+    for names in (["Richard Posner", "Posner"], ["Posner", "Richard Posner"]):
+        update = _resolve([(n, "PERSON") for n in names], resolved={0: posner, 1: posner})
+        assert [e.surface for e in update.entities] == ["Posner"]
