@@ -154,7 +154,12 @@ class PartitionWatchdog:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
             self._before = {}
             return []
-        now = await self.observe()
+        try:
+            now = await self.observe()
+        except Exception as exc:  # a rebalance between two calls, a broker hiccup: check again later
+            log.info("partition watchdog skipped a check: %r", exc)
+            self._before = {}
+            return []
         stalled = stalled_partitions(now, self._before)
         for tp in stalled:
             st = now[tp]
