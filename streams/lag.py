@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.config import Settings
@@ -49,8 +49,15 @@ def stage_groups(settings: Settings, stages: Iterable[Stage] = PIPELINE) -> dict
     return {group_id(settings, s): t.inputs(s) for s in stages}
 
 
+# Errors of a partition whose leader is moving or not elected yet; librdkafka does not flag
+# all of them retriable in admin results (NOT_LEADER_FOR_PARTITION failed a test run).
+_LEADERSHIP_ERRORS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.REQUEST_TIMED_OUT,
+                                KafkaError._TIMED_OUT})
+
+
 def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec,
-             timeout: float, attempts: int = 5) -> dict[tuple[str, int], int]:
+             timeout: float, attempts: int = 8) -> dict[tuple[str, int], int]:
     """Offsets per partition; retried while the cluster reports a retriable error (a topic
     created a moment ago may not have a leader yet)."""
     if not tps:
@@ -60,7 +67,8 @@ def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec
         try:
             return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
         except KafkaException as exc:
-            if attempt + 1 == attempts or not exc.args[0].retriable():
+            err = exc.args[0]
+            if attempt + 1 == attempts or not (err.retriable() or err.code() in _LEADERSHIP_ERRORS):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
