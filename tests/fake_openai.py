@@ -12,8 +12,11 @@ read what it saw: requests, the maximum number of concurrent requests, prompts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -95,6 +98,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.open_connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
 
     def _send(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -183,6 +194,15 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection cut by stop() (the simulated outage) is expected, not an error to print.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, OSError)):
+            super().handle_error(request, client_address)
+
+
 class FakeOpenAI:
     """Runs the fake API in a background thread; ``stop()`` and ``start()`` simulate an outage."""
 
@@ -197,16 +217,23 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("FakeHandler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server = _Server(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
+        self._server.open_connections = set()  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        """A real outage: no new connections, and the kept-alive ones are cut too (otherwise
+        HTTP/1.1 clients with a connection pool would go on being served)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            for conn in list(self._server.open_connections):  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
             self._server = None
 
     def fault(self, *faults: str) -> None:

@@ -49,9 +49,11 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     wait_until(lambda: fake.stats()["requests"] >= 40, timeout=300, message="extraction to start")
     fake.stop()
     down_at = time.monotonic()
+    served_before = fake.stats()["requests"]
     stored_during = [sum(v.get("chunks_stored", 0) for v in store.videos(ids))]
     time.sleep(OUTAGE_SECONDS)
     stored_during.append(sum(v.get("chunks_stored", 0) for v in store.videos(ids)))
+    assert fake.stats()["requests"] == served_before, "the outage was not one: requests were still served"
     fake.start()  # same port
     print(f"\nLLM server down for {time.monotonic() - down_at:.0f}s; chunks stored during the outage: "
           f"{stored_during[0]} -> {stored_during[1]}")
