@@ -18,15 +18,13 @@ import time
 from collections import Counter
 
 from _common import CORPUS, ROOT, deployment, manifest, percentile
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from schemas import ChunkExtraction
-from streams.kafka import make_admin
 from streams.lag import measure_lag, stage_groups
 from streams.merge import EntityInfo, run_merge_pass, unmerged_same_name_share
 from streams.normalize import normalize_type
 from streams.store import GraphStore
-from tests.support import consume_all, wait_quiescent, wait_until
+from tests.support import consume_all, reset_groups_to_earliest, wait_quiescent, wait_until
 
 
 def main() -> None:
@@ -107,12 +105,7 @@ def main() -> None:
         if not args.no_replay:
             snapshot = store.snapshot()
             d.stop_workers()
-            admin = make_admin(d.settings)
-            md = admin.list_topics(timeout=10).topics
-            for group, topics in stage_groups(d.settings).items():
-                req = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, 0) for t in topics
-                                                           for p in md[t].partitions])
-                admin.alter_consumer_group_offsets([req])[group].result()
+            reset_groups_to_earliest(d.settings)
             t0 = time.monotonic()
             worker = d.start_worker("all")
             wait_quiescent(d.settings, timeout=1800, workers=[worker])

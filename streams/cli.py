@@ -18,7 +18,7 @@ import click
 from schemas import VideoRequested, is_video_id
 from streams.codec import encode
 from streams.config import ConfigError, Settings, load_settings, redacted
-from streams.format import clock, youtube_link
+from streams.format import citation, youtube_link
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Video IDs may start with "-" (-92PkAXJIqQ, -6uLaTEbhbs): commands that take IDs define no
@@ -334,7 +334,7 @@ def graph(obj: Ctx, top: int, as_json: bool) -> None:
         click.echo(f"  {e['name']} ({e['type']}): {e['degree']} relations, {e['mention_count']} mentions "
                    f"in {e['video_count']} video(s)")
         for m in e["evidence"]:
-            click.echo(f"      {m['video_id']}@{clock(m['start'])}  {youtube_link(m['video_id'], m['start'])}")
+            click.echo(f"      {citation(m['video_id'], m['start'])}  {youtube_link(m['video_id'], m['start'])}")
 
 
 # --------------------------------------------------------------------------- dlq
@@ -419,7 +419,7 @@ def communities_list(obj: Ctx, level: int | None, top: int, as_json: bool) -> No
         if report.get("summary"):
             click.echo(f"    {report['summary'][:300]}")
         for f in report.get("findings", [])[:3]:
-            cites = " ".join(f"{ev['video_id']}@{clock(ev['seconds'])}" for ev in f.get("evidence", [])[:2])
+            cites = " ".join(citation(ev['video_id'], ev['seconds']) for ev in f.get("evidence", [])[:2])
             click.echo(f"    - {f.get('text', '')[:200]} {cites}")
 
 

@@ -17,3 +17,9 @@ def youtube_link(video_id: str, seconds: float) -> str:
 
 def citation(video_id: str, seconds: float) -> str:
     return f"{video_id}@{clock(seconds)}"
+
+
+def shorten(text: str, limit: int) -> str:
+    """Whitespace collapsed, cut at a word boundary to at most ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"

@@ -20,6 +20,7 @@ from typing import Any
 from rapidfuzz import fuzz, process
 
 from streams.extraction.offline import STOPWORDS
+from streams.format import shorten
 from streams.resolution import fold
 from streams.store import GraphStore
 from streams.summaries import Evidence as Citation
@@ -152,7 +153,7 @@ def answer_local(store: GraphStore, question: str) -> Answer:
         if c is None:
             continue
         verb = r["type"].replace("_", " ").lower()
-        desc = f" — {_shorten(r['description'])}" if r["description"] else ""
+        desc = f" — {shorten(r['description'], 160)}" if r["description"] else ""
         lines.append(f"- {r['source']} {verb} {r['target']}{desc} [{c.cite}]({c.url})")
         citations.append(c)
     if ctx["sources"]:
@@ -193,7 +194,7 @@ def answer_global(store: GraphStore, question: str) -> Answer:
     for c in communities:
         report = c.get("report") or {}
         lines.append(f"{report.get('title', c['_id'])} (rating {report.get('rating', 0)}): "
-                     f"{_shorten(report.get('summary', ''), 400)}")
+                     f"{shorten(report.get('summary', ''), 400)}")
         for f in report.get("findings", [])[:3]:
             pairs = [(ev["chunk_id"], eid) for ev in f.get("evidence", []) for eid in f.get("entity_ids", [])]
             cites = _cited_chunks(store, pairs)
@@ -204,18 +205,13 @@ def answer_global(store: GraphStore, question: str) -> Answer:
                 if eid in names:
                     answer_entities[eid] = names[eid]
             refs = " ".join(f"[{x.cite}]({x.url})" for x in found[:2])
-            lines.append(f"- {_shorten(f.get('text', ''), 240)} {refs}")
+            lines.append(f"- {shorten(f.get('text', ''), 240)} {refs}")
             citations += found[:2]
     return Answer(question, "global", "\n".join(lines), _unique(citations),
                   [{"id": eid, "name": e["name"], "type": e.get("type"), "aliases": e.get("aliases", [])}
                    for eid, e in answer_entities.items()],
                   [{"id": c["_id"], "level": c.get("level"), "title": (c.get("report") or {}).get("title")}
                    for c in communities])
-
-
-def _shorten(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _unique(cites: list[Citation]) -> list[Citation]:

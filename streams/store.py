@@ -47,7 +47,6 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 
 GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
-ALL_COLLECTIONS = (*GRAPH_COLLECTIONS, "entity_redirects", "communities", "community_runs", "llm_cache")
 MAX_ALIASES = 20
 MAX_DESCRIPTIONS = 5
 DUPLICATE_KEY = 11000
@@ -139,6 +138,7 @@ class GraphStore:
         self.coll("relations").create_index([("target_id", ASCENDING)])
         self.coll("entities").create_index([("mention_count", DESCENDING)])
         self.coll("entities").create_index([("type", ASCENDING), ("key", ASCENDING)])
+        self.coll("communities").create_index([("level", ASCENDING)])
 
     # ------------------------------------------------------------------ low-level writes
 
@@ -316,30 +316,17 @@ class GraphStore:
         chunks: set[str] = set()
 
         mentions = list(self.coll("entity_mentions").find({"entity_id": {"$in": old_ids}}))
-        new_mentions = []
-        for m in mentions:
-            target, ttype = mapping[m["entity_id"]]
-            new_mentions.append({**m, "_id": mention_id(m["chunk_id"], target), "entity_id": target, "type": ttype})
-            chunks.add(m["chunk_id"])
-        self._insert_new("entity_mentions", new_mentions)
+        chunks.update(m["chunk_id"] for m in mentions)
+        self._insert_new("entity_mentions", [_redirected_mention(m, mapping) for m in mentions])
         if mentions:
             self.coll("entity_mentions").delete_many({"_id": {"$in": [m["_id"] for m in mentions]}})
 
         evidence = list(self.coll("relation_evidence").find(
             {"$or": [{"source_id": {"$in": old_ids}}, {"target_id": {"$in": old_ids}}]}))
-        new_evidence = []
-        for e in evidence:
-            src = mapping.get(e["source_id"], (e["source_id"], ""))[0]
-            dst = mapping.get(e["target_id"], (e["target_id"], ""))[0]
-            touched_relations.add(e["relation_id"])
-            chunks.add(e["chunk_id"])
-            if src == dst:
-                continue
-            rid = relation_id(src, dst, e["type"])
-            touched_relations.add(rid)
-            new_evidence.append({**e, "_id": evidence_id(e["chunk_id"], rid), "relation_id": rid,
-                                 "source_id": src, "target_id": dst})
-        self._insert_new("relation_evidence", new_evidence)
+        moved = [new for e in evidence if (new := _redirected_evidence(e, mapping)) is not None]
+        chunks.update(e["chunk_id"] for e in evidence)
+        touched_relations.update(e["relation_id"] for e in evidence + moved)
+        self._insert_new("relation_evidence", moved)
         if evidence:
             self.coll("relation_evidence").delete_many({"_id": {"$in": [e["_id"] for e in evidence]}})
 
@@ -451,7 +438,6 @@ class GraphStore:
             ops.append(UpdateOne({"_id": c.community_id}, update, upsert=True))
         ops += [DeleteOne({"_id": cid}) for cid in removed]
         self._bulk("communities", ops)
-        self.coll("communities").create_index([("level", ASCENDING)])
 
     def record_community_run(self, run: Doc) -> None:
         self.coll("community_runs").insert_one(run)
@@ -620,6 +606,22 @@ def _top_texts(texts: Iterable[str]) -> list[str]:
     return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:MAX_DESCRIPTIONS]
 
 
+def _redirected_mention(m: Doc, redirects: Mapping[str, tuple[str, str]]) -> Doc:
+    """A mention moved to the survivor of its (merged) entity."""
+    target, ttype = redirects[m["entity_id"]]
+    return {**m, "_id": mention_id(m["chunk_id"], target), "entity_id": target, "type": ttype}
+
+
+def _redirected_evidence(e: Doc, redirects: Mapping[str, tuple[str, str]]) -> Doc | None:
+    """Evidence moved to the survivors of its endpoints; None when it becomes a self-loop."""
+    src = redirects.get(e["source_id"], (e["source_id"], ""))[0]
+    dst = redirects.get(e["target_id"], (e["target_id"], ""))[0]
+    if src == dst:
+        return None
+    rid = relation_id(src, dst, e["type"])
+    return {**e, "_id": evidence_id(e["chunk_id"], rid), "relation_id": rid, "source_id": src, "target_id": dst}
+
+
 def redirect_evidence(mentions: Sequence[Doc], evidence: Sequence[Doc],
                       redirects: Mapping[str, tuple[str, str]]) -> tuple[list[Doc], list[Doc]]:
     """One chunk's mentions and evidence with merged entities replaced by their survivors,
@@ -627,25 +629,20 @@ def redirect_evidence(mentions: Sequence[Doc], evidence: Sequence[Doc],
     wins over a redirected one, relations that become self-loops go."""
     if not redirects:
         return list(mentions), list(evidence)
-    out_m: dict[str, Doc] = {}
-    for m in sorted(mentions, key=lambda m: m["entity_id"] in redirects):  # stable: own mentions first
-        if m["entity_id"] in redirects:
-            target, ttype = redirects[m["entity_id"]]
-            m = {**m, "_id": mention_id(m["chunk_id"], target), "entity_id": target, "type": ttype}
-        out_m.setdefault(m["_id"], m)
-    out_e: dict[str, Doc] = {}
+
     def moved(e: Doc) -> bool:
         return e["source_id"] in redirects or e["target_id"] in redirects
 
+    out_m: dict[str, Doc] = {}
+    for m in sorted(mentions, key=lambda m: m["entity_id"] in redirects):  # stable: own mentions first
+        if m["entity_id"] in redirects:
+            m = _redirected_mention(m, redirects)
+        out_m.setdefault(m["_id"], m)
+    out_e: dict[str, Doc] = {}
     for e in sorted(evidence, key=moved):
-        if moved(e):
-            src = redirects.get(e["source_id"], (e["source_id"], ""))[0]
-            dst = redirects.get(e["target_id"], (e["target_id"], ""))[0]
-            if src == dst:
-                continue
-            rid = relation_id(src, dst, e["type"])
-            e = {**e, "_id": evidence_id(e["chunk_id"], rid), "relation_id": rid, "source_id": src, "target_id": dst}
-        out_e.setdefault(e["_id"], e)
+        new = _redirected_evidence(e, redirects) if moved(e) else e
+        if new is not None:
+            out_e.setdefault(new["_id"], new)
     return list(out_m.values()), list(out_e.values())
 
 

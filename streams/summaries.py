@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
-from streams.format import citation, youtube_link
+from streams.format import citation, shorten, youtube_link
 from streams.resolution import fold
 
 SUMMARY_PROMPT_VERSION = "community-report-v1"
@@ -86,15 +86,10 @@ class Summarizer(Protocol):
     async def summarize(self, ctx: CommunityContext) -> CommunityReport: ...
 
 
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
-
-
 def _relation_text(r: RelationInfo, names: dict[str, str]) -> str:
     verb = r.type.replace("_", " ").lower()
     base = f"{names.get(r.source_id, '?')} {verb} {names.get(r.target_id, '?')}"
-    return f"{base}: {_short(r.description)}" if r.description else base
+    return f"{base}: {shorten(r.description, 200)}" if r.description else base
 
 
 def _rating(ctx: CommunityContext) -> float:
@@ -119,7 +114,7 @@ class ExtractiveSummarizer:
         title = top[0] if len(top) == 1 else ", ".join(top[:-1]) + f" and {top[-1]}"
         described = [m for m in ctx.members[:3] if m.description]
         summary = (f"{len(ctx.members)} entities around {title}. "
-                   + " ".join(f"{m.name}: {_short(m.description)}" for m in described[:2])).strip()
+                   + " ".join(f"{m.name}: {shorten(m.description, 200)}" for m in described[:2])).strip()
         findings = [Finding(text=_relation_text(r, names), entity_ids=[r.source_id, r.target_id],
                             evidence=list(r.evidence[:2])) for r in ctx.relations[: self.findings]]
         return CommunityReport(title=title, summary=summary[:1500], findings=findings, rating=_rating(ctx),

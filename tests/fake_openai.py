@@ -199,7 +199,7 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A connection cut by stop() (the simulated outage) is expected, not an error to print.
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, OSError)):
+        if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 
 from streams.config import Settings, load_settings
-from streams.kafka import client_config
+from streams.kafka import client_config, make_admin
 from streams.lag import measure_lag, stage_groups, total_lag
 from streams.topics import Stage
 
@@ -227,3 +227,12 @@ def wait_quiescent(settings: Settings, timeout: float = 300, stable_for: float =
 
 def manifest() -> list[dict[str, Any]]:
     return json.loads((CORPUS / "manifest.json").read_text())
+
+
+def reset_groups_to_earliest(settings: Settings) -> None:
+    """Move every stage's group to offset 0 of all its inputs (workers stopped): a full replay."""
+    admin = make_admin(settings)
+    md = admin.list_topics(timeout=10).topics
+    for group, topics in stage_groups(settings).items():  # the API takes one group per call
+        req = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, 0) for t in topics for p in md[t].partitions])
+        admin.alter_consumer_group_offsets([req])[group].result()

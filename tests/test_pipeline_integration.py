@@ -8,14 +8,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
 from streams.dlq import parse_headers
-from streams.kafka import make_admin
-from streams.lag import stage_groups
 from streams.store import GraphStore
 from tests.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
-from tests.support import Deployment, consume_all, wait_quiescent
+from tests.support import Deployment, consume_all, reset_groups_to_earliest, wait_quiescent
 
 pytestmark = pytest.mark.integration
 
@@ -101,23 +98,12 @@ def test_status_command_reports_progress(corpus_run: dict[str, Any]) -> None:
     assert one["unseen"] == ["nnnnnnnnnnE"]
 
 
-def _reset_groups_to_earliest(d: Deployment) -> None:
-    admin = make_admin(d.settings)
-    md = admin.list_topics(timeout=10).topics
-    requests = []
-    for group, topics in stage_groups(d.settings).items():
-        tps = [TopicPartition(t, p, 0) for t in topics for p in md[t].partitions]
-        requests.append(ConsumerGroupTopicPartitions(group, tps))
-    for req in requests:  # the API takes one group per call
-        admin.alter_consumer_group_offsets([req])[req.group_id].result()
-
-
 def test_replaying_every_topic_leaves_the_graph_identical(corpus_run: dict[str, Any]) -> None:
     d: Deployment = corpus_run["deployment"]
     store: GraphStore = corpus_run["store"]
     before = store.snapshot()
     d.stop_workers()
-    _reset_groups_to_earliest(d)
+    reset_groups_to_earliest(d.settings)
     worker = corpus_run["worker"] = d.start_worker("all")  # later tests of the corpus run use it
     # Everything is consumed again, including the duplicates the replay itself produces.
     wait_quiescent(d.settings, timeout=900, workers=[worker])
