@@ -444,6 +444,26 @@ def kafka_ready(port: int) -> bool:
         return False
 
 
+def group_coordinator_ready(port: int) -> bool:
+    """Whether the broker's group coordinator answers: a fresh broker creates
+    ``__consumer_offsets`` at the first group lookup, and every app's first join waits
+    for it, so `up` returns only once that is done (needs confluent-kafka)."""
+    try:
+        from confluent_kafka.admin import AdminClient  # type: ignore[import-not-found]
+    except ImportError:
+        return True
+    try:
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0,
+                             "logger": _quiet_logger()})
+        result = admin.describe_consumer_groups(["localstack-coordinator-probe"], request_timeout=5)
+        result["localstack-coordinator-probe"].result(timeout=6)
+        topic = admin.list_topics("__consumer_offsets", timeout=3).topics.get("__consumer_offsets")
+        return topic is not None and topic.error is None and bool(topic.partitions) and all(
+            p.leader >= 0 for p in topic.partitions.values())
+    except Exception:
+        return False
+
+
 def _quiet_logger():
     import logging
 
@@ -533,6 +553,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     ferret = start_ferretdb()
     wait_ready(ferret, mongo_ready, args.timeout)
     wait_ready(kafka, kafka_ready, args.timeout)
+    wait_ready(kafka, group_coordinator_ready, args.timeout)
     prom = up_prometheus(args)
     log(f"stack ready in {time.monotonic() - started:.0f}s: "
         f"Kafka 127.0.0.1:{kafka.port}, FerretDB mongodb://127.0.0.1:{ferret.port}"

@@ -134,7 +134,8 @@ def submit(obj: Ctx, video_ids: tuple[str, ...], files: tuple[str, ...], transcr
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--stages", default="all", show_default=True,
-              help="'all' or a comma-separated list of: fetch, chunk, extract, resolve, sink.")
+              help="'all' or a comma-separated list of: fetch, chunk, extract, route, resolve, assemble, sink, "
+                   "communities.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Port of /metrics, /livez, /readyz (default: monitoring.metrics_port; with several "
                    "stages, stage i gets port+i; 0 turns the endpoint off).")
@@ -143,7 +144,8 @@ def worker(obj: Ctx, stages: str, metrics_port: int | None) -> None:
     """Run pipeline stages (one Faust app and consumer group per stage) until interrupted.
 
     One stage runs in this process; several (or 'all', for development) run one child
-    process each under a supervisor that stops all of them if one fails.
+    process each under a supervisor that restarts a child that dies (with backoff). The
+    topics must exist (`topics create`); a missing one stops start-up with exit 2.
     """
     from agents.worker import parse_stages, run_stage, supervise
     from streams.config import config_path
@@ -159,6 +161,15 @@ def worker(obj: Ctx, stages: str, metrics_port: int | None) -> None:
         fail(str(exc), 2)
     if len(chosen) == 1:
         sys.exit(run_stage(chosen[0], settings))
+    from streams.kafka import TopicsNotReady, check_topics
+
+    try:  # one clear message before any child starts (each child checks again)
+        for stage in chosen:
+            check_topics(settings, stage)
+    except TopicsNotReady as exc:
+        fail(str(exc), 2)
+    except Exception as exc:
+        fail(f"could not reach Kafka at {settings.kafka.bootstrap_servers}: {exc}", 2)
     path = config_path(obj.config, obj.env)
     click.echo(f"starting stages: {', '.join(s.value for s in chosen)} ({settings.environment}, "
                f"topics {settings.kafka.topic_prefix}*)", err=True)
@@ -176,28 +187,40 @@ def topics() -> None:
 @topics.command("create", context_settings=CONTEXT)
 @click.pass_obj
 def topics_create(obj: Ctx) -> None:
-    """Create every pipeline topic that does not exist yet (partitions from config). Idempotent."""
+    """Create every topic the apps use (pipeline, internal, changelogs, leader). Idempotent.
+
+    Exits 1 when an existing topic has another partition count than the configuration.
+    """
     from streams.kafka import ensure_topics
+    from streams.topics import topic_specs
 
     try:
         results = ensure_topics(obj.settings)
     except Exception as exc:
         fail(f"could not create topics on {obj.settings.kafka.bootstrap_servers}: {exc}")
+    wanted = {s.name: s.partitions for s in topic_specs(obj.settings)}
+    wrong = []
     for r in results:
-        click.echo(f"{'created' if r.created else 'exists '}  {r.name}  ({r.partitions} partitions)")
+        note = "" if r.partitions == wanted[r.name] else f"  MISMATCH: the configuration says {wanted[r.name]}"
+        if note:
+            wrong.append(r.name)
+        click.echo(f"{'created' if r.created else 'exists '}  {r.name}  ({r.partitions} partitions){note}")
+    if wrong:
+        fail(f"{len(wrong)} topic(s) have another partition count than configured: {', '.join(wrong)}; "
+             "recreate them or set kafka.partitions to match")
 
 
 @topics.command("list", context_settings=CONTEXT)
 @click.pass_obj
 def topics_list(obj: Ctx) -> None:
-    """Show the pipeline's topics and their partition counts."""
+    """Show every topic the apps use and its partition count (configured in brackets)."""
     from streams.kafka import make_admin
-    from streams.topics import topics_for
+    from streams.topics import topic_specs
 
     md = make_admin(obj.settings).list_topics(timeout=10).topics
-    for name in topics_for(obj.settings).all():
-        t = md.get(name)
-        click.echo(f"{name}  {len(t.partitions) if t else 'missing'}")
+    for spec in topic_specs(obj.settings):
+        t = md.get(spec.name)
+        click.echo(f"{spec.name}  {len(t.partitions) if t else 'missing'}  [{spec.partitions}]")
 
 
 # --------------------------------------------------------------------------- status

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.config import KafkaSettings, Settings
-from streams.topics import TopicSpec, topic_specs
+from streams.topics import Stage, TopicSpec, app_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
                   timeout: float = 30.0) -> list[TopicResult]:
     """Create the pipeline's topics that do not exist yet; existing ones are left alone.
 
-    Idempotent, so every worker calls it before starting Faust (Faust ignores a source
-    topic that is missing at start-up for good).
+    Idempotent. Topics are infrastructure: `topics create` (the Helm Job, compose's
+    topics service) runs this before any app starts; apps only check (:func:`check_topics`).
     """
     specs = list(specs or topic_specs(settings))
     admin = make_admin(settings)
@@ -140,3 +140,31 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
 def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
     md = make_admin(settings).list_topics(topic, timeout=timeout).topics.get(topic)
     return len(md.partitions) if md is not None and md.error is None else 0
+
+
+class TopicsNotReady(RuntimeError):
+    """A topic an app needs is missing or has the wrong partition count."""
+
+
+def check_topics(settings: Settings, stage: Stage, timeout: float = 30.0) -> None:
+    """Stop an app at start when one of its topics is missing or mis-partitioned.
+
+    Faust subscribes once: a topic that is missing then is ignored for good, and a
+    changelog whose partitions differ from its source topic's crashes the table's agent.
+    """
+    wanted = {s.name: s for s in topic_specs(settings)}
+    md = make_admin(settings).list_topics(timeout=timeout).topics
+    problems = []
+    for name in app_topics(settings, stage):
+        spec = wanted[name]
+        found = md.get(name)
+        if found is None or found.error is not None:
+            problems.append(f"topic {name} does not exist")
+        elif len(found.partitions) != spec.partitions:
+            problems.append(f"topic {name} has {len(found.partitions)} partitions, the configuration says "
+                            f"{spec.partitions} (kafka.partitions)")
+    if problems:
+        raise TopicsNotReady(
+            f"stage {stage.value} cannot start: " + "; ".join(problems)
+            + ". Create the topics first with `graphrag-streams topics create` (Helm runs it as the topics Job); "
+            "a topic with the wrong partition count must be recreated or the configuration changed to match.")

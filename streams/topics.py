@@ -17,14 +17,20 @@ class Stage(StrEnum):
     FETCH = "fetch"
     CHUNK = "chunk"
     EXTRACT = "extract"
+    # Resolution is three apps, one job and at most one table each, and none consumes a
+    # topic it produces: route (extraction -> mentions by block + the chunk by chunk id),
+    # resolve (mentions against the block table), assemble (chunk + its resolved mentions).
+    ROUTE = "route"
     RESOLVE = "resolve"
+    ASSEMBLE = "assemble"
     SINK = "sink"
     # Not a stream stage: a leader-only timer (merge pass, communities, summaries).
     COMMUNITIES = "communities"
 
 
 #: The streaming stages, in order: each consumes an input topic and scales on its lag.
-PIPELINE: tuple[Stage, ...] = (Stage.FETCH, Stage.CHUNK, Stage.EXTRACT, Stage.RESOLVE, Stage.SINK)
+PIPELINE: tuple[Stage, ...] = (Stage.FETCH, Stage.CHUNK, Stage.EXTRACT, Stage.ROUTE, Stage.RESOLVE,
+                               Stage.ASSEMBLE, Stage.SINK)
 #: Every app a deployment runs (`worker --stages all`).
 ALL_APPS: tuple[Stage, ...] = (*PIPELINE, Stage.COMMUNITIES)
 
@@ -93,7 +99,9 @@ class Topics:
             Stage.FETCH: (self.requested,),
             Stage.CHUNK: (self.transcripts,),
             Stage.EXTRACT: (self.chunks,),
-            Stage.RESOLVE: (self.extractions, self.resolve_mentions, self.resolve_pending, self.resolve_resolved),
+            Stage.ROUTE: (self.extractions,),
+            Stage.RESOLVE: (self.resolve_mentions,),
+            Stage.ASSEMBLE: (self.resolve_pending, self.resolve_resolved),
             Stage.SINK: (self.edges, self.status),
             Stage.COMMUNITIES: (),
         }[stage]
@@ -119,8 +127,42 @@ def group_id(settings: Settings | KafkaSettings, stage: Stage | str) -> str:
     return f"{group_prefix(kafka.topic_prefix)}-{Stage(stage).value}"
 
 
+#: The Faust tables each app owns (changelog topic: ``<group>-<table>-changelog``). The
+#: blocks table keeps the name it had when resolve was one app, so its state carries over.
+TABLES: dict[Stage, tuple[str, ...]] = {
+    Stage.RESOLVE: ("resolver-blocks",),
+    Stage.ASSEMBLE: ("assembly",),
+}
+#: The one app that elects a leader (its timer runs on one worker only).
+LEADER_APPS: tuple[Stage, ...] = (Stage.COMMUNITIES,)
+
+
+def changelog_topic(settings: Settings, stage: Stage, table: str) -> str:
+    """Faust's name for a table's changelog: ``<app id>-<table>-changelog``."""
+    return f"{group_id(settings, stage)}-{table}-changelog"
+
+
+def leader_topic(settings: Settings, stage: Stage) -> str:
+    """Faust's leader-election topic of an app: ``<app id>-__assignor-__leader``."""
+    return f"{group_id(settings, stage)}-__assignor-__leader"
+
+
+def app_topics(settings: Settings, stage: Stage) -> tuple[str, ...]:
+    """Every topic an app touches that must exist before it starts: what it consumes,
+    its tables' changelogs and its leader topic."""
+    return (*topics_for(settings).inputs(stage),
+            *(changelog_topic(settings, stage, t) for t in TABLES.get(stage, ())),
+            *((leader_topic(settings, stage),) if stage in LEADER_APPS else ()))
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """What `topics create` makes: partitions from config, sizes and retention per topic."""
+    """What `topics create` makes: every topic any app uses, with explicit partitions.
+
+    That includes the internal topics Faust would otherwise create on the fly (table
+    changelogs, the leader topic): created by a starting app, a topic is not yet in that
+    app's metadata when it subscribes, and faust-streaming then ignores it for good (a
+    table whose changelog it thinks has 0 partitions crashes its agent on every write).
+    """
     k = settings.kafka
     t = topics_for(settings)
     big = {"max.message.bytes": str(settings.security.max_message_bytes)}
@@ -142,4 +184,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Merge decisions are state, not events: compacted, kept for good.
         TopicSpec(t.aliases, k.partitions, k.replication_factor,
                   {"cleanup.policy": "compact", "retention.ms": "-1"}),
+        # Changelogs are co-partitioned with their tables' source topics (Faust checks it).
+        *(TopicSpec(changelog_topic(settings, stage, table), k.partitions, k.replication_factor,
+                    {"cleanup.policy": "compact"})
+          for stage, tables in TABLES.items() for table in tables),
+        *(TopicSpec(leader_topic(settings, stage), 1, k.replication_factor) for stage in LEADER_APPS),
     ]

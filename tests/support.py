@@ -55,6 +55,7 @@ class Deployment:
     overrides: dict[str, Any] = field(default_factory=dict)
     name: str = field(default_factory=lambda: "t" + uuid.uuid4().hex[:8])
     workers: list[WorkerProcess] = field(default_factory=list)
+    _topics_created: bool = False
 
     def __post_init__(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,15 @@ class Deployment:
                                  f"{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def start_worker(self, stages: str = "all") -> WorkerProcess:
+    def create_topics(self) -> None:
+        """`topics create`, as every deployment does before its apps start (idempotent)."""
+        if not self._topics_created:
+            self.cli("topics", "create")
+            self._topics_created = True
+
+    def start_worker(self, stages: str = "all", *, create_topics: bool = True) -> WorkerProcess:
+        if create_topics:
+            self.create_topics()
         w = WorkerProcess(self, stages)
         w.start()
         self.workers.append(w)
