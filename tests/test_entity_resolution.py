@@ -101,6 +101,9 @@ def _extraction(index: int, names: Sequence[tuple[str, str]], relations: Sequenc
         relations=[ExtractedRelation(source=a, target=b, type="RELATED_TO", strength=5) for a, b in relations]))
 
 
+RESOLUTION = [Stage.ROUTE, Stage.RESOLVE, Stage.ASSEMBLE]
+
+
 def _updates(d: Any) -> dict[int, GraphUpdate]:
     msgs = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}graph.edges")
     out = {}
@@ -115,25 +118,25 @@ def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory)
     d = deployment_factory()
     d.cli("topics", "create")
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
-    worker = d.start_worker("resolve")
+    worker = d.start_worker("route,resolve,assemble")
     produce_raw(d.settings, topic, [
         (None, _extraction(0, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION"), ("ant colonies", "CONCEPT")],
                            [("Richard Posner", "Phobos")])),
         (None, _extraction(1, [("Kurzgesagt", "ORGANIZATION"), ("Mars", "LOCATION")])),
     ])
-    wait_quiescent(d.settings, workers=[worker], stages=[Stage.RESOLVE])
+    wait_quiescent(d.settings, workers=[worker], stages=RESOLUTION)
     before = _updates(d)
     assert set(before) == {0, 1}
     ids = {e.surface: e.entity_id for u in before.values() for e in u.entities}
 
     worker.stop()  # the block table lives on in its changelog topic
-    worker = d.start_worker("resolve")
+    worker = d.start_worker("route,resolve,assemble")
     produce_raw(d.settings, topic, [
         (None, _extraction(2, [("richard posner", "PERSON"), ("PHOBOS", "LOCATION"),
                                ("the ant colony's", "CONCEPT"), ("Kurzgesagt", "WORK")])),
         (None, _extraction(3, [("Richard Posnr", "PERSON")])),
     ])
-    wait_quiescent(d.settings, workers=[worker], stages=[Stage.RESOLVE])
+    wait_quiescent(d.settings, workers=[worker], stages=RESOLUTION)
     after = _updates(d)
     got = {e.surface: e.entity_id for e in after[2].entities}
     assert got["richard posner"] == ids["Richard Posner"]      # case
@@ -155,14 +158,14 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
 
     d = deployment_factory()
     d.cli("topics", "create")
-    worker = d.start_worker("resolve,sink")
+    worker = d.start_worker("route,resolve,assemble,sink")
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
     produce_raw(d.settings, topic, [
         (None, _extraction(0, [("Richard Posner", "PERSON"), ("Mars", "LOCATION")], [("Richard Posner", "Mars")])),
         (None, _extraction(1, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars")])),
         (None, _extraction(2, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION")])),
     ])
-    wait_quiescent(d.settings, workers=[worker], stages=[Stage.RESOLVE, Stage.SINK])
+    wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     store = GraphStore.from_settings(d.settings)
     assert store.counts()["entities"] == 4
     report = run_merge_pass(d.settings, store)
@@ -176,9 +179,9 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     snapshot = store.snapshot()
     # A new mention of the merged name now resolves straight to the survivor, via the alias.
     worker.stop()
-    worker = d.start_worker("resolve,sink")
+    worker = d.start_worker("route,resolve,assemble,sink")
     produce_raw(d.settings, topic, [(None, _extraction(3, [("Posner", "PERSON")]))])
-    wait_quiescent(d.settings, workers=[worker], stages=[Stage.RESOLVE, Stage.SINK])
+    wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     assert {m["entity_id"] for m in store.db.entity_mentions.find({"chunk_id": {"$exists": True},
                                                                    "surface": "Posner"})} == {posner}
     assert store.counts()["entities"] == 3
