@@ -19,9 +19,9 @@ from typing import Any
 
 import faust
 
-from agents.faust_recovery import FixedTableManager, PartitionWatchdog
 from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
+from streams import waits
 from streams.codec import encode
 from streams.config import Settings
 from streams.dlq import DeadLetter, Origin
@@ -60,36 +60,55 @@ def faust_datadir(app_id: str) -> str:
 
 
 def make_app(stage: Stage, settings: Settings) -> faust.App:
+    """The stage's Faust app. Every setting that differs from Faust's default says why."""
     k = settings.kafka
     broker = ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
     max_bytes = settings.security.max_message_bytes + 65_536
-    app = faust.App(
+    return faust.App(
         group_id(settings, stage),
         broker=broker,
         broker_credentials=faust_credentials(settings),
+        # Topics carry raw bytes: each stage validates with pydantic and dead-letters bad input.
         key_serializer="raw",
         value_serializer="raw",
-        web_enabled=False,
-        store="memory://",
+        web_enabled=False,  # /metrics, /livez, /readyz are ours (streams/health.py)
+        store="memory://",  # tables are rebuilt from their changelogs; no RocksDB to ship
         datadir=faust_datadir(group_id(settings, stage)),
+        # Topics are created by `topics create` before any app starts (streams/topics.py);
+        # these only describe what Faust would expect of them.
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
+        topic_allow_declare=False,  # never create a topic from inside an app: it races the subscription
         # Only the communities app elects a leader (its timer runs on one worker).
         topic_disable_leader=stage is not Stage.COMMUNITIES,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset="earliest",  # a new group starts from the first message, not the next
         producer_max_request_size=max_bytes,
         consumer_max_fetch_size=max_bytes,
-        producer_acks=-1,
+        producer_acks=-1,  # an input is acked only after its outputs are on every in-sync replica
+        # Faust's default is 1200 s, and every commit first flushes the producer: a send to a
+        # partition without a leader would block commits and rebalances for 20 minutes. 60 s
+        # outlasts a broker restart; past it the send fails loudly and the stall check acts.
+        producer_request_timeout=60.0,
+        # Commit every second: little is redelivered after a crash, and progress is visible
+        # to the stall check (agents/stall.py) within a second.
         broker_commit_interval=1.0,
-        stream_recovery_delay=0.0,
+        # Stages are idempotent, so a rebalance or shutdown need not wait for the event being
+        # handled (an unbounded wait: an LLM call waiting out an outage would block it).
+        stream_wait_empty=False,
+        # At most 100 records per poll (aiokafka: 500): the loop gets back to timers, commits
+        # and heartbeats between batches instead of buffering minutes of LLM work.
+        broker_max_poll_records=100,
+        # Refresh metadata every 10 s (default 5 min), so a leader change after a broker
+        # restart is picked up quickly instead of leaving sends waiting.
+        consumer_metadata_max_age_ms=10_000,
+        producer_metadata_max_age_ms=10_000,
+        stream_recovery_delay=0.0,  # start consuming as soon as the tables are recovered
+        # An exception in a handler leaves its message unacknowledged (redelivered after the
+        # restart the stall check causes) instead of acking it as if it had been handled.
         stream_ack_exceptions=False,
         # Faust's default redirects print() into its logger; our CLI owns stdout.
         worker_redirect_stdouts=False,
-        # Table recovery that seeks before it resumes (agents/faust_recovery.py).
-        TableManager=FixedTableManager,
     )
-    PartitionWatchdog(app, stage.value).install()
-    return app
 
 
 @dataclass
@@ -187,12 +206,20 @@ async def retry_forever(what: str, fn: Callable[[], Awaitable[Any]], *,
     loses or dead-letters it.
     """
     delay = base_delay
-    while True:
-        try:
-            return await fn()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(max_delay, delay * 2)
+    waiting = False
+    try:
+        while True:
+            try:
+                return await fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                if not waiting:  # a deliberate pause from now on, not a stall (agents/stall.py)
+                    waits.enter(what)
+                    waiting = True
+                log.warning("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(max_delay, delay * 2)
+    finally:
+        if waiting:
+            waits.leave(what)

@@ -1,9 +1,10 @@
 """Running stages: one stage per process (as in Kubernetes), or several under a supervisor.
 
 ``graphrag-streams worker --stages fetch`` runs the fetch app in this process.
-``--stages all`` (development) starts one child process per stage and stops them all
-together: each stage keeps its own consumer group, metrics port and failure domain, just
-as it has in a cluster.
+``--stages all`` (development) starts one child process per stage, restarts one that
+dies (with backoff, as Kubernetes restarts a pod) and stops them all together: each
+stage keeps its own consumer group, metrics port and failure domain, just as it has in
+a cluster.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 
 import faust
 
 from agents.runtime import StageRuntime, make_app
+from agents.stall import StallWatch, broker_offsets
 from streams import __version__
 from streams.config import Settings
 from streams.health import Health, kafka_check, mongo_check, serve
-from streams.kafka import ensure_topics
-from streams.metrics import WORKER_INFO
-from streams.topics import ALL_APPS, Stage, group_id
+from streams.kafka import TopicsNotReady, check_topics
+from streams.metrics import WORKER_INFO, WORKER_RESTARTS
+from streams.topics import ALL_APPS, Stage, group_id, topics_for
 
 log = logging.getLogger("graphrag.worker")
 
@@ -34,10 +37,18 @@ _MODULES = {
     Stage.FETCH: "agents.fetch",
     Stage.CHUNK: "agents.chunk",
     Stage.EXTRACT: "agents.extract",
+    Stage.ROUTE: "agents.route",
     Stage.RESOLVE: "agents.resolve",
+    Stage.ASSEMBLE: "agents.assemble",
     Stage.SINK: "agents.sink",
     Stage.COMMUNITIES: "agents.communities",
 }
+
+#: A stage's exit status when it cannot start for a reason a restart does not fix (a
+#: missing topic, a bad configuration): the supervisor stops instead of restarting it.
+EXIT_NOT_STARTABLE = 2
+#: Set by the supervisor for a restarted child: how many times it restarted that stage.
+RESTARTS_ENV = "GRAPHRAG_WORKER_RESTARTS"
 
 
 def parse_stages(spec: str) -> list[Stage]:
@@ -67,32 +78,58 @@ def uses_mongo(stage: Stage, settings: Settings) -> bool:
         stage is Stage.EXTRACT and settings.llm_enabled and settings.graphrag.enable_caching)
 
 
-def start_health_endpoint(stage: Stage, settings: Settings, app: faust.App) -> Health | None:
-    """/metrics, /livez, /readyz on monitoring.metrics_port; the Faust loop keeps it alive."""
-    mon = settings.monitoring
-    if not settings.graphrag.enable_monitoring or mon.metrics_port == 0:
-        return None
-    checks = {"kafka": kafka_check(settings)}
-    if uses_mongo(stage, settings):
-        checks["mongodb"] = mongo_check(settings)
-    health = Health(checks)
-    serve(health, mon.metrics_host, mon.metrics_port)
-    WORKER_INFO.info({"stage": stage.value, "group": group_id(settings, stage),
-                      "environment": settings.environment, "version": __version__})
+def start_health(stage: Stage, settings: Settings, app: faust.App) -> Health:
+    """The process's liveness heartbeat (the Faust loop keeps it alive) and, unless
+    monitoring is off, /metrics, /livez and /readyz on monitoring.metrics_port."""
+    health = Health(stale_after=settings.graphrag.stall_seconds)
 
     async def heartbeat() -> None:
         health.beat()
 
-    app.timer(interval=5.0)(heartbeat)
+    app.timer(interval=5.0, name=f"{stage.value}-heartbeat")(heartbeat)
+    mon = settings.monitoring
+    if not settings.graphrag.enable_monitoring or mon.metrics_port == 0:
+        return health
+    health.checks["kafka"] = kafka_check(settings)
+    if uses_mongo(stage, settings):
+        health.checks["mongodb"] = mongo_check(settings)
+    serve(health, mon.metrics_host, mon.metrics_port)
+    WORKER_INFO.info({"stage": stage.value, "group": group_id(settings, stage),
+                      "environment": settings.environment, "version": __version__})
+    WORKER_RESTARTS.labels(stage.value).set(int(os.environ.get(RESTARTS_ENV, "0") or 0))
     return health
 
 
+def assigned_inputs(app: faust.App, stage: Stage, settings: Settings) -> Callable[[], list[tuple[str, int]]]:
+    """The input partitions assigned to this process right now (read from the stall thread)."""
+    inputs = set(topics_for(settings).inputs(stage))
+
+    def read() -> list[tuple[str, int]]:
+        consumer = getattr(app, "_consumer", None)  # never create it from this thread
+        if consumer is None:
+            return []
+        for _ in range(3):  # the set may change under us during a rebalance
+            try:
+                return [(tp.topic, tp.partition) for tp in list(consumer.assignment()) if tp.topic in inputs]
+            except RuntimeError:
+                continue
+        return []
+
+    return read
+
+
 def run_stage(stage: Stage, settings: Settings) -> int:
-    """Run one stage in this process until SIGINT/SIGTERM."""
-    # Faust ignores a source topic that is missing when it starts, for good.
-    ensure_topics(settings)
+    """Run one stage in this process until SIGINT/SIGTERM (or a stall: agents/stall.py)."""
+    try:
+        check_topics(settings, stage)
+    except TopicsNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_STARTABLE
     app = build_app(stage, settings)
-    start_health_endpoint(stage, settings, app)
+    health = start_health(stage, settings, app)
+    if topics_for(settings).inputs(stage):
+        StallWatch(stage.value, settings.graphrag.stall_seconds, assigned_inputs(app, stage, settings),
+                   broker_offsets(settings, group_id(settings, stage)), health).start()
     level = {"DEBUG": "info", "INFO": "info", "WARNING": "warning", "ERROR": "error"}[settings.log_level]
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     log.info("stage %s starting (group %s)", stage.value, app.conf.id)
@@ -100,22 +137,61 @@ def run_stage(stage: Stage, settings: Settings) -> int:
     return 0
 
 
+@dataclass
+class Backoff:
+    """Restart delays for a stage that keeps dying: 1 s, 2 s, 4 s ... up to ``cap``; reset
+    once a run lasted ``healthy_after`` seconds."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    healthy_after: float = 120.0
+    failures: int = 0
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self.healthy_after:
+            self.failures = 0
+        delay = min(self.cap, self.base * 2.0 ** self.failures)
+        self.failures += 1
+        return delay
+
+
+@dataclass
+class Child:
+    stage: Stage
+    cmd: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restart_at: float | None = None
+    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def start(self) -> None:
+        env = {**os.environ, RESTARTS_ENV: str(self.restarts)}
+        self.proc = subprocess.Popen(self.cmd, env=env)
+        self.started, self.restart_at = time.monotonic(), None
+
+
 def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port: int = 0,
               poll: float = 0.5) -> int:
-    """Run each stage in a child process; if one exits, stop the others and report it.
+    """Run each stage in a child process, restarting one that dies (with backoff).
 
     Children get metrics ports ``metrics_port``, ``metrics_port + 1``, ... in pipeline
-    order (0 keeps their endpoints off).
+    order (0 keeps their endpoints off). A child that exits with
+    :data:`EXIT_NOT_STARTABLE` (a missing topic, a bad configuration) stops them all: a
+    restart would not help. SIGTERM/SIGINT stop every child.
     """
-    children: dict[Stage, subprocess.Popen[bytes]] = {}
+    children: list[Child] = []
     for i, stage in enumerate(stages):
         cmd = [sys.executable, "-m", "streams.cli"]
         if config_path:
             cmd += ["--config", str(config_path)]
         port = metrics_port + i if metrics_port else 0
         cmd += ["worker", "--stages", stage.value, "--metrics-port", str(port)]
-        children[stage] = subprocess.Popen(cmd, env=dict(os.environ))
-        log.info("started stage %s (pid %d, metrics port %s)", stage.value, children[stage].pid, port or "off")
+        child = Child(stage, cmd)
+        child.start()
+        children.append(child)
+        log.info("started stage %s (pid %d, metrics port %s)", stage.value, child.proc.pid if child.proc else 0,
+                 port or "off")
 
     stopping = False
 
@@ -128,20 +204,34 @@ def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port
     code = 0
     try:
         while not stopping:
-            exited = [(s, p.returncode) for s, p in children.items() if p.poll() is not None]
-            if exited:
-                stage, rc = exited[0]
-                print(f"graphrag-streams: stage {stage.value} exited with code {rc}; stopping the others",
-                      file=sys.stderr)
-                code = rc or 1
-                break
-            time.sleep(poll)
+            now = time.monotonic()
+            for c in children:
+                if c.proc is not None and c.proc.poll() is not None:
+                    rc = c.proc.returncode
+                    c.proc = None
+                    if rc == EXIT_NOT_STARTABLE:
+                        print(f"graphrag-streams: stage {c.stage.value} cannot start (exit {rc}); "
+                              "stopping the others", file=sys.stderr)
+                        code = rc
+                        stopping = True
+                        break
+                    delay = c.backoff.next_delay(now - c.started)
+                    c.restart_at = now + delay
+                    print(f"graphrag-streams: stage {c.stage.value} exited with code {rc}; "
+                          f"restarting it in {delay:.0f}s", file=sys.stderr)
+                elif c.proc is None and c.restart_at is not None and now >= c.restart_at:
+                    c.restarts += 1
+                    c.start()
+                    log.info("restarted stage %s (pid %d, restart %d)", c.stage.value,
+                             c.proc.pid if c.proc else 0, c.restarts)
+            if not stopping:
+                time.sleep(poll)
     finally:
-        for p in children.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+        running = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]
+        for p in running:
+            p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for p in children.values():
+        for p in running:
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -141,6 +141,9 @@ class GraphragSettings(_Section):
     max_concurrent_operations: int = Field(default=2, ge=1, le=1000)
     retry_attempts: int = Field(default=1, ge=0, le=20)
     circuit_breaker_threshold: int = Field(default=3, ge=1)
+    # An input partition with lag and no progress this long (outside a deliberate pause)
+    # makes the app fail /livez and exit, so that it is restarted (agents/stall.py).
+    stall_seconds: float = Field(default=120.0, ge=5)
     transcripts: TranscriptSettings = TranscriptSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     extraction: ExtractionSettings = ExtractionSettings()

@@ -1,6 +1,7 @@
 """The HTTP endpoint every process serves: /metrics, /livez and /readyz.
 
-Liveness means the process's event loop is still turning (a heartbeat it must refresh);
+Liveness means the process's event loop is still turning (a heartbeat it must refresh)
+and the process has not found itself stalled (agents/stall.py);
 readiness means its dependencies answer right now (Kafka, and MongoDB where the process
 writes to it). Checks run in the HTTP thread with short timeouts and are cached for a
 few seconds, so a probe never waits on a slow dependency for long.
@@ -66,11 +67,25 @@ class Health:
     _cached: tuple[float, dict[str, bool]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    _failed: str | None = None
+
+    @property
+    def failure(self) -> str | None:
+        return self._failed
+
     def beat(self) -> None:
         self._beat = time.monotonic()
 
+    @property
+    def last_beat(self) -> float:
+        return self._beat
+
+    def fail(self, reason: str) -> None:
+        """Mark the process dead for good (it is about to exit: a stall, see agents/stall.py)."""
+        self._failed = reason
+
     def alive(self) -> bool:
-        return time.monotonic() - self._beat < self.stale_after
+        return self._failed is None and time.monotonic() - self._beat < self.stale_after
 
     def readiness(self) -> dict[str, bool]:
         with self._lock:
@@ -89,7 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         elif path == "/livez":
             ok = self.health.alive()
-            self._json(200 if ok else 503, {"alive": ok})
+            body: dict[str, Any] = {"alive": ok}
+            if self.health.failure:
+                body["reason"] = self.health.failure
+            self._json(200 if ok else 503, body)
         elif path == "/readyz":
             status = self.health.readiness()
             ok = all(status.values())

@@ -18,9 +18,14 @@ WORKER_INFO = Info("graphrag_worker", "A running stage worker (one series per pr
 EVENTS_IN = Counter("graphrag_events_in", "Messages a stage consumed.", ["stage", "topic"])
 EVENTS_OUT = Counter("graphrag_events_out", "Messages a stage produced.", ["stage", "topic"])
 FAILURES = Counter("graphrag_failures", "Messages a stage could not process, by reason.", ["stage", "reason"])
-PARTITION_REWINDS = Counter("graphrag_partition_rewinds",
-                            "Stalled input partitions rewound to their committed offset (agents/faust_recovery.py).",
-                            ["stage", "topic"])
+STALLS = Counter("graphrag_stalls",
+                 "Input partitions found with lag and no progress for graphrag.stall_seconds; the process "
+                 "then fails /livez and exits so that it is restarted (agents/stall.py).", ["stage", "topic"])
+STALLED_PARTITIONS = Gauge("graphrag_stalled_partitions", "Input partitions of this process stalled right now.",
+                           ["stage"])
+WORKER_RESTARTS = Gauge("graphrag_worker_restarts",
+                        "Times the supervisor (`worker --stages all`) restarted this stage before this process.",
+                        ["stage"])
 DLQ_RECORDS = Counter("graphrag_dlq_records", "Records a stage wrote to the dead-letter topic.",
                       ["stage", "reason"])
 STAGE_LATENCY = Histogram("graphrag_stage_latency_seconds",

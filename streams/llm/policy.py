@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streams import waits
+
 log = logging.getLogger(__name__)
 
 
@@ -54,6 +56,11 @@ class CircuitBreaker:
     def _set(self, state: CircuitState) -> None:
         if state != self.state:
             log.warning("LLM circuit %s -> %s", self.state.name.lower(), state.name.lower())
+            # While not closed the stage pauses on purpose: the stall detector must not fire.
+            if self.state is CircuitState.CLOSED:
+                waits.enter("llm circuit")
+            elif state is CircuitState.CLOSED:
+                waits.leave("llm circuit")
             self.state = state
             if self.on_change:
                 self.on_change(state)

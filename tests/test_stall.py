@@ -1,0 +1,187 @@
+"""Stall detection (agents/stall.py) and the supervisor's restarts (agents/worker.py).
+
+The pure parts are tested directly; the detection is also run against a real consumer
+group on the real broker, and the supervisor against real child processes (kill -9).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from agents.stall import STALL_EXIT_CODE, Offsets, StallDetector, StallWatch, broker_offsets
+from agents.worker import Backoff
+from streams import waits
+from streams.health import Health
+from tests.conftest import DeploymentFactory
+from tests.support import produce_raw, wait_until
+
+A, B = ("t", 0), ("t", 1)
+
+
+def test_lag_without_progress_for_stall_seconds_is_a_stall() -> None:
+    d = StallDetector(stall_seconds=30)
+    assert d.observe(0, {A: Offsets(5, 9)}) == []
+    assert d.observe(29, {A: Offsets(5, 9)}) == []
+    assert d.observe(30, {A: Offsets(5, 9)}) == [A]
+
+
+def test_progress_or_no_lag_restarts_the_clock() -> None:
+    d = StallDetector(stall_seconds=30)
+    d.observe(0, {A: Offsets(5, 9), B: Offsets(3, 3)})
+    assert d.observe(20, {A: Offsets(6, 9), B: Offsets(3, 3)}) == []  # A moved, B has no lag
+    assert d.observe(45, {A: Offsets(6, 9), B: Offsets(3, 3)}) == []  # A: 25 s since it moved
+    assert d.observe(50, {A: Offsets(6, 9), B: Offsets(3, 8)}) == [A]  # B: lag since it was last seen at 45
+    assert d.observe(74, {A: Offsets(9, 9), B: Offsets(3, 8)}) == []
+    assert d.observe(75, {A: Offsets(9, 9), B: Offsets(3, 8)}) == [B]
+
+
+def test_a_deliberate_pause_is_not_a_stall_and_a_reassigned_partition_starts_fresh() -> None:
+    d = StallDetector(stall_seconds=30)
+    d.observe(0, {A: Offsets(5, 9)})
+    assert d.observe(40, {A: Offsets(5, 9)}, paused=True) == []
+    assert d.observe(69, {A: Offsets(5, 9)}) == []
+    assert d.observe(70, {A: Offsets(5, 9)}) == [A]
+    d.observe(71, {})  # revoked
+    assert d.observe(200, {A: Offsets(5, 9)}) == []  # assigned again: a new clock
+
+
+def test_waits_are_counted_per_dependency() -> None:
+    assert waits.active() == []
+    with waits.waiting_for("db"), waits.waiting_for("db"):
+        waits.enter("llm circuit")
+        assert waits.active() == ["db", "llm circuit"]
+        waits.leave("llm circuit")
+    assert waits.active() == []
+
+
+def test_the_llm_circuit_breaker_marks_its_open_time_as_a_pause() -> None:
+    import asyncio
+
+    from streams.llm.policy import CircuitBreaker
+
+    async def scenario() -> list[list[str]]:
+        cb = CircuitBreaker(threshold=1, reset_seconds=0.01)
+        seen = [waits.active()]
+        await cb.record_failure()
+        seen.append(waits.active())
+        await asyncio.sleep(0.02)
+        await cb.allow()  # half-open: still paused until the probe succeeds
+        seen.append(waits.active())
+        await cb.record_success()
+        seen.append(waits.active())
+        return seen
+
+    assert asyncio.run(scenario()) == [[], ["llm circuit"], ["llm circuit"], []]
+
+
+def test_a_stalled_watch_fails_livez_and_exits() -> None:
+    exits: list[int] = []
+    health = Health()
+    offsets = {A: Offsets(0, 4)}
+    watch = StallWatch("fetch", 10, lambda: [A], lambda tps: {tp: offsets[tp] for tp in tps}, health,
+                       exit_delay=0, exit=exits.append)
+    assert watch.check(0) is None
+    reason = watch.check(10)
+    assert reason is not None and "t[0] (lag 4 at offset 0)" in reason
+    watch._fail(reason)
+    assert exits == [STALL_EXIT_CODE] and not health.alive() and health.failure == reason
+
+
+def test_an_event_loop_that_stopped_turning_is_a_stall() -> None:
+    health = Health(stale_after=0.05)
+    watch = StallWatch("chunk", 10, lambda: [], lambda tps: {}, health, exit=lambda code: None)
+    assert watch.check(0) is None
+    time.sleep(0.1)
+    assert "event loop has not turned" in (watch.check(1) or "")
+
+
+def test_backoff_doubles_up_to_a_cap_and_resets_after_a_healthy_run() -> None:
+    b = Backoff(base=1, cap=8, healthy_after=60)
+    assert [b.next_delay(1) for _ in range(5)] == [1, 2, 4, 8, 8]
+    assert b.next_delay(61) == 1
+
+
+@pytest.mark.integration
+def test_detection_reads_the_groups_real_offsets(deployment_factory: DeploymentFactory) -> None:
+    """A group that has lag and commits nothing is stalled after stall_seconds; once it
+    commits, it is not (offsets from the real broker, as the worker reads them)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.kafka import client_config
+
+    d = deployment_factory()
+    d.create_topics()
+    topic = f"{d.settings.kafka.topic_prefix}videos.requested"
+    group = f"{d.name}-probe"
+    produce_raw(d.settings, topic, [(b"k", b"v")] * 5)
+    read = broker_offsets(d.settings, group)
+    parts = [(topic, p) for p in range(d.settings.kafka.partitions)]
+    lagging = [tp for tp, off in read(parts).items() if off.lag]
+    assert sum(read(parts)[tp].lag for tp in lagging) == 5
+    watch = StallWatch("fetch", 1.0, lambda: parts, read, exit=lambda code: None)
+    assert watch.check(time.monotonic()) is None
+    time.sleep(1.1)
+    assert "no progress" in (watch.check(time.monotonic()) or "")
+    c = Consumer({**client_config(d.settings.kafka), "group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, read(parts)[(topic, p)].end) for _, p in parts],
+                 asynchronous=False)
+    finally:
+        c.close()
+    assert all(off.lag == 0 for off in read(parts).values())
+    assert watch.check(time.monotonic()) is None
+
+
+def _child_pids(worker: Any) -> dict[str, int]:
+    """stage -> pid of the supervisor's children (from /proc: their command lines)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != worker.proc.pid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"--stages" in args:
+            out[args[args.index(b"--stages") + 1].decode()] = int(entry)
+    return out
+
+
+@pytest.mark.integration
+def test_the_supervisor_restarts_a_killed_stage(deployment_factory: DeploymentFactory) -> None:
+    d = deployment_factory()
+    worker = d.start_worker("fetch,chunk")
+    before = wait_until(lambda: (p := _child_pids(worker)) and len(p) == 2 and p, timeout=30,
+                        message="two children")
+    os.kill(before["chunk"], signal.SIGKILL)
+    after = wait_until(lambda: (p := _child_pids(worker)) and len(p) == 2 and p["chunk"] != before["chunk"] and p,
+                       timeout=30, message=lambda: f"chunk restarted; log:\n{worker.log_tail()}")
+    assert after["fetch"] == before["fetch"] and worker.alive()
+    assert "stage chunk exited with code -9; restarting it" in worker.log_tail(200)
+
+
+@pytest.mark.integration
+def test_a_worker_stops_at_start_when_its_topics_are_missing(deployment_factory: DeploymentFactory) -> None:
+    d = deployment_factory()
+    proc = d.cli("worker", "--stages", "route", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert f"topic {d.settings.kafka.topic_prefix}graph.extractions does not exist" in proc.stderr
+    assert "graphrag-streams topics create" in proc.stderr
+    d.create_topics()
+    # The same topics, read by a deployment configured for another partition count.
+    other = deployment_factory({"kafka": {"topic_prefix": d.settings.kafka.topic_prefix, "partitions": 4}})
+    proc = other.cli("worker", "--stages", "assemble", check=False, timeout=60)
+    assert proc.returncode == 2
+    assert (f"topic {d.settings.kafka.topic_prefix}resolve.pending has 3 partitions, the configuration says 4"
+            in proc.stderr)
+    assert f"topic {d.name}-assemble-assembly-changelog has 3 partitions" in proc.stderr
