@@ -593,6 +593,9 @@ def cmd_down(args: argparse.Namespace) -> int:
         if args.wipe and svc.dir.exists():
             shutil.rmtree(svc.dir)
             log(f"wiped {svc.dir}")
+    if args.wipe:  # the demo's worker and exporter logs live beside the services
+        for leftover in state_dir().glob("demo-*.log"):
+            leftover.unlink()
     return 0
 
 
@@ -630,6 +633,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(r["answering"] for r in rows if r["required"]) else 3
 
 
+def _free_port(pair: bool = False) -> int:
+    """A loopback port nobody listens on (and the next one too, with ``pair``: the KRaft controller)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        if not pair:
+            return port
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise StackError("found no free loopback port")
+
+
+def cmd_free_ports(_: argparse.Namespace) -> int:
+    """Print shell assignments of free ports for a second stack (make test's fresh one)."""
+    print(f"GRAPHRAG_KAFKA_PORT={_free_port(pair=True)} GRAPHRAG_MONGO_PORT={_free_port()} "
+          f"GRAPHRAG_PROMETHEUS_PORT={_free_port()}")
+    return 0
+
+
 def cmd_helm(_: argparse.Namespace) -> int:
     print(provision_helm())
     return 0
@@ -656,6 +685,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     sub.add_parser("provision", help="download/build Kafka and FerretDB only").set_defaults(func=cmd_provision)
+    sub.add_parser("free-ports", help="print free loopback ports for a second stack (as VAR=port)").set_defaults(
+        func=cmd_free_ports)
     sub.add_parser("helm", help="build Helm if needed and print its path").set_defaults(func=cmd_helm)
     sub.add_parser("kafka-classpath", help="print the Kafka classpath (for the Kafka CLI tools)").set_defaults(
         func=cmd_kafka_classpath)

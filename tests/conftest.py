@@ -21,6 +21,8 @@ from tests.support import CORPUS, ROOT, Deployment, Services
 # Modules sharing the session's corpus run, in the order they must see it: the replay
 # test compares the graph with itself before and after, and forget/resubmit comes later.
 CORPUS_RUN_ORDER = ("test_pipeline_integration.py", "test_communities.py")
+# Runs first, while the broker `make test` started has served no consumer group yet.
+FIRST = ("test_fresh_start.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,8 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         name = item.path.name
         return CORPUS_RUN_ORDER.index(name) if name in CORPUS_RUN_ORDER else -1
 
-    # A stable sort: other modules keep their places, the corpus-run modules go last, in order.
-    items.sort(key=lambda i: (rank(i) >= 0, rank(i)))
+    # A stable sort: the fresh-start test first, other modules keep their places, the
+    # corpus-run modules go last, in order.
+    items.sort(key=lambda i: (i.path.name not in FIRST, rank(i) >= 0, rank(i)))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +56,7 @@ def services() -> Iterator[Services]:
     if backend != "native":
         raise pytest.UsageError(f"GRAPHRAG_TEST_BACKEND={backend!r}: use 'native' or 'testcontainers'")
     # Idempotent: returns at once when `make test` (or the developer) already started it.
-    proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "up"],
+    proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "up", "--no-prometheus"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"could not start the local stack:\n{proc.stderr}")
