@@ -256,6 +256,19 @@ LLM_ERROR_RATIO = (f'(sum by (model) (rate(graphrag_llm_requests_total{{outcome=
                    f"/ sum by (model) (rate(graphrag_llm_requests_total[{RI}]))")
 
 
+# A stalled worker counts the stall and exits seconds later: its graphrag_stalls_total series
+# appears at 1 and is gone, so increase() never sees it; the raw value, over time, does.
+# `or on (stage)` fills a 0 for every stage without one (graphrag_worker_restarts exists in
+# every worker process), so the panel shows the stages, not "No data".
+STALLS_SEEN = 'count(max_over_time(graphrag_stalls_total{stage=~"$stage"}[$__range]) > 0) or vector(0)'
+STALLS_BY_TOPIC = (f'sum by (stage, topic) (max_over_time(graphrag_stalls_total{{stage=~"$stage"}}[{RI}])) '
+                   f'or on (stage) 0 * max by (stage) (graphrag_worker_restarts{{stage=~"$stage"}})')
+# A restarted process on the same address (supervisor child port, pod IP, compose container)
+# has a new start time; a new pod is a new series, so scaling and rollouts are not counted.
+PROCESS_RESTARTS = ('sum(changes(process_start_time_seconds{job="graphrag-workers"}[$__range])) '
+                    "or vector(0)")
+
+
 def pipeline_dashboard() -> Json:
     st = '{stage=~"$stage"}'
     lay = Layout()
@@ -296,13 +309,44 @@ def pipeline_dashboard() -> Json:
     lay.add(timeseries("DLQ records by stage and reason (per s)",
                        [(f"sum by (stage, reason) (rate(graphrag_dlq_records_total{st}[{RI}]))",
                          "{{stage}} {{reason}}")], unit="ops"), 12, 8)
-    lay.add(stat("Partition rewinds (range)",
-                 [(f"sum(increase(graphrag_partition_rewinds_total{st}[$__range])) or vector(0)", "rewinds")],
+
+    lay.row("Stalls and restarts")
+    lay.add(stat("Stalled partitions now",
+                 [(f"sum(graphrag_stalled_partitions{st}) or vector(0)", "stalled")],
+                 decimals=0, thresholds=[(None, "green"), (1, "red")],
+                 description="Input partitions with lag and no progress for graphrag.stall_seconds, as "
+                             "the workers' stall checks see them now. A worker that finds one exits "
+                             "seconds later to be restarted (agents/stall.py)."), 6, 6)
+    lay.add(stat("Stalls seen (range)", [(STALLS_SEEN, "stalls")],
                  decimals=0, thresholds=[(None, "green"), (1, "orange")],
-                 description="Input partitions sought back to their committed offset because fetched "
-                             "messages never reached the agent (a faust-streaming restart race; "
-                             "agents/faust_recovery.py). Messages are redelivered, nothing is lost."),
-            6, 6)
+                 description="Worker processes that reported a stall (graphrag_stalls_total) in the "
+                             "selected range. The process exits about 5 s after counting it, so a "
+                             "scrape can miss one; the restarts beside it are the complete count."), 6, 6)
+    lay.add(stat("Worker restarts (range)", [(PROCESS_RESTARTS, "restarts")],
+                 decimals=0, thresholds=[(None, "green"), (1, "orange"), (3, "red")],
+                 description="New worker processes on a known address in the selected range, whoever "
+                             "restarted them (`worker --stages all`'s supervisor, docker, the kubelet): "
+                             "changes of process_start_time_seconds. New pods are not restarts."), 6, 6)
+    lay.add(stat("Supervisor restarts (now)",
+                 [(f"sum(graphrag_worker_restarts{st}) or vector(0)", "restarts")],
+                 decimals=0, thresholds=[(None, "green"), (1, "orange")],
+                 description="Sum over the running workers of graphrag_worker_restarts: how often "
+                             "`worker --stages all` restarted each stage before its current process. "
+                             "Always 0 for one stage per process (Kubernetes, compose)."), 6, 6)
+    lay.add(timeseries("Stalls by stage and topic",
+                       [(STALLS_BY_TOPIC, "{{stage}} {{topic}}")], unit="short",
+                       description="1 while a worker of that stage reports a stalled input partition of "
+                                   "that topic (briefly: it then exits); 0 for the stages without one."),
+            8, 8)
+    lay.add(timeseries("Stalled partitions by stage",
+                       [(f"sum by (stage) (graphrag_stalled_partitions{st})", "{{stage}}")],
+                       description="Input partitions each stage's stall checks found stalled (lag and "
+                                   "no committed progress for graphrag.stall_seconds)."), 8, 8)
+    lay.add(timeseries("Worker restarts by stage",
+                       [(f"max by (stage) (graphrag_worker_restarts{st})", "{{stage}}")],
+                       description="Restarts of each stage by `worker --stages all`'s supervisor before "
+                                   "its current process (graphrag_worker_restarts). Kubernetes and "
+                                   "compose restarts show in \"Worker restarts (range)\"."), 8, 8)
 
     lay.row("Latency")
     lay.add(timeseries("Stage latency p50 / p95",

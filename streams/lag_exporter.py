@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 class StageLag:
     stage: Stage
     group: str
-    topic: str  # the input topic the stage scales on
-    partitions: int
-    lag: int
+    topic: str  # the first topic the stage scales on (Topics.scaling)
+    partitions: int  # of that topic
+    lag: int  # over every scaling topic
     lag_seconds: float
     desired_replicas: int
 
@@ -70,11 +70,14 @@ class LagMonitor:
         t = topics_for(self.settings)
         out = []
         for stage in PIPELINE:
-            group, topic = group_id(self.settings, stage), t.inputs(stage)[0]
-            mine = [(r, s) for r, s in rows if r.group == group and r.topic == topic]
-            lag = sum(r.lag for r, _ in mine)
-            out.append(StageLag(stage, group, topic, len(mine), lag, max((s for _, s in mine), default=0.0),
-                                desired_replicas(lag, len(mine), self.settings.graphrag.scaling)))
+            group, scaling = group_id(self.settings, stage), t.scaling(stage)
+            mine = [(r, s) for r, s in rows if r.group == group and r.topic in scaling]
+            # One trigger per scaling topic; the HPA follows the one that asks for most.
+            per_topic = [[r for r, _ in mine if r.topic == topic] for topic in scaling]
+            wanted = max(desired_replicas(sum(r.lag for r in rs), len(rs), self.settings.graphrag.scaling)
+                         for rs in per_topic)
+            out.append(StageLag(stage, group, scaling[0], len(per_topic[0]), sum(r.lag for r, _ in mine),
+                                max((s for _, s in mine), default=0.0), wanted))
         return out
 
 

@@ -106,6 +106,13 @@ class Topics:
             Stage.COMMUNITIES: (),
         }[stage]
 
+    def scaling(self, stage: Stage) -> tuple[str, ...]:
+        """The topics a stage's replica count follows (one KEDA trigger each; the HPA takes
+        the largest): its first input, and both inputs of the assembler, whose work arrives
+        on either. The sink scales on graph updates only (status events are small)."""
+        inputs = self.inputs(stage)
+        return inputs if stage is Stage.ASSEMBLE else inputs[:1]
+
     def all(self) -> tuple[str, ...]:
         return (self.requested, self.transcripts, self.chunks, self.extractions, self.edges,
                 self.status, self.dlq, self.resolve_mentions, self.resolve_pending, self.resolve_resolved,

@@ -1,5 +1,7 @@
 """Alert rules and Grafana dashboards: promtool checks and unit tests, every metric name
-they use is defined in streams/metrics.py, and the dashboards are well-formed and fresh."""
+they use is defined in streams/metrics.py (or is prometheus_client's own process metric),
+the stall and restart alerts and panels exist, the consumer groups and topics in the
+alert tests are the pipeline's, and the dashboards are well-formed and fresh."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams import metrics
+from streams.topics import ALL_APPS, Stage, Topics, group_prefix
 from tests.prometheus_harness import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
@@ -30,6 +33,10 @@ from tests.prometheus_harness import (
 ALERTS_TEST_FILE = ALERTS_FILE.with_name("alerts.test.yml")
 GENERATOR = ROOT / "scripts" / "gen_dashboards.py"
 BUILTIN_METRICS = {"up"}  # series Prometheus itself writes for every target
+# prometheus_client's process collector, in the default REGISTRY every /metrics serves
+# (streams/health.py): a restarted process on the same address has a new start time.
+PROCESS_METRICS = {"process_start_time_seconds"}
+PREFIX = "graphrag."  # the topic prefix the alert tests use (config/*.yaml)
 
 # What issue 5 asks the rules to cover; each name must stay defined (and tested).
 REQUIRED_ALERTS = {
@@ -41,6 +48,8 @@ REQUIRED_ALERTS = {
     "GraphRAGWorkerDown",
     "GraphRAGStageWithoutWorkers",
     "GraphRAGLagExporterDown",
+    "GraphRAGStageStalled",  # a worker found an input partition stalled and exited (agents/stall.py)
+    "GraphRAGStageRestarting",  # a stage's workers keep being restarted
 }
 
 
@@ -192,6 +201,46 @@ def test_alert_rules_carry_severity_and_annotations() -> None:
     assert "graphrag_lag_budget_seconds" in by_name["GraphRAGConsumerLagAboveBudget"]["expr"]
     assert 'up{job="graphrag-workers"} == 0' in by_name["GraphRAGWorkerDown"]["expr"]
     assert 'up{job="graphrag-lag-exporter"}' in by_name["GraphRAGLagExporterDown"]["expr"]
+    # The stall counter lives in a process that exits seconds after counting: its series
+    # starts at 1 and vanishes, which increase()/rate() never see. The unit tests pin that.
+    stalled = by_name["GraphRAGStageStalled"]["expr"]
+    assert "max_over_time(graphrag_stalls_total[" in stalled
+    assert "increase(" not in stalled and "rate(" not in stalled
+    restarting = by_name["GraphRAGStageRestarting"]["expr"]
+    assert "changes(graphrag_worker_restarts[" in restarting  # `worker --stages all`'s supervisor
+    assert 'changes(process_start_time_seconds{job="graphrag-workers"}[' in restarting  # kubelet, docker
+    for name in ("GraphRAGStageStalled", "GraphRAGStageRestarting"):
+        assert "{{ $labels.stage }}" in by_name[name]["annotations"]["summary"], name
+
+
+def test_alert_tests_use_the_pipelines_groups_topics_and_stages() -> None:
+    """The series in alerts.test.yml name real consumer groups, stages and topics, and a
+    group's lag is on a topic its stage consumes (no stale `graphrag-resolve` on
+    graph.extractions after resolution became route, resolve and assemble)."""
+    doc = yaml.safe_load(ALERTS_TEST_FILE.read_text())
+    stem = group_prefix(PREFIX)
+    groups = {f"{stem}-{s.value}": s for s in ALL_APPS}
+    topics = Topics(PREFIX)
+    known_topics = set(topics.all())
+    seen_groups = set()
+    for case in doc["tests"]:
+        for series in case["input_series"]:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', series["series"]))
+            if "stage" in labels:
+                assert labels["stage"] in {s.value for s in ALL_APPS}, (case["name"], series["series"])
+            if "topic" in labels:
+                assert labels["topic"] in known_topics, (case["name"], series["series"])
+                if "stage" in labels:
+                    assert labels["topic"] in topics.inputs(Stage(labels["stage"])), (case["name"], series["series"])
+            if "group" in labels:
+                assert labels["group"] in groups, (case["name"], series["series"])
+                seen_groups.add(labels["group"])
+                if "topic" in labels:
+                    assert labels["topic"] in topics.inputs(groups[labels["group"]]), (case["name"], series["series"])
+                if "stage" in labels:
+                    assert groups[labels["group"]].value == labels["stage"], (case["name"], series["series"])
+    assert seen_groups, "no consumer group in the alert tests: the label parsing is broken"
+    assert f"{stem}-{Stage.ROUTE.value}" in seen_groups
 
 
 # --------------------------------------------------------------------------- metric names
@@ -214,12 +263,19 @@ def test_defined_metric_names_account_for_suffixes() -> None:
     assert "graphrag_worker" not in defined
 
 
+def test_process_metrics_are_exported() -> None:
+    """The process metrics the restart alert and panel use come with prometheus_client."""
+    exported = {family.name for family in REGISTRY.collect()}
+    assert exported >= PROCESS_METRICS, PROCESS_METRICS - exported
+
+
 def test_every_metric_in_dashboards_and_alerts_is_defined() -> None:
     used = referenced_metric_names()
     assert used, "no metric names found: the extraction is broken"
     unknown = {name: sorted(where) for name, where in used.items()
-               if name not in defined_metric_names() and name not in BUILTIN_METRICS}
+               if name not in defined_metric_names() and name not in BUILTIN_METRICS | PROCESS_METRICS}
     assert unknown == {}, f"metric names not defined in streams/metrics.py: {unknown}"
+    assert "graphrag_partition_rewinds_total" not in used, "the partition watchdog is gone"
 
 
 def test_every_defined_metric_is_on_a_dashboard() -> None:
@@ -310,3 +366,22 @@ def test_dashboards_show_what_issue_5_asks_for() -> None:
                    "graphrag_llm_circuit_state", "graphrag_mongo_write_batch_size_bucket",
                    "graphrag_mongo_write_latency_seconds_bucket"):
         assert needle in pipeline, needle
+    # Stalls and restarts (agents/stall.py, the `worker --stages all` supervisor).
+    for needle in ("max_over_time(graphrag_stalls_total",
+                   "sum by (stage, topic) (max_over_time(graphrag_stalls_total",
+                   "sum by (stage) (graphrag_stalled_partitions", "sum(graphrag_stalled_partitions",
+                   "max by (stage) (graphrag_worker_restarts",
+                   'changes(process_start_time_seconds{job="graphrag-workers"}'):
+        assert needle in pipeline, needle
+    assert "graphrag_partition_rewinds" not in pipeline + lag
+
+
+def test_stall_and_restart_panels_show_zero_rather_than_no_data() -> None:
+    """graphrag_stalls_total has no series until a stall; the panels on it fall back to a
+    series that every worker exports, so they show 0 (per stage) instead of "No data"
+    (tests/test_observability_e2e.py evaluates every panel on a run without stalls)."""
+    panels = {q.panel: q.raw for q in dashboard_queries() if q.dashboard == "GraphRAG pipeline"}
+    for title in ("Stalls seen (range)", "Worker restarts (range)", "Stalled partitions now",
+                  "Supervisor restarts (now)"):
+        assert panels[title].rstrip().endswith("or vector(0)"), title
+    assert "or on (stage) 0 * max by (stage) (graphrag_worker_restarts" in panels["Stalls by stage and topic"]

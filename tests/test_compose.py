@@ -2,8 +2,10 @@
 
 No Docker engine is needed (none is available in CI): the compose file must parse, every
 path it builds from or mounts must exist in the repository, every depends_on must name a
-service, the worker services must cover every app (streams.topics.ALL_APPS: the stages and
-communities), every command must be a real `graphrag-streams` command, the configuration
+service, the worker services must cover every app (streams.topics.ALL_APPS: the seven
+stages, entity resolution being route, resolve and assemble, and communities) and start
+only after the one-shot `topics create` succeeded (apps do not create topics and stop at
+start when one is missing), every command must be a real `graphrag-streams` command, the configuration
 each service loads must point at the compose services, and the image must carry the sample
 transcripts the header's `submit --transcripts` flow uses. The Prometheus config is checked
 with promtool.
@@ -118,10 +120,23 @@ def test_compose_has_the_whole_stack(services: dict[str, Service]) -> None:
 
 
 def test_worker_services_cover_every_app_once(services: dict[str, Service]) -> None:
-    """One service per app of ALL_APPS: the five stages and communities."""
+    """One service per app of ALL_APPS: the seven stages and communities, each service named
+    after its app (Prometheus finds them by those names)."""
     stages = stage_services(services)
     assert sorted(stages.values()) == sorted(s.value for s in ALL_APPS)
-    assert stages.get(Stage.COMMUNITIES.value) == Stage.COMMUNITIES.value
+    assert all(name == app for name, app in stages.items()), stages
+    assert {Stage.ROUTE.value, Stage.RESOLVE.value, Stage.ASSEMBLE.value} <= set(stages)
+
+
+def test_only_the_topics_service_creates_topics(services: dict[str, Service]) -> None:
+    """`topics create` makes every topic (changelogs and the leader topic too); it is a
+    one-shot that every app waits for, and nothing else runs it."""
+    creators = [n for n, s in app_services(services).items() if s.get("command") == ["topics", "create"]]
+    assert creators == ["topics"]
+    assert services["topics"].get("restart", "no") == "no"
+    for name in [*stage_services(services), "lag-exporter"]:
+        deps = services[name].get("depends_on") or {}
+        assert deps.get("topics", {}).get("condition") == "service_completed_successfully", name
 
 
 def test_build_contexts_and_dockerfiles_exist(services: dict[str, Service]) -> None:

@@ -1,7 +1,7 @@
 """Every Grafana panel returns data in a real end-to-end run (issue 5, item 4).
 
-One isolated deployment runs `worker --stages all` (one process per stage, stage i on
-metrics port base+i: base..base+4 for the five pipeline stages) with LLM extraction
+One isolated deployment runs `worker --stages all` (one process per app, app i on
+metrics port base+i: base..base+7 for the seven pipeline stages and communities) with LLM extraction
 against tests/fake_openai, plus the lag exporter as its own process; a real Prometheus
 (tests/prometheus_harness.py) scrapes all of them every second with the repo's alert
 rules loaded. The run submits corpus videos in two waves
@@ -10,7 +10,8 @@ Prometheus watches, so rates and quantiles are defined; it re-submits the first 
 whose chunks then hit the LLM cache), produces bad messages on the ingest topic (failure
 and DLQ series) and scripts one HTTP 500 from the LLM (retry series). Then every panel
 query of every dashboard is evaluated as an instant query, the way a stat panel asks,
-right after the second wave: each must return a finite value.
+right after the second wave: each must return a finite value (the stall and restart
+panels too: nothing stalls or restarts here, and they show 0 rather than no data).
 
 Not produced here: graphrag_llm_requests_total{outcome="error"} is counted only for an
 HTTP 400 (streams/llm/client.py, LLMClient._send), never for a call whose retries are

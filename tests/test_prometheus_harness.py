@@ -132,6 +132,11 @@ def _feed(w: dict[str, Any], x: dict[str, Any], step: int) -> None:
         w["DLQ_RECORDS"].labels(stage=stage, reason="invalid_event").inc()
         w["STAGE_LATENCY"].labels(stage=stage).observe(0.2)
         w["IN_FLIGHT"].labels(stage=stage).set(step)
+        # Every worker reports its supervisor restarts at start and its stall check's count
+        # on every check; graphrag_stalls_total stays absent: nothing stalls (the panels on
+        # it must show 0 anyway).
+        w["WORKER_RESTARTS"].labels(stage=stage).set(0)
+        w["STALLED_PARTITIONS"].labels(stage=stage).set(0)
     w["END_TO_END_LATENCY"].observe(42)
     w["VIDEOS_COMPLETED"].inc()
     for outcome in ("ok", "retry", "error"):

@@ -56,17 +56,54 @@ graphrag.io/environment: {{ .Values.environment }}
 
 {{/* The pipeline, in order (streams/topics.py: PIPELINE): the lag-scaled stream stages. */}}
 {{- define "graphrag-streams.stages" -}}
-{{- list "fetch" "chunk" "extract" "resolve" "sink" | toJson -}}
+{{- list "fetch" "chunk" "extract" "route" "resolve" "assemble" "sink" | toJson -}}
 {{- end -}}
 
 {{/*
-The topic a stage's lag is measured on: the first of Topics.inputs(stage) in
-streams/topics.py (the sink also reads videos.status, but scales on graph.edges).
+The topics a stage consumes, without the prefix, as JSON: Topics.inputs(stage) in
+streams/topics.py, in the same order (tests/test_helm.py compares them).
+*/}}
+{{- define "graphrag-streams.inputs" -}}
+{{- dict
+      "fetch" (list "videos.requested")
+      "chunk" (list "transcripts.fetched")
+      "extract" (list "transcripts.chunks")
+      "route" (list "graph.extractions")
+      "resolve" (list "resolve.mentions")
+      "assemble" (list "resolve.pending" "resolve.resolved")
+      "sink" (list "graph.edges" "videos.status")
+    | toJson -}}
+{{- end -}}
+
+{{/*
+The topic a stage's lag is measured on: the first of Topics.inputs(stage) (what the lag
+exporter's graphrag_desired_replicas uses, too).
 Called with (dict "prefix" <topic prefix> "stage" <stage>).
 */}}
 {{- define "graphrag-streams.inputTopic" -}}
-{{- $inputs := dict "fetch" "videos.requested" "chunk" "transcripts.fetched" "extract" "transcripts.chunks" "resolve" "graph.extractions" "sink" "graph.edges" -}}
-{{- printf "%s%s" .prefix (get $inputs .stage) -}}
+{{- $inputs := include "graphrag-streams.inputs" . | fromJson -}}
+{{- printf "%s%s" .prefix (get $inputs .stage | first) -}}
+{{- end -}}
+
+{{/*
+The topics a stage's autoscaler watches, with the prefix, as a JSON list: one KEDA trigger
+(or HPA metric) each, and the autoscaler takes the largest replica count they ask for.
+The first input always; assemble also its second, resolve.resolved: it joins both, and the
+resolved mentions are most of its work. The sink's videos.status carries one small event
+per video and stage, so the sink scales on graph.edges alone.
+Called with (dict "prefix" <topic prefix> "stage" <stage>).
+*/}}
+{{- define "graphrag-streams.scalingTopics" -}}
+{{- $inputs := include "graphrag-streams.inputs" . | fromJson -}}
+{{- $names := get $inputs .stage -}}
+{{- if ne .stage "assemble" -}}
+{{- $names = list (first $names) -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $names -}}
+{{- $out = append $out (printf "%s%s" $.prefix .) -}}
+{{- end -}}
+{{- $out | toJson -}}
 {{- end -}}
 
 {{/* Consumer group = Faust app id: streams.topics.group_id ("graphrag." -> "graphrag-<stage>"). */}}
@@ -233,13 +270,14 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{- define "graphrag-streams.volumes" -}}
+{{/* The config and /tmp volumes; called with (dict "root" $ "configMap" <config ConfigMap name>). */}}
+{{- define "graphrag-streams.volumesFrom" -}}
 - name: config
   configMap:
-    name: {{ include "graphrag-streams.fullname" . }}-config
+    name: {{ .configMap }}
 - name: tmp
   emptyDir:
-    sizeLimit: {{ .Values.tmpVolume.sizeLimit | default "256Mi" }}
+    sizeLimit: {{ .root.Values.tmpVolume.sizeLimit | default "256Mi" }}
 {{- end -}}
 
 {{- define "graphrag-streams.volumeMounts" -}}
@@ -252,31 +290,43 @@ seccompProfile:
 
 {{/* Pod-level fields shared by every workload. */}}
 {{- define "graphrag-streams.podCommon" -}}
-serviceAccountName: {{ include "graphrag-streams.serviceAccountName" . }}
+{{- include "graphrag-streams.podCommonFrom" (dict "root" .
+      "serviceAccountName" (include "graphrag-streams.serviceAccountName" .)
+      "configMap" (printf "%s-config" (include "graphrag-streams.fullname" .))) -}}
+{{- end -}}
+
+{{/*
+The same with another ServiceAccount and config ConfigMap (the topics Job, a pre-install
+hook, runs before the release's own exist). Called with
+(dict "root" $ "serviceAccountName" <name> "configMap" <name>).
+*/}}
+{{- define "graphrag-streams.podCommonFrom" -}}
+{{- $ := .root -}}
+serviceAccountName: {{ .serviceAccountName }}
 automountServiceAccountToken: false
 securityContext:
-  {{- include "graphrag-streams.podSecurityContext" . | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
+  {{- include "graphrag-streams.podSecurityContext" $ | nindent 2 }}
+{{- with $.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with $.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $.Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.priorityClassName }}
+{{- with $.Values.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
 volumes:
-  {{- include "graphrag-streams.volumes" . | nindent 2 }}
+  {{- include "graphrag-streams.volumesFrom" (dict "root" $ "configMap" .configMap) | nindent 2 }}
 {{- end -}}
 
 
