@@ -98,7 +98,7 @@ class StallWatch:
     """The thread that checks one app every few seconds and stops the process on a stall."""
 
     def __init__(self, stage: str, stall_seconds: float, assignment: Assignment, offsets: OffsetsReader,
-                 health: Health | None = None, *, interval: float | None = None, exit_delay: float = 5.0,
+                 health: Health | None = None, *, interval: float | None = None, exit_delay: float = 20.0,
                  exit: Callable[[int], None] = os._exit) -> None:
         self.stage = stage
         self.detector = StallDetector(stall_seconds)
@@ -150,5 +150,5 @@ class StallWatch:
                   self.stage, reason, STALL_EXIT_CODE)
         if self.health is not None:
             self.health.fail(reason)
-        time.sleep(self.exit_delay)  # long enough for a probe or a scrape to see it
+        time.sleep(self.exit_delay)  # longer than a scrape interval: Prometheus sees the count
         self._exit(STALL_EXIT_CODE)
