@@ -11,6 +11,7 @@ the user's cache directory, and runs them as plain processes.
     python stack/localstack.py status    # what runs, where, pids, logs
     python stack/localstack.py down      # stop what `up` started (data kept)
     python stack/localstack.py down --wipe
+    python stack/localstack.py stop kafka   # one service (fault tests); `up` starts it again
     python stack/localstack.py provision # download/build only
 
 Locations (environment variables override them):
@@ -340,8 +341,9 @@ def start_kafka() -> Service:
     ]))
     if not (data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # One ID in 64 starts with "-": as a separate argument the tool would read it as a flag.
         run_logged(["java", "-cp", kafka_classpath(), "kafka.tools.StorageTool", "format",
-                    "-t", cluster_id, "-c", str(props)],
+                    f"--cluster-id={cluster_id}", "-c", str(props)],
                    what="formatting the KRaft storage directory")
     heap = os.environ.get("GRAPHRAG_KAFKA_HEAP", "-Xms256m -Xmx768m").split()
     _spawn(svc, ["java", *heap, "-XX:+UseG1GC", "-Djava.awt.headless=true",
@@ -599,6 +601,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop one service, keeping its data (`up` starts it again): for fault tests."""
+    svc = {"kafka": kafka_service, "ferretdb": ferretdb_service, "prometheus": prometheus_service}[args.service]()
+    log(f"stopped {svc.name}" if stop(svc) else f"{svc.name} was not running (under {state_dir()})")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     rows = []
     services = ((kafka_service(), kafka_ready, True), (ferretdb_service(), mongo_ready, True),
@@ -681,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     down = sub.add_parser("down", help="stop what `up` started; data is kept unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete data and logs")
     down.set_defaults(func=cmd_down)
+    stop_one = sub.add_parser("stop", help="stop one service, data kept (`up` starts it again)")
+    stop_one.add_argument("service", choices=["kafka", "ferretdb", "prometheus"])
+    stop_one.set_defaults(func=cmd_stop)
     status = sub.add_parser("status", help="show what runs (exit 3 when Kafka or FerretDB does not answer)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)

@@ -45,7 +45,9 @@ def test_the_demo_path_finishes_every_sample_video_within_120s(services: Service
                 "MONGODB_URI": services.mongo_uri, "GRAPHRAG_MONGODB_DATABASE": database,
                 "GRAPHRAG_TOPIC_PREFIX": prefix, "GRAPHRAG_TRANSCRIPTS_DIR": str(SAMPLES),
                 # metrics off: a developer's demo worker may hold 9400+ (the only deviation)
-                "GRAPHRAG_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"})
+                "GRAPHRAG_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1",
+                # Faust's local files per group: not those of a developer's demo worker
+                "XDG_STATE_HOME": str(tmp_path)})
     print(f"broker had {len(groups_before)} consumer group(s) before this test (0 = a newcomer's broker)")
     log = open(os.path.join(str(tmp_path), "worker.log"), "wb")  # noqa: SIM115 - closed below
     worker = None
