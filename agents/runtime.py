@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 
+from agents.faust_commit import SafeCommitApp
 from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams import waits
@@ -64,7 +65,8 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
     k = settings.kafka
     broker = ";".join(f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",") if h.strip())
     max_bytes = settings.security.max_message_bytes + 65_536
-    return faust.App(
+    # faust.App with commit bookkeeping that never skips an unhandled message (agents/faust_commit.py).
+    return SafeCommitApp(
         group_id(settings, stage),
         broker=broker,
         broker_credentials=faust_credentials(settings),
@@ -89,6 +91,10 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         # partition without a leader would block commits and rebalances for 20 minutes. 60 s
         # outlasts a broker restart; past it the send fails loudly and the stall check acts.
         producer_request_timeout=60.0,
+        # A member that died without leaving (kill -9, a lost node) holds its partitions
+        # until its session times out: 10 s instead of Faust's 60 s. Heartbeats come from
+        # the consumer's own thread, so a busy handler does not miss them.
+        broker_session_timeout=10.0,
         # Commit every second: little is redelivered after a crash, and progress is visible
         # to the stall check (agents/stall.py) within a second.
         broker_commit_interval=1.0,
