@@ -9,6 +9,7 @@ a cluster.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -79,14 +80,9 @@ def uses_mongo(stage: Stage, settings: Settings) -> bool:
 
 
 def start_health(stage: Stage, settings: Settings, app: faust.App) -> Health:
-    """The process's liveness heartbeat (the Faust loop keeps it alive) and, unless
-    monitoring is off, /metrics, /livez and /readyz on monitoring.metrics_port."""
+    """The process's liveness (see :func:`keep_beating`) and, unless monitoring is off,
+    /metrics, /livez and /readyz on monitoring.metrics_port."""
     health = Health(stale_after=settings.graphrag.stall_seconds)
-
-    async def heartbeat() -> None:
-        health.beat()
-
-    app.timer(interval=5.0, name=f"{stage.value}-heartbeat")(heartbeat)
     mon = settings.monitoring
     if not settings.graphrag.enable_monitoring or mon.metrics_port == 0:
         return health
@@ -98,6 +94,20 @@ def start_health(stage: Stage, settings: Settings, app: faust.App) -> Health:
                       "environment": settings.environment, "version": __version__})
     WORKER_RESTARTS.labels(stage.value).set(int(os.environ.get(RESTARTS_ENV, "0") or 0))
     return health
+
+
+def keep_beating(loop: asyncio.AbstractEventLoop, health: Health, interval: float = 2.0) -> None:
+    """Refresh the heartbeat from the event loop itself, from its first turn on.
+
+    Not a Faust timer: those start only once table recovery has completed, so a slow
+    first rebalance would look like a dead loop.
+    """
+
+    def beat() -> None:
+        health.beat()
+        loop.call_later(interval, beat)
+
+    loop.call_soon(beat)
 
 
 def assigned_inputs(app: faust.App, stage: Stage, settings: Settings) -> Callable[[], list[tuple[str, int]]]:
@@ -132,6 +142,7 @@ def run_stage(stage: Stage, settings: Settings) -> int:
                    broker_offsets(settings, group_id(settings, stage)), health).start()
     level = {"DEBUG": "info", "INFO": "info", "WARNING": "warning", "ERROR": "error"}[settings.log_level]
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    keep_beating(worker.loop, health)
     log.info("stage %s starting (group %s)", stage.value, app.conf.id)
     worker.execute_from_commandline()  # exits the process when the worker stops
     return 0
