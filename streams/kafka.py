@@ -7,6 +7,7 @@ use Faust (aiokafka) with the same connection settings (:func:`faust_broker_sett
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -132,9 +133,22 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
-    md = admin.list_topics(timeout=timeout).topics
+    md = _wait_for_leaders(admin, [s.name for s in specs], timeout)
     return [TopicResult(s.name, s.name in created, len(md[s.name].partitions) if s.name in md else 0)
             for s in specs]
+
+
+def _wait_for_leaders(admin: AdminClient, names: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Topic metadata once every named topic is listed with all its partitions led (a new
+    topic shows up with no partitions, then without leaders, for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=timeout).topics
+        ready = all(n in md and md[n].error is None and md[n].partitions
+                    and all(p.leader >= 0 for p in md[n].partitions.values()) for n in names)
+        if ready or time.monotonic() > deadline:
+            return dict(md)
+        time.sleep(0.2)
 
 
 def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
