@@ -245,3 +245,21 @@ def reset_groups_to_earliest(settings: Settings) -> None:
     for group, topics in stage_groups(settings).items():  # the API takes one group per call
         req = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p, 0) for t in topics for p in md[t].partitions])
         admin.alter_consumer_group_offsets([req])[group].result()
+
+
+def evidence_mismatches(store: Any) -> list[str]:
+    """Entities and relations whose counts differ from their evidence documents: counts are
+    reconciled from evidence, so a redelivery (after a fault) must never count twice."""
+    mentions: dict[str, int] = {}
+    for m in store.db.entity_mentions.find({}, {"entity_id": 1}):
+        mentions[m["entity_id"]] = mentions.get(m["entity_id"], 0) + 1
+    evidence: dict[str, int] = {}
+    for e in store.db.relation_evidence.find({}, {"relation_id": 1}):
+        evidence[e["relation_id"]] = evidence.get(e["relation_id"], 0) + 1
+    bad = [f"entity {e['_id']}: {e.get('mention_count')} != {mentions.get(e['_id'], 0)}"
+           for e in store.db.entities.find({}, {"mention_count": 1})
+           if e.get("mention_count") != mentions.get(e["_id"], 0)]
+    bad += [f"relation {r['_id']}: {r.get('evidence_count')} != {evidence.get(r['_id'], 0)}"
+            for r in store.db.relations.find({}, {"evidence_count": 1})
+            if r.get("evidence_count") != evidence.get(r["_id"], 0)]
+    return bad
