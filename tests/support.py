@@ -263,3 +263,24 @@ def evidence_mismatches(store: Any) -> list[str]:
             for r in store.db.relations.find({}, {"evidence_count": 1})
             if r.get("evidence_count") != evidence.get(r["_id"], 0)]
     return bad
+
+
+def supervised_children(worker: WorkerProcess) -> dict[str, int]:
+    """stage -> pid of the child processes a `worker --stages a,b,...` supervisor runs (from /proc)."""
+    out = {}
+    parent = worker.proc.pid if worker.proc is not None else -1
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if b"--stages" in args:
+            out[args[args.index(b"--stages") + 1].decode()] = int(entry)
+    return out

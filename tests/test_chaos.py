@@ -39,6 +39,7 @@ from tests.support import (
     consume_all,
     evidence_mismatches,
     manifest,
+    supervised_children,
     wait_quiescent,
     wait_until,
 )
@@ -46,26 +47,6 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 Fault = Callable[[Deployment, Any], str]
-
-
-def _children(worker: Any) -> dict[str, int]:
-    """stage -> pid of the supervisor's child processes (from /proc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != worker.proc.pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if b"--stages" in args:
-            out[args[args.index(b"--stages") + 1].decode()] = int(entry)
-    return out
 
 
 def _stack(*args: str) -> None:
@@ -76,10 +57,10 @@ def _stack(*args: str) -> None:
 
 def kill_every_stage(d: Deployment, worker: Any) -> str:
     for stage in ALL_APPS:
-        before = wait_until(lambda s=stage.value: _children(worker).get(s), timeout=60,
+        before = wait_until(lambda s=stage.value: supervised_children(worker).get(s), timeout=60,
                             message=f"a running {stage.value} process")
         os.kill(before, signal.SIGKILL)
-        wait_until(lambda s=stage.value, old=before: _children(worker).get(s) not in (None, old), timeout=60,
+        wait_until(lambda s=stage.value, old=before: supervised_children(worker).get(s) not in (None, old), timeout=60,
                    message=lambda s=stage.value: f"{s} restarted; log:\n{worker.log_tail()}")
         time.sleep(2)
     return f"kill -9 of each of {len(ALL_APPS)} apps in turn"

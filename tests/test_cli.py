@@ -21,7 +21,7 @@ import yaml
 
 from schemas import VideoRequested
 from streams.cli import cli
-from streams.topics import topics_for
+from streams.topics import topic_specs, topics_for
 from tests.conftest import DeploymentFactory
 from tests.support import ROOT, Deployment, consume_all, deep_merge
 
@@ -160,15 +160,19 @@ def _requests(d: Deployment) -> list[tuple[bytes, VideoRequested]]:
 @integration
 def test_topics_create_is_idempotent(deployment_factory: DeploymentFactory) -> None:
     d = deployment_factory()
-    expected = len(topics_for(d.settings).all())
+    specs = {s.name: s.partitions for s in topic_specs(d.settings)}
+    # Every topic an app uses, internal ones included: changelogs and the leader topic.
+    assert set(topics_for(d.settings).all()) < set(specs)
+    assert f"{d.name}-resolve-resolver-blocks-changelog" in specs
+    assert specs[f"{d.name}-communities-__assignor-__leader"] == 1
     first = d.cli("topics", "create").stdout.splitlines()
-    assert len(first) == expected and all(line.startswith("created") for line in first), first
+    assert len(first) == len(specs) and all(line.startswith("created") for line in first), first
     second = d.cli("topics", "create").stdout.splitlines()
-    assert len(second) == expected and all(line.startswith("exists") for line in second), second
-    assert all("(3 partitions)" in line for line in second)
+    assert len(second) == len(specs) and all(line.startswith("exists") for line in second), second
+    assert all(f"({specs[line.split()[1]]} partitions)" in line and "MISMATCH" not in line for line in second)
     listed = d.cli("topics", "list").stdout.splitlines()
     assert sorted(line.split()[0] for line in listed) == sorted(line.split()[1] for line in second)
-    assert all(line.split()[1] == "3" for line in listed)
+    assert all(line.split()[1] == str(specs[line.split()[0]]) for line in listed)
 
 
 @integration

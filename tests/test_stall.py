@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from agents.worker import Backoff
 from streams import waits
 from streams.health import Health
 from tests.conftest import DeploymentFactory
-from tests.support import produce_raw, wait_until
+from tests.support import produce_raw, supervised_children, wait_until
 
 A, B = ("t", 0), ("t", 1)
 
@@ -137,35 +136,16 @@ def test_detection_reads_the_groups_real_offsets(deployment_factory: DeploymentF
     assert watch.check(time.monotonic()) is None
 
 
-def _child_pids(worker: Any) -> dict[str, int]:
-    """stage -> pid of the supervisor's children (from /proc: their command lines)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            if ppid != worker.proc.pid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, IndexError, ValueError):
-            continue
-        if b"--stages" in args:
-            out[args[args.index(b"--stages") + 1].decode()] = int(entry)
-    return out
-
-
 @pytest.mark.integration
 def test_the_supervisor_restarts_a_killed_stage(deployment_factory: DeploymentFactory) -> None:
     d = deployment_factory()
     worker = d.start_worker("fetch,chunk")
-    before = wait_until(lambda: (p := _child_pids(worker)) and len(p) == 2 and p, timeout=30,
+    before = wait_until(lambda: (p := supervised_children(worker)) and len(p) == 2 and p, timeout=30,
                         message="two children")
     os.kill(before["chunk"], signal.SIGKILL)
-    after = wait_until(lambda: (p := _child_pids(worker)) and len(p) == 2 and p["chunk"] != before["chunk"] and p,
-                       timeout=30, message=lambda: f"chunk restarted; log:\n{worker.log_tail()}")
+    after = wait_until(lambda: (p := supervised_children(worker)) and len(p) == 2
+                       and p["chunk"] != before["chunk"] and p, timeout=30,
+                       message=lambda: f"chunk restarted; log:\n{worker.log_tail()}")
     assert after["fetch"] == before["fetch"] and worker.alive()
     assert "stage chunk exited with code -9; restarting it" in worker.log_tail(200)
 
