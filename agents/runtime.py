@@ -20,6 +20,7 @@ from typing import Any
 import faust
 
 from agents.faust_commit import SafeCommitApp
+from agents.faust_recovery import FixedTableManager
 from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams import waits
@@ -114,6 +115,8 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         stream_ack_exceptions=False,
         # Faust's default redirects print() into its logger; our CLI owns stdout.
         worker_redirect_stdouts=False,
+        # Table recovery that seeks before it resumes (agents/faust_recovery.py).
+        TableManager=FixedTableManager,
     )
 
 
