@@ -9,8 +9,10 @@ re-fetched records, so this module does not repair: it detects and lets the proc
 The check runs in its own thread and asks the broker, not Faust, for the truth: the
 group's committed offsets and the log-end offsets of the partitions assigned to this
 process. A partition with lag whose committed offset has not moved for
-``graphrag.stall_seconds`` is stalled; so is an event loop whose heartbeat stopped for as
-long. A deliberate pause (the LLM circuit is open, the database is retried:
+``graphrag.stall_seconds``, while the message at that offset is not being handled, is
+stalled; so is an event loop whose heartbeat stopped for as long. (A handler that hangs
+on its message is bounded by its own timeouts: LLM and database calls, the producer's
+request timeout.) A deliberate pause (the LLM circuit is open, the database is retried:
 :mod:`streams.waits`) is not a stall. On a stall the process counts it, fails ``/livez``
 and exits with :data:`STALL_EXIT_CODE`; ``worker --stages all`` restarts the stage and
 Kubernetes restarts the pod. Work that was not committed is redelivered, which every
@@ -59,16 +61,20 @@ class StallDetector:
     stall_seconds: float
     _since: dict[Partition, tuple[int, float]] = field(default_factory=dict)
 
-    def observe(self, now: float, offsets: Mapping[Partition, Offsets], *, paused: bool = False) -> list[Partition]:
+    def observe(self, now: float, offsets: Mapping[Partition, Offsets], *, paused: bool = False,
+                busy: Iterable[Partition] = ()) -> list[Partition]:
         """Record one check; returns the stalled partitions (sorted).
 
         A partition's clock starts when it was last seen without lag, with a new committed
-        offset, newly assigned, or while the process was paused on purpose.
+        offset, newly assigned, with its head message being handled right now (``busy``:
+        a slow batch or call is work, not a stall), or while the process was paused on
+        purpose.
         """
         stalled = []
+        working = set(busy)
         for tp, off in offsets.items():
             seen = self._since.get(tp)
-            if paused or off.lag == 0 or seen is None or seen[0] != off.committed:
+            if paused or off.lag == 0 or tp in working or seen is None or seen[0] != off.committed:
                 self._since[tp] = (off.committed, now)
             elif now - seen[1] >= self.stall_seconds:
                 stalled.append(tp)
@@ -79,6 +85,12 @@ class StallDetector:
 
 Assignment = Callable[[], Iterable[Partition]]
 OffsetsReader = Callable[[list[Partition]], Mapping[Partition, Offsets]]
+#: (topic, partition, offset) of every message delivered to an agent and not yet acknowledged.
+InFlight = Callable[[], Iterable[tuple[str, int, int]]]
+
+
+def _nothing_in_flight() -> list[tuple[str, int, int]]:
+    return []
 
 
 def broker_offsets(settings: Settings, group: str) -> OffsetsReader:
@@ -98,11 +110,12 @@ class StallWatch:
     """The thread that checks one app every few seconds and stops the process on a stall."""
 
     def __init__(self, stage: str, stall_seconds: float, assignment: Assignment, offsets: OffsetsReader,
-                 health: Health | None = None, *, interval: float | None = None, exit_delay: float = 20.0,
+                 health: Health | None = None, *, in_flight: InFlight = _nothing_in_flight,
+                 interval: float | None = None, exit_delay: float = 20.0,
                  exit: Callable[[int], None] = os._exit) -> None:
         self.stage = stage
         self.detector = StallDetector(stall_seconds)
-        self.assignment, self.offsets, self.health = assignment, offsets, health
+        self.assignment, self.offsets, self.health, self.in_flight = assignment, offsets, health, in_flight
         self.interval = interval if interval is not None else max(1.0, min(10.0, stall_seconds / 6))
         self.exit_delay, self._exit = exit_delay, exit
         self._stop = threading.Event()
@@ -134,7 +147,9 @@ class StallWatch:
         partitions = sorted(set(self.assignment()))
         offsets = self.offsets(partitions) if partitions else {}
         paused_for = waits.active()
-        stalled = self.detector.observe(now, offsets, paused=bool(paused_for))
+        handling = set(self.in_flight())
+        busy = [tp for tp, off in offsets.items() if (tp[0], tp[1], off.committed) in handling]
+        stalled = self.detector.observe(now, offsets, paused=bool(paused_for), busy=busy)
         STALLED_PARTITIONS.labels(self.stage).set(len(stalled))
         if not stalled:
             return None

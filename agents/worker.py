@@ -128,6 +128,23 @@ def assigned_inputs(app: faust.App, stage: Stage, settings: Settings) -> Callabl
     return read
 
 
+def in_flight_messages(app: faust.App) -> Callable[[], list[tuple[str, int, int]]]:
+    """(topic, partition, offset) of the messages this app's agents hold unacknowledged."""
+
+    def read() -> list[tuple[str, int, int]]:
+        consumer = getattr(app, "_consumer", None)
+        if consumer is None:
+            return []
+        for _ in range(3):  # the set changes under us as messages are acked
+            try:
+                return [(m.tp.topic, m.tp.partition, m.offset) for m in list(consumer.unacked) if not m.acked]
+            except RuntimeError:
+                continue
+        return []
+
+    return read
+
+
 def run_stage(stage: Stage, settings: Settings) -> int:
     """Run one stage in this process until SIGINT/SIGTERM (or a stall: agents/stall.py)."""
     try:
@@ -139,7 +156,8 @@ def run_stage(stage: Stage, settings: Settings) -> int:
     health = start_health(stage, settings, app)
     if topics_for(settings).inputs(stage):
         StallWatch(stage.value, settings.graphrag.stall_seconds, assigned_inputs(app, stage, settings),
-                   broker_offsets(settings, group_id(settings, stage)), health).start()
+                   broker_offsets(settings, group_id(settings, stage)), health,
+                   in_flight=in_flight_messages(app)).start()
     level = {"DEBUG": "info", "INFO": "info", "WARNING": "warning", "ERROR": "error"}[settings.log_level]
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     keep_beating(worker.loop, health)

@@ -49,6 +49,24 @@ def test_a_deliberate_pause_is_not_a_stall_and_a_reassigned_partition_starts_fre
     assert d.observe(200, {A: Offsets(5, 9)}) == []  # assigned again: a new clock
 
 
+def test_a_head_message_being_handled_is_work_not_a_stall() -> None:
+    d = StallDetector(stall_seconds=30)
+    d.observe(0, {A: Offsets(5, 9)})
+    assert d.observe(40, {A: Offsets(5, 9)}, busy=[A]) == []  # a slow batch or call on offset 5
+    assert d.observe(69, {A: Offsets(5, 9)}) == []
+    assert d.observe(70, {A: Offsets(5, 9)}) == [A]
+
+
+def test_the_watch_asks_whether_the_head_offset_is_in_flight() -> None:
+    offsets = {A: Offsets(5, 9), B: Offsets(2, 4)}
+    in_flight = [("t", 0, 5), ("t", 1, 3)]  # A's head is being handled; B's head (2) is not
+    watch = StallWatch("sink", 10, lambda: [A, B], lambda tps: {tp: offsets[tp] for tp in tps},
+                       in_flight=lambda: in_flight, exit=lambda code: None)
+    assert watch.check(0) is None
+    reason = watch.check(10) or ""
+    assert "t[1] (lag 2 at offset 2)" in reason and "t[0]" not in reason
+
+
 def test_waits_are_counted_per_dependency() -> None:
     assert waits.active() == []
     with waits.waiting_for("db"), waits.waiting_for("db"):
