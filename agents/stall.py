@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from streams import waits
 from streams.config import Settings
 from streams.health import Health
+from streams.kafka import make_admin
 from streams.lag import measure_lag
 from streams.metrics import STALLED_PARTITIONS, STALLS
 
@@ -95,11 +96,12 @@ def _nothing_in_flight() -> list[tuple[str, int, int]]:
 
 def broker_offsets(settings: Settings, group: str) -> OffsetsReader:
     """Committed and log-end offsets of some of a group's partitions, from the admin API."""
+    admin = make_admin(settings)  # one client for every check
 
     def read(partitions: list[Partition]) -> dict[Partition, Offsets]:
         topics = tuple(sorted({t for t, _ in partitions}))
         wanted = set(partitions)
-        rows = measure_lag(settings, {group: topics})
+        rows = measure_lag(settings, {group: topics}, admin=admin)
         return {(r.topic, r.partition): Offsets(r.log_end - r.lag, r.log_end)
                 for r in rows if (r.topic, r.partition) in wanted}
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
+from typing import Any, TypeVar
 
 import faust
 
@@ -110,39 +111,38 @@ def keep_beating(loop: asyncio.AbstractEventLoop, health: Health, interval: floa
     loop.call_soon(beat)
 
 
-def assigned_inputs(app: faust.App, stage: Stage, settings: Settings) -> Callable[[], list[tuple[str, int]]]:
-    """The input partitions assigned to this process right now (read from the stall thread)."""
-    inputs = set(topics_for(settings).inputs(stage))
+T = TypeVar("T")
 
-    def read() -> list[tuple[str, int]]:
-        consumer = getattr(app, "_consumer", None)  # never create it from this thread
+
+def _from_consumer(app: faust.App, read: Callable[[Any], list[T]]) -> Callable[[], list[T]]:
+    """A reader of the app's consumer state for the stall thread: nothing before the
+    consumer exists (never create it from that thread), a retry when a set changes under us."""
+
+    def safe_read() -> list[T]:
+        consumer = getattr(app, "_consumer", None)
         if consumer is None:
             return []
-        for _ in range(3):  # the set may change under us during a rebalance
+        for _ in range(3):
             try:
-                return [(tp.topic, tp.partition) for tp in list(consumer.assignment()) if tp.topic in inputs]
-            except RuntimeError:
+                return read(consumer)
+            except RuntimeError:  # "Set changed size during iteration": a rebalance, an ack
                 continue
         return []
 
-    return read
+    return safe_read
+
+
+def assigned_inputs(app: faust.App, stage: Stage, settings: Settings) -> Callable[[], list[tuple[str, int]]]:
+    """The input partitions assigned to this process right now."""
+    inputs = set(topics_for(settings).inputs(stage))
+    return _from_consumer(app, lambda c: [(tp.topic, tp.partition) for tp in list(c.assignment())
+                                          if tp.topic in inputs])
 
 
 def in_flight_messages(app: faust.App) -> Callable[[], list[tuple[str, int, int]]]:
     """(topic, partition, offset) of the messages this app's agents hold unacknowledged."""
-
-    def read() -> list[tuple[str, int, int]]:
-        consumer = getattr(app, "_consumer", None)
-        if consumer is None:
-            return []
-        for _ in range(3):  # the set changes under us as messages are acked
-            try:
-                return [(m.tp.topic, m.tp.partition, m.offset) for m in list(consumer.unacked) if not m.acked]
-            except RuntimeError:
-                continue
-        return []
-
-    return read
+    return _from_consumer(app, lambda c: [(m.tp.topic, m.tp.partition, m.offset) for m in list(c.unacked)
+                                          if not m.acked])
 
 
 def run_stage(stage: Stage, settings: Settings) -> int:

@@ -164,8 +164,7 @@ def worker(obj: Ctx, stages: str, metrics_port: int | None) -> None:
     from streams.kafka import TopicsNotReady, check_topics
 
     try:  # one clear message before any child starts (each child checks again)
-        for stage in chosen:
-            check_topics(settings, stage)
+        check_topics(settings, *chosen)
     except TopicsNotReady as exc:
         fail(str(exc), 2)
     except Exception as exc:
@@ -192,19 +191,15 @@ def topics_create(obj: Ctx) -> None:
     Exits 1 when an existing topic has another partition count than the configuration.
     """
     from streams.kafka import ensure_topics
-    from streams.topics import topic_specs
 
     try:
         results = ensure_topics(obj.settings)
     except Exception as exc:
         fail(f"could not create topics on {obj.settings.kafka.bootstrap_servers}: {exc}")
-    wanted = {s.name: s.partitions for s in topic_specs(obj.settings)}
-    wrong = []
     for r in results:
-        note = "" if r.partitions == wanted[r.name] else f"  MISMATCH: the configuration says {wanted[r.name]}"
-        if note:
-            wrong.append(r.name)
+        note = f"  MISMATCH: the configuration says {r.configured}" if r.mismatched else ""
         click.echo(f"{'created' if r.created else 'exists '}  {r.name}  ({r.partitions} partitions){note}")
+    wrong = [r.name for r in results if r.mismatched]
     if wrong:
         fail(f"{len(wrong)} topic(s) have another partition count than configured: {', '.join(wrong)}; "
              "recreate them or set kafka.partitions to match")

@@ -105,7 +105,12 @@ def produce_and_confirm(producer: Producer, messages: Iterable[OutgoingMessage],
 class TopicResult:
     name: str
     created: bool
-    partitions: int
+    partitions: int  # as the broker lists it (0: not listed)
+    configured: int  # what topic_specs asks for
+
+    @property
+    def mismatched(self) -> bool:
+        return self.partitions != self.configured
 
 
 def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
@@ -134,7 +139,7 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     md = _wait_for_leaders(admin, [s.name for s in specs], timeout)
-    return [TopicResult(s.name, s.name in created, len(md[s.name].partitions) if s.name in md else 0)
+    return [TopicResult(s.name, s.name in created, len(md[s.name].partitions) if s.name in md else 0, s.partitions)
             for s in specs]
 
 
@@ -160,25 +165,27 @@ class TopicsNotReady(RuntimeError):
     """A topic an app needs is missing or has the wrong partition count."""
 
 
-def check_topics(settings: Settings, stage: Stage, timeout: float = 30.0) -> None:
-    """Stop an app at start when one of its topics is missing or mis-partitioned.
+def check_topics(settings: Settings, *stages: Stage, timeout: float = 30.0) -> None:
+    """Stop apps at start when one of their topics is missing or mis-partitioned.
 
     Faust subscribes once: a topic that is missing then is ignored for good, and a
     changelog whose partitions differ from its source topic's crashes the table's agent.
+    One metadata request for all the stages given.
     """
     wanted = {s.name: s for s in topic_specs(settings)}
     md = make_admin(settings).list_topics(timeout=timeout).topics
     problems = []
-    for name in app_topics(settings, stage):
-        spec = wanted[name]
-        found = md.get(name)
-        if found is None or found.error is not None:
-            problems.append(f"topic {name} does not exist")
-        elif len(found.partitions) != spec.partitions:
-            problems.append(f"topic {name} has {len(found.partitions)} partitions, the configuration says "
-                            f"{spec.partitions} (kafka.partitions)")
+    for stage in stages:
+        for name in app_topics(settings, stage):
+            found = md.get(name)
+            if found is None or found.error is not None:
+                problems.append(f"topic {name} does not exist")
+            elif len(found.partitions) != wanted[name].partitions:
+                problems.append(f"topic {name} has {len(found.partitions)} partitions, the configuration says "
+                                f"{wanted[name].partitions} (kafka.partitions)")
     if problems:
+        names = ", ".join(s.value for s in stages)
         raise TopicsNotReady(
-            f"stage {stage.value} cannot start: " + "; ".join(problems)
+            f"stage {names} cannot start: " + "; ".join(dict.fromkeys(problems))
             + ". Create the topics first with `graphrag-streams topics create` (Helm runs it as the topics Job); "
             "a topic with the wrong partition count must be recreated or the configuration changed to match.")

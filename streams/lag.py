@@ -75,10 +75,13 @@ def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec
 
 
 def measure_lag(settings: Settings, groups: dict[str, Sequence[str]] | None = None,
-                timeout: float = 10.0) -> list[PartitionLag]:
-    """Committed, log-start and log-end offsets for every partition each group consumes."""
+                timeout: float = 10.0, admin: AdminClient | None = None) -> list[PartitionLag]:
+    """Committed, log-start and log-end offsets for every partition each group consumes.
+
+    A caller that measures repeatedly passes its own ``admin`` (one client, not one per call).
+    """
     wanted_groups: dict[str, Sequence[str]] = dict(groups) if groups is not None else dict(stage_groups(settings))
-    admin = make_admin(settings)
+    admin = admin or make_admin(settings)
     topics = sorted({t for ts in wanted_groups.values() for t in ts})
     md = admin.list_topics(timeout=timeout).topics
     tps = [TopicPartition(t, p) for t in topics if t in md for p in sorted(md[t].partitions)]

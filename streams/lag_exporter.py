@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from streams.config import Settings
 from streams.health import Health, kafka_check, serve
+from streams.kafka import make_admin
 from streams.lag import LagSecondsEstimator, PartitionLag, measure_lag
 from streams.metrics import (
     COMMITTED_OFFSET,
@@ -55,10 +56,11 @@ class LagMonitor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.estimator = LagSecondsEstimator()
+        self.admin = make_admin(settings)  # one client for every measurement
 
     def measure(self) -> LagReport:
         now = time.time()
-        rows = measure_lag(self.settings)
+        rows = measure_lag(self.settings, admin=self.admin)
         for r in rows:
             self.estimator.record(r.topic, r.partition, r.log_end, now)
         with_seconds = [(r, self.estimator.seconds_behind(r.topic, r.partition,

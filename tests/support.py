@@ -107,19 +107,25 @@ class Deployment:
 
     def cleanup(self) -> None:
         self.stop_workers()
-        from streams.kafka import make_admin
-        from streams.store import connect
+        remove_data(self.services, (self.name,), self.name)
 
-        admin = make_admin(self.settings)
-        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(self.name)]
-        if mine:
-            for fut in admin.delete_topics(mine, request_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    fut.result()
-        client = connect(self.settings)
-        with contextlib.suppress(Exception):  # a test may point a deployment at a dead database
-            client.drop_database(self.name)
-        client.close()
+
+def remove_data(services: Services, topic_prefixes: tuple[str, ...], database: str) -> None:
+    """Delete a deployment's topics (those starting with one of the prefixes) and database."""
+    import pymongo
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": services.bootstrap})
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(topic_prefixes)]
+    if mine:
+        for fut in admin.delete_topics(mine, request_timeout=30).values():
+            with contextlib.suppress(Exception):
+                fut.result()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(services.mongo_uri,
+                                                                      serverSelectionTimeoutMS=5000)
+    with contextlib.suppress(Exception):  # a test may point a deployment at a dead database
+        client.drop_database(database)
+    client.close()
 
 
 class WorkerProcess:

@@ -8,7 +8,6 @@ so under `make test` the broker has served no group yet: the case that hung ever
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import uuid
 import pytest
 
 from streams.topics import group_prefix
-from tests.support import ROOT, Services
+from tests.support import ROOT, Services, remove_data
 
 SAMPLES = ROOT / "samples" / "transcripts"
 DEADLINE = 120.0
@@ -77,14 +76,4 @@ def test_the_demo_path_finishes_every_sample_video_within_120s(services: Service
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
         log.close()
-        mine = [t for t in admin.list_topics(timeout=10).topics
-                if t.startswith((prefix, f"{group_prefix(prefix)}-"))]
-        if mine:
-            for fut in admin.delete_topics(mine, request_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    fut.result()
-        import pymongo
-
-        client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(services.mongo_uri)
-        client.drop_database(database)
-        client.close()
+        remove_data(services, (prefix, f"{group_prefix(prefix)}-"), database)
