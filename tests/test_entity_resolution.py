@@ -102,6 +102,12 @@ def _extraction(index: int, names: Sequence[tuple[str, str]], relations: Sequenc
 
 
 RESOLUTION = [Stage.ROUTE, Stage.RESOLVE, Stage.ASSEMBLE]
+# These tests restart table apps that have changelog data. faust-streaming sometimes does
+# not deliver a partition's new records after such a restart (seen about once per suite:
+# lag 1 for good, the cause inside Faust not found); the stall check then restarts the app.
+# A short stall time lets that recovery happen within the tests' waits. Small data: no
+# risk of taking slow work for a stall.
+RESTARTS = {"graphrag": {"stall_seconds": 30}}
 
 
 def _updates(d: Any) -> dict[int, GraphUpdate]:
@@ -115,7 +121,7 @@ def _updates(d: Any) -> dict[int, GraphUpdate]:
 
 @pytest.mark.integration
 def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory) -> None:
-    d = deployment_factory()
+    d = deployment_factory(RESTARTS)
     d.cli("topics", "create")
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
     worker = d.start_worker("route,resolve,assemble")
@@ -156,7 +162,7 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     from streams.merge import run_merge_pass
     from streams.store import GraphStore
 
-    d = deployment_factory()
+    d = deployment_factory(RESTARTS)
     d.cli("topics", "create")
     worker = d.start_worker("route,resolve,assemble,sink")
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
