@@ -25,6 +25,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
+from agents.faust_fetch import ActiveOnlyFetchConsumer
+
 
 def committable_offset(acked: Sequence[int], committed: int | None, gap_starts: Iterable[int],
                        in_flight: Iterable[int]) -> tuple[int | None, int]:
@@ -53,8 +55,9 @@ def committable_offset(acked: Sequence[int], committed: int | None, gap_starts: 
     return acked[run - 1] + 1, run
 
 
-class SafeCommitConsumer(aiokafka_driver.Consumer):
-    """aiokafka Consumer whose commit bookkeeping never skips an unhandled offset."""
+class SafeCommitConsumer(ActiveOnlyFetchConsumer):
+    """aiokafka Consumer whose commit bookkeeping never skips an unhandled offset (and whose
+    fetches never skip a record: :mod:`agents.faust_fetch`)."""
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]

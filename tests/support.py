@@ -164,6 +164,14 @@ class WorkerProcess:
             return ""
 
 
+def assert_no_stall(*workers: WorkerProcess) -> None:
+    """No app of these workers stopped itself on a stall (agents/stall.py): on small data a
+    stall means a record that was never delivered, which a restart only hides."""
+    for w in workers:
+        stalls = [line for line in w.log_tail(1_000_000).splitlines() if "is stalled" in line]
+        assert not stalls, "\n".join(stalls)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 1.0,
                message: str | Callable[[], str] = "condition") -> Any:
     deadline = time.monotonic() + timeout

@@ -14,7 +14,15 @@ from streams.dlq import parse_headers
 from streams.store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
-from tests.support import CORPUS, consume_all, evidence_mismatches, manifest, wait_quiescent, wait_until
+from tests.support import (
+    CORPUS,
+    assert_no_stall,
+    consume_all,
+    evidence_mismatches,
+    manifest,
+    wait_quiescent,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +83,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
           f"(limit {limit}); DLQ records {len(dead)}; chunks with an extraction error {failed}")
     assert dead == [] and failed == 0
     assert evidence_mismatches(store) == []
-    assert "is stalled" not in worker.log_tail(10_000)
+    assert_no_stall(worker)
     assert chunks == sum(v["chunk_count"] for v in store.videos(ids))
     assert first["max_in_flight"] <= limit
     assert first["by_kind"].get("knowledge_graph", 0) >= chunks

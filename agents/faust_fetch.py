@@ -1,0 +1,67 @@
+"""Never fetch past a record that is not delivered: a fix for a lost-record race in
+faust-streaming 0.15.3 on aiokafka.
+
+Faust hands aiokafka its *live* set of active partitions for every fetch, and the fetch
+runs in the consumer thread while the event loop keeps changing that set. aiokafka reads
+an empty set as "every partition", and Faust, back on the event loop, silently skips the
+records of partitions that are not active (``faust/transport/consumer.py``, ``getmany``).
+aiokafka has advanced the position past them by then, and nothing seeks back.
+
+That is what happens at the end of table recovery: Faust pauses the changelog partitions
+while the stream partitions are still paused, the set is empty for a moment, and a fetch
+that is waiting in the consumer thread returns the records that aiokafka fetched in the
+background for the (aiokafka-unpaused) stream partitions. They are dropped, the group's
+committed offset stays at the first of them, and the partition never moves again: a
+table app (resolve, assemble) kept lag 1 after every restart, because a restart recovers
+the table again and repeats the race. Caught in the act by logging Faust's skip:
+``resolve.mentions[0] 5 active=[]``, with aiokafka's position at 6 and committed 5.
+
+The fix: each fetch gets a frozen copy of the set (an empty one fetches nothing), and the
+records of a partition that stopped being active while the fetch ran are not dropped but
+rewound to, with Faust's own ``seek`` (so its read offset agrees), to be fetched again when
+the partition is resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, TypeVar
+
+from faust.transport.drivers import aiokafka as aiokafka_driver
+
+TP = TypeVar("TP")
+
+
+def split_fetched(records: Mapping[TP, Sequence[Any]], deliverable: Collection[TP]
+                  ) -> tuple[dict[TP, Sequence[Any]], dict[TP, int]]:
+    """The records Faust will deliver, and where to rewind every other partition to
+    (its first fetched offset) so that none of its records is skipped."""
+    keep: dict[TP, Sequence[Any]] = {}
+    rewind: dict[TP, int] = {}
+    for tp, batch in records.items():
+        if tp in deliverable:
+            keep[tp] = batch
+        elif batch:
+            rewind[tp] = min(r.offset for r in batch)
+    return keep, rewind
+
+
+class ActiveOnlyFetchConsumer(aiokafka_driver.Consumer):
+    """aiokafka Consumer whose fetches return only records that Faust will deliver."""
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        if active_partitions is None:  # a client-only app: every partition, as upstream
+            return await self._thread.getmany(None, timeout)
+        snapshot = frozenset(active_partitions)
+        if not snapshot:  # aiokafka would read an empty set as "every partition"
+            return {}
+        records = await self._thread.getmany(snapshot, timeout)  # type: ignore[arg-type]
+        deliverable = self._get_active_partitions() | self._buffered_partitions
+        keep, rewind = split_fetched(records, deliverable)
+        if rewind:
+            assigned = self.assignment()
+            for tp, offset in rewind.items():
+                if tp in assigned:  # a revoked partition is sought by its next owner
+                    self.log.info("Rewinding %r to %r: fetched while it was paused", tp, offset)
+                    await self.seek(tp, offset)
+        return keep
