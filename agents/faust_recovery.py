@@ -7,7 +7,11 @@ offset has already moved past them, so the re-fetched copies are dropped as well
 MESSAGE ROFF"). Upstream fixed this ordering for apps without tables (faust-streaming#216,
 PR #217), not for this path. Seen here: after the restarts of a replay, the assemble app's
 partitions kept a head message that never reached the agent (with agents/faust_commit.py
-that is a stall and a restart instead of a loss; this makes it rare).
+that is a stall and a restart instead of a loss; this made it rare). The main cause of
+that symptom turned out to be elsewhere, in the fetch (agents/faust_fetch.py). This still
+matters for a partition without a committed offset: records Faust dropped there (a batch
+cut short by a new rebalance generation) have moved aiokafka's position, and only a seek
+to the beginning brings them back.
 
 The fix seeks while the stream partitions are still paused, moves partitions without a
 committed offset to their beginning (the configured ``earliest``: aiokafka's
