@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 TP = TypeVar("TP")
@@ -61,7 +62,11 @@ class ActiveOnlyFetchConsumer(aiokafka_driver.Consumer):
         if rewind:
             assigned = self.assignment()
             for tp, offset in rewind.items():
-                if tp in assigned:  # a revoked partition is sought by its next owner
-                    self.log.info("Rewinding %r to %r: fetched while it was paused", tp, offset)
+                if tp not in assigned:  # revoked meanwhile: its next owner starts at the commit
+                    continue
+                self.log.info("Rewinding %r to %r: fetched while it was paused", tp, offset)
+                try:
                     await self.seek(tp, offset)
+                except IllegalStateError:  # revoked while seeking: the same
+                    self.log.info("Not rewinding %r: no longer assigned", tp)
         return keep
