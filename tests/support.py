@@ -261,6 +261,23 @@ def reset_groups_to_earliest(settings: Settings) -> None:
         admin.alter_consumer_group_offsets([req])[group].result()
 
 
+def extractions_by_chunk(settings: Settings) -> dict[str, set[str]]:
+    """Every distinct extraction published per chunk (``graph.extractions``), as canonical
+    JSON without the chunk: what the extract stage found, before any entity resolution. A
+    redelivered chunk publishes its extraction again; after a fault each chunk must still
+    have exactly the one extraction of a clean run."""
+    out: dict[str, set[str]] = {}
+    for m in consume_all(settings, f"{settings.kafka.topic_prefix}graph.extractions"):
+        doc = json.loads(m.value())
+        found = {
+            "entities": sorted(json.dumps(e, sort_keys=True) for e in doc.get("entities", [])),
+            "relations": sorted(json.dumps(r, sort_keys=True) for r in doc.get("relations", [])),
+            "error": doc.get("error"), "extractor": doc.get("extractor"), "prompt": doc.get("prompt_version"),
+        }
+        out.setdefault(doc["chunk"]["chunk_id"], set()).add(json.dumps(found, sort_keys=True))
+    return out
+
+
 def evidence_mismatches(store: Any) -> list[str]:
     """Entities and relations whose counts differ from their evidence documents: counts are
     reconciled from evidence, so a redelivery (after a fault) must never count twice."""

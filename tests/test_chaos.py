@@ -1,11 +1,15 @@
-"""Faults on the real stack, each during a run of the whole corpus (offline extractor).
+"""Faults on the real stack, each during a run of the whole corpus.
 
 Faults: kill -9 of every app process in turn (the supervisor of `worker --stages all`
-restarts it), the Kafka broker stopped and started, FerretDB stopped for 15 s. After each,
-compared with a clean run of the same corpus in this module:
+restarts it), the Kafka broker stopped and started, FerretDB stopped for 15 s (offline
+extractor); the LLM server down for 60 s (LLM extractor, against a local server that
+speaks OpenAI's API and answers each chunk deterministically). After each, compared with a
+clean run of the same corpus and extractor in this module:
 
 * every video is done, with the same chunk count and every chunk stored;
 * the same chunk documents (IDs are hashes of content);
+* the same extraction of every chunk, and only that one (a redelivered chunk is extracted
+  again into the same result; an outage never leaves a chunk with a partial or failed one);
 * nothing dead-lettered (the corpus has no bad input, so the clean run has none);
 * counts reconciled from evidence, so redelivery after a fault counts nothing twice: every
   entity's ``mention_count`` equals its mention documents, every relation's
@@ -23,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ import pytest
 
 from streams.store import GraphStore
 from streams.topics import ALL_APPS
+from tests.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
     ROOT,
@@ -38,6 +43,7 @@ from tests.support import (
     Services,
     consume_all,
     evidence_mismatches,
+    extractions_by_chunk,
     manifest,
     supervised_children,
     wait_quiescent,
@@ -85,10 +91,33 @@ def stop_ferretdb(d: Deployment, worker: Any) -> str:
     return "FerretDB stopped for 15 s"
 
 
-def _run(services: Services, tmp: Path, fault: Fault | None) -> dict[str, Any]:
-    d = Deployment(services, tmp, {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
-                                                "communities": {"interval_seconds": 86400},
-                                                "stall_seconds": 60}})
+LLM_OUTAGE_SECONDS = 60
+
+
+def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
+    return {"openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
+                       "timeout_seconds": 5, "circuit_reset_seconds": 5},
+            "graphrag": {"extraction": {"extractor": "llm"}, "max_concurrent_operations": 4,
+                         "retry_attempts": 1, "circuit_breaker_threshold": 3}}
+
+
+def llm_outage(fake: FakeOpenAI) -> Fault:
+    def fault(d: Deployment, worker: Any) -> str:
+        fake.stop()
+        served = fake.stats()["requests"]  # after stop: calls in flight at that moment finish
+        time.sleep(LLM_OUTAGE_SECONDS)
+        assert fake.stats()["requests"] == served, "requests were served during the outage"
+        fake.start()  # same port
+        return f"LLM server down for {LLM_OUTAGE_SECONDS} s"
+    return fault
+
+
+def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    base = {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                         "communities": {"interval_seconds": 86400},
+                         "stall_seconds": 60}}
+    overrides = config or {}
+    d = Deployment(services, tmp, {**overrides, "graphrag": {**base["graphrag"], **overrides.get("graphrag", {})}})
     ids = [e["video_id"] for e in manifest()]
     try:
         worker = d.start_worker("all")
@@ -121,6 +150,7 @@ def _run(services: Services, tmp: Path, fault: Fault | None) -> dict[str, Any]:
             "recovered_after": done - fault_at if fault_at else None,
             "videos": {v["_id"]: (v["status"], v.get("chunk_count"), v.get("chunks_stored")) for v in store.videos()},
             "chunks": {c["_id"]: (c["video_id"], c["index"], c["text"]) for c in store.db.chunks.find()},
+            "extractions": extractions_by_chunk(d.settings),
             "dlq": len(consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")),
             "counts": store.counts(),
             "miscounted": evidence_mismatches(store),
@@ -134,14 +164,40 @@ def clean(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return _run(services, tmp_path_factory.mktemp("clean"), None)
 
 
-@pytest.mark.parametrize("fault", [kill_every_stage, restart_broker, stop_ferretdb], ids=lambda f: f.__name__)
-def test_the_graph_survives_a_fault(fault: Fault, clean: dict[str, Any], services: Services,
-                                    tmp_path: Path) -> None:
-    run = _run(services, tmp_path, fault)
+def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
     print(f"\n{run['fault']}: every video done after {run['wall']:.1f}s (clean run {clean['wall']:.1f}s), "
           f"{run['recovered_after']:.1f}s after the fault; graph {run['counts']} (clean {clean['counts']})")
     assert all(status == "done" for status, _, _ in clean["videos"].values())
     assert run["videos"] == clean["videos"]
     assert run["chunks"] == clean["chunks"]
+    assert all(len(found) == 1 for found in clean["extractions"].values())
+    assert set(clean["extractions"]) == set(clean["chunks"])
+    assert run["extractions"] == clean["extractions"]
     assert run["dlq"] == clean["dlq"] == 0
     assert run["miscounted"] == [] and clean["miscounted"] == []
+
+
+@pytest.mark.parametrize("fault", [kill_every_stage, restart_broker, stop_ferretdb], ids=lambda f: f.__name__)
+def test_the_graph_survives_a_fault(fault: Fault, clean: dict[str, Any], services: Services,
+                                    tmp_path: Path) -> None:
+    _assert_same_graph(_run(services, tmp_path, fault), clean)
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def clean_llm(services: Services, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> dict[str, Any]:
+    return _run(services, tmp_path_factory.mktemp("clean-llm"), None, _llm_config(fake_llm))
+
+
+def test_the_graph_survives_an_llm_outage(clean_llm: dict[str, Any], fake_llm: FakeOpenAI, services: Services,
+                                          tmp_path: Path) -> None:
+    run = _run(services, tmp_path, llm_outage(fake_llm), _llm_config(fake_llm))
+    assert {e for found in run["extractions"].values() for e in found} and all(
+        '"extractor": "openai:' in e for found in run["extractions"].values() for e in found)
+    _assert_same_graph(run, clean_llm)
