@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 
+from schemas import ChunkExtraction
 from streams.config import Settings, load_settings
 from streams.kafka import client_config, make_admin
 from streams.lag import measure_lag, stage_groups, total_lag
@@ -168,7 +169,7 @@ def assert_no_stall(*workers: WorkerProcess) -> None:
     """No app of these workers stopped itself on a stall (agents/stall.py): on small data a
     stall means a record that was never delivered, which a restart only hides."""
     for w in workers:
-        stalls = [line for line in w.log_tail(1_000_000).splitlines() if "is stalled" in line]
+        stalls = [line for line in w.log_path.read_text(errors="replace").splitlines() if "is stalled" in line]
         assert not stalls, "\n".join(stalls)
 
 
@@ -268,13 +269,11 @@ def extractions_by_chunk(settings: Settings) -> dict[str, set[str]]:
     have exactly the one extraction of a clean run."""
     out: dict[str, set[str]] = {}
     for m in consume_all(settings, f"{settings.kafka.topic_prefix}graph.extractions"):
-        doc = json.loads(m.value())
-        found = {
-            "entities": sorted(json.dumps(e, sort_keys=True) for e in doc.get("entities", [])),
-            "relations": sorted(json.dumps(r, sort_keys=True) for r in doc.get("relations", [])),
-            "error": doc.get("error"), "extractor": doc.get("extractor"), "prompt": doc.get("prompt_version"),
-        }
-        out.setdefault(doc["chunk"]["chunk_id"], set()).add(json.dumps(found, sort_keys=True))
+        extraction = ChunkExtraction.model_validate_json(m.value())
+        found = extraction.model_dump(mode="json", exclude={"chunk", "schema_version"})
+        found["entities"] = sorted(json.dumps(e, sort_keys=True) for e in found["entities"])
+        found["relations"] = sorted(json.dumps(r, sort_keys=True) for r in found["relations"])
+        out.setdefault(extraction.chunk.chunk_id, set()).add(json.dumps(found, sort_keys=True))
     return out
 
 
