@@ -1,9 +1,10 @@
-"""How far the graph is from a function of the set of chunks: two clean runs of the corpus
+"""Whether the graph is a function of the set of chunks: two clean runs of the corpus
 (offline extractor) with different partition counts, compared before and after a merge pass.
 
 Prints, per layer, what the runs share and what only one of them has: chunks and their
-extractions (expected identical), entities, relations and mentions (entity IDs depend on
-the order in which names reach a resolver block, which the partition count changes).
+extractions (identical), entities, relations and mentions before the merge pass (in-stream
+IDs depend on the order in which names reach a resolver block, which the partition count
+changes) and after it (identical, documents included), and how long each merge pass took.
 
     python benchmarks/graph_determinism.py [--partitions 1 3]
 """
@@ -47,13 +48,20 @@ def _run(partitions: int) -> dict[str, Any]:
         wall = time.monotonic() - t0
         wait_quiescent(d.settings, workers=[worker])
         before = _graph(store)
+        t1 = time.monotonic()
         report = run_merge_pass(d.settings, store)
+        merge_seconds = time.monotonic() - t1
         after = _graph(store)
+        again = run_merge_pass(d.settings, store)
         chunks = {c["_id"] for c in store.db.chunks.find({}, {"_id": 1})}
         print(f"{partitions} partition(s): corpus done in {wall:.1f}s; {len(chunks)} chunks; "
               f"in-stream {len(before['entities'])} entities, {len(before['relations'])} relations; "
-              f"merge pass {len(report.merges)} merges -> {len(after['entities'])} entities")
-        return {"chunks": chunks, "extractions": extractions_by_chunk(d.settings), "before": before, "after": after}
+              f"merge pass {merge_seconds:.1f}s, {report.chunks_rewritten} chunks resolved again, "
+              f"{len(report.merges)} cross-block merges -> {len(after['entities'])} entities; "
+              f"a second pass rewrote {again.chunks_rewritten}")
+        docs = {name: docs for name, docs in store.snapshot().items() if name != "videos"}
+        return {"chunks": chunks, "extractions": extractions_by_chunk(d.settings), "before": before, "after": after,
+                "docs": docs}
     finally:
         d.cleanup()
 
@@ -77,6 +85,9 @@ def main() -> None:
     for stage in ("before", "after"):
         for layer in ("entities", "relations", "mentions"):
             _compare(f"{layer} ({stage} merge)", first[stage][layer], second[stage][layer])
+    same = [name for name in first["docs"] if first["docs"][name] == second["docs"][name]]
+    print(f"  documents identical after the merge pass: {len(same)}/{len(first['docs'])} collections "
+          f"({', '.join(sorted(first['docs']))})")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,18 @@ class ResolvedRelation(BaseModel):
     start: Seconds
 
 
+class ExtractedGraph(BaseModel):
+    """A chunk's entities and relations exactly as the extractor gave them, before resolution.
+
+    Stored with the chunk so that the merge pass can resolve every chunk again from what
+    was extracted, whatever the in-stream resolver guessed at the time.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    entities: list[ExtractedEntity] = Field(default_factory=list)
+    relations: list[ExtractedRelation] = Field(default_factory=list)
+
+
 class GraphUpdate(Event):
     """Everything the store needs for one chunk (topic ``<prefix>graph.edges``, key = video_id)."""
 
@@ -211,6 +223,9 @@ class GraphUpdate(Event):
     extractor: str
     prompt_version: str
     error: str | None = None
+    #: The extraction these were resolved from (None from producers that predate it: such a
+    #: chunk keeps its stored resolution through merge passes).
+    extracted: ExtractedGraph | None = None
 
 
 # --------------------------------------------------------------------------- resolution (internal)

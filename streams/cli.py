@@ -500,7 +500,8 @@ def resolve() -> None:
 @click.option("--show", type=int, default=20, show_default=True, help="How many merges to list.")
 @click.pass_obj
 def resolve_merge(obj: Ctx, dry_run: bool, as_json: bool, show: int) -> None:
-    """Merge duplicate entities the in-stream resolver could not see (also runs periodically)."""
+    """Resolve the whole graph again from its extractions: merges the duplicates the in-stream
+    resolver could not see and undoes its order-dependent guesses (also runs periodically)."""
     from streams.merge import run_merge_pass
 
     store = _store(obj.settings)
@@ -512,12 +513,18 @@ def resolve_merge(obj: Ctx, dry_run: bool, as_json: bool, show: int) -> None:
                                "same_name_pairs_before": report.same_name_pairs_before,
                                "same_name_pairs_after": report.same_name_pairs_after,
                                "aliases_published": report.aliases_published, "dry_run": dry_run,
+                               "chunks_rewritten": report.chunks_rewritten,
+                               "chunks_without_extraction": report.chunks_without_extraction,
                                "merges": rows}, indent=2))
         return
     verb = "would merge" if dry_run else "merged"
     click.echo(f"{verb} {len(report.merges)} entities: {report.entities_before} -> {report.entities_after} "
                f"entities; pairs sharing a normalised name {report.same_name_pairs_before} -> "
-               f"{report.same_name_pairs_after}; {report.aliases_published} aliases published")
+               f"{report.same_name_pairs_after}; {report.aliases_published} aliases published; "
+               f"{report.chunks_rewritten} chunks resolved again")
+    if report.chunks_without_extraction:
+        click.echo(f"  {report.chunks_without_extraction} chunks were stored without their extraction (an older "
+                   "version) and keep their resolution; re-extract them to include them", err=True)
     for r in rows[:show]:
         click.echo(f"  {r['merged']} ({r['merged_type']}) -> {r['into']} ({r['into_type']}): {r['reason']}")
 

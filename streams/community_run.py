@@ -79,7 +79,8 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     if merge:
         from streams.merge import run_merge_pass
 
-        merged = len((await asyncio.to_thread(run_merge_pass, settings, store)).merges)
+        merge_report = await asyncio.to_thread(run_merge_pass, settings, store)
+        merged = merge_report.entities_before - merge_report.entities_after  # this pass (a split: < 0)
     nodes, edges = await asyncio.to_thread(store.community_graph)
     previous = await asyncio.to_thread(store.previous_communities)
     detection = await asyncio.to_thread(detect, nodes, edges, previous, max_community_size=cfg.max_community_size,

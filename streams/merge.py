@@ -1,27 +1,36 @@
-"""The periodic merge pass: duplicates the in-stream resolver cannot see.
+"""The periodic merge pass: the graph resolved again from every chunk's extraction.
 
-In-stream resolution only compares names within one block (same first letters), so it
-misses "Posner" vs "Richard Posner", "NASA" vs "National Aeronautics and Space
-Administration", a typo in the first letters, and one name extracted under two types.
-This pass looks at the whole entity collection, proposes merges by explicit rules,
-publishes them as aliases (so resolvers map future mentions to the survivor) and
-re-points mentions, relations and evidence in the store. Running it twice changes
-nothing the second time.
+In-stream resolution is a fast first guess. It compares a name only with the names its
+block has seen *so far*, so its answer depends on the order in which names arrive (which
+partitioning, restarts and timing change), and it cannot see "Posner" vs "Richard
+Posner", "NASA" vs "National Aeronautics and Space Administration", a typo in the first
+letters, or one name extracted under two types.
+
+This pass decides every name's entity from the set of all extracted names alone
+(``canonical_names``): names that fold alike are one name; in-block fuzzy matches join
+symmetrically (every pair, not first come first served); then the cross-block rules of
+``propose_merges``; survivors and IDs are chosen by counts and names, never by arrival.
+Every chunk is then resolved again from its stored extraction with those decisions and
+written where it differs. So the graph after a pass is a function of the set of chunks
+stored, and a second pass changes nothing. The decisions are also published as aliases,
+so resolvers send new mentions of merged names to the survivor.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rapidfuzz import fuzz, process
 
-from schemas import EntityAlias
+from schemas import ChunkExtraction, EntityAlias, GraphUpdate, MentionRequest
 from streams.config import ResolutionSettings
-from streams.resolution import block_of, fold
+from streams.ids import entity_id
+from streams.normalize import normalize_name
+from streams.resolution import Canonical, block_of, fold, mention_requests, resolve_extraction
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +172,100 @@ def propose_merges(entities: Sequence[EntityInfo], cfg: ResolutionSettings) -> l
     return merges
 
 
-def alias_records(merges: Iterable[Merge]) -> dict[str, EntityAlias]:
-    """Folded name -> surviving entity, for every name a merged entity was known by."""
-    out: dict[str, EntityAlias] = {}
-    for m in merges:
-        alias = EntityAlias(entity_id=m.target.entity_id, type=m.target.type, name=m.target.name, reason=m.reason)
-        # Also when a form folds like the survivor's name: a resolver's block may still map it
-        # to the merged entity.
-        for form in {m.source.name, *m.source.aliases}:
-            key = fold(form)
-            if key:
-                out[key] = alias
+def _preferred(surfaces: Counter[str]) -> str:
+    """Most used first; on a tie "Phobos" before "PHOBOS" and "phobos" (as the store names entities)."""
+    return min(surfaces.items(), key=lambda kv: (-kv[1], kv[0].isupper(), kv[0].islower(), kv[0]))[0]
+
+
+def _majority(types: Counter[str]) -> str:
+    return min(types.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+@dataclass
+class _Name:
+    """Everything extracted under one folded name."""
+
+    surfaces: Counter[str] = field(default_factory=Counter)
+    types: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Folded name -> its entity, and the cross-block merges that decided part of it."""
+
+    names: dict[str, Canonical]
+    merges: list[Merge]
+
+    def multi_name(self) -> dict[str, Canonical]:
+        """The names of entities known by more than one folded name: what aliases are for."""
+        count = Counter(c.entity_id for c in self.names.values())
+        return {f: c for f, c in self.names.items() if count[c.entity_id] > 1}
+
+
+def canonical_names(requests: Iterable[MentionRequest], cfg: ResolutionSettings) -> Resolution:
+    """Every folded name's entity, from the multiset of extracted names alone (order-free)."""
+    names: dict[str, _Name] = defaultdict(_Name)
+    for r in requests:
+        n = names[fold(r.name)]
+        n.surfaces[r.name] += 1
+        n.types[r.type] += 1
+
+    # In-block fuzzy matching as the resolver does it, but between every pair of names.
+    uf = _UnionFind()
+    blocks: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for f in sorted(names):
+        uf.find(f)
+        if len(f) >= cfg.min_fuzzy_length:
+            blocks[(block_of(f, cfg.block_chars), _majority(names[f].types))].append(f)
+    for folds in blocks.values():
+        if len(folds) < 2:
+            continue
+        scores = process.cdist(folds, folds, scorer=fuzz.ratio, score_cutoff=cfg.fuzzy_threshold)
+        for i, j in zip(*scores.nonzero(), strict=True):
+            if i < j:
+                uf.union(folds[i], folds[j], "similar name in block")
+
+    groups: dict[str, list[str]] = defaultdict(list)
+    for f in sorted(names):
+        groups[uf.find(f)].append(f)
+    first_guess: dict[str, EntityInfo] = {}  # fold -> its entity before the cross-block rules
+    for folds in groups.values():
+        surfaces = sum((names[f].surfaces for f in folds), Counter[str]())
+        etype = _majority(sum((names[f].types for f in folds), Counter[str]()))
+        name = _preferred(surfaces)
+        # Distinct groups have distinct folded names, and equal IDs would need equal folds.
+        info = EntityInfo(entity_id(etype, normalize_name(name, etype)), etype, name,
+                          tuple(sorted(surfaces, key=lambda s: (-surfaces[s], s))), surfaces.total())
+        first_guess.update(dict.fromkeys(folds, info))
+
+    entities = sorted({e.entity_id: e for e in first_guess.values()}.values(), key=lambda e: e.entity_id)
+    merges = propose_merges(entities, cfg)
+    survivor = {m.source.entity_id: m.target for m in merges}
+    out = {}
+    for f, e in first_guess.items():
+        s = survivor.get(e.entity_id, e)
+        out[f] = Canonical(s.entity_id, s.type, s.name)
+    return Resolution(out, merges)
+
+
+def resolve_again(extraction: ChunkExtraction, resolution: Resolution, *, entity_types: Iterable[str] | None,
+                  block_chars: int) -> GraphUpdate:
+    """One chunk's graph update with the merge pass's decisions instead of the stream's."""
+    requests = mention_requests(extraction, entity_types=entity_types, block_chars=block_chars)
+    resolved = {r.mention: resolution.names[fold(r.name)] for r in requests}
+    return resolve_extraction(extraction, entity_types=entity_types, resolved=resolved)
+
+
+def alias_changes(wanted: Mapping[str, Canonical], published: Mapping[str, Canonical],
+                  reasons: Mapping[str, str]) -> dict[str, EntityAlias | None]:
+    """The alias records to write so that the topic holds exactly ``wanted`` (None retracts)."""
+    out: dict[str, EntityAlias | None] = {}
+    for folded, c in wanted.items():
+        if published.get(folded) != c:
+            out[folded] = EntityAlias(entity_id=c.entity_id, type=c.type, name=c.name,
+                                      reason=reasons.get(c.entity_id, "merged group"))
+    for folded in published.keys() - wanted.keys():
+        out[folded] = None
     return out
 
 
@@ -195,21 +287,69 @@ class MergeReport:
     same_name_pairs_after: int
     merges: list[Merge]
     aliases_published: int
+    chunks_rewritten: int = 0
+    chunks_without_extraction: int = 0  # stored by a version that did not keep extractions
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    resolution: Resolution
+    updates: list[GraphUpdate]
+    chunks_without_extraction: int
+
+
+def plan_merge(store: Any, cfg: ResolutionSettings, entity_types: Iterable[str] | None) -> MergePlan:
+    """Read every stored extraction and decide the whole graph's resolution (no writes)."""
+    types = list(entity_types) if entity_types is not None else None
+    extractions, missing = [], 0
+    for x in store.chunk_extractions():
+        if x is None:
+            missing += 1
+        else:
+            extractions.append(x)
+    requests = [r for x in extractions for r in mention_requests(x, entity_types=types, block_chars=cfg.block_chars)]
+    resolution = canonical_names(requests, cfg)
+    updates = [resolve_again(x, resolution, entity_types=types, block_chars=cfg.block_chars) for x in extractions]
+    return MergePlan(resolution, updates, missing)
+
+
+def apply_merge(store: Any, plan: MergePlan, before: Sequence[EntityInfo], batch: int = 200) -> int:
+    """Write the plan: chunks whose evidence differs are replaced, what lost its evidence goes,
+    and updates still in flight that name a merged-away entity are redirected. Returns the
+    number of chunks rewritten."""
+    rewritten = 0
+    for i in range(0, len(plan.updates), batch):
+        rewritten += store.write_graph_updates(plan.updates[i:i + batch], follow_redirects=False).chunks
+    store.prune_unsupported()
+    alive = {d["_id"] for d in store.entity_infos()}
+    names = plan.resolution.names
+    store.record_redirects({e.entity_id: (names[fold(e.name)].entity_id, names[fold(e.name)].type)
+                            for e in before if e.entity_id not in alive and fold(e.name) in names})
+    return rewritten
 
 
 def run_merge_pass(settings: Any, store: Any, *, dry_run: bool = False) -> MergeReport:
-    """Propose merges over the whole graph, publish them as aliases, re-point the store."""
-    from streams.aliases import publish_aliases
+    """Resolve the whole graph again from its extractions, publish the aliases, rewrite the store."""
+    from streams.aliases import AliasTable, publish_aliases
 
+    cfg = settings.graphrag.resolution
     before = [EntityInfo.from_doc(d) for d in store.entity_infos()]
-    merges = propose_merges(before, settings.graphrag.resolution)
+    plan = plan_merge(store, cfg, settings.graphrag.extraction.entity_types)
     same_before, _ = unmerged_same_name_share(before)
-    published = 0
-    if merges and not dry_run:
+    published = rewritten = 0
+    if not dry_run:
         # Aliases first: from now on resolvers send new mentions of these names to the survivor.
-        published = publish_aliases(settings, alias_records(merges))
-        store.repoint_entities({m.source.entity_id: (m.target.entity_id, m.target.type) for m in merges})
+        table = AliasTable(settings).start()
+        try:
+            current = table.snapshot()
+        finally:
+            table.stop()
+        reasons = {m.target.entity_id: m.reason for m in plan.resolution.merges}
+        published = publish_aliases(settings, alias_changes(plan.resolution.multi_name(), current, reasons))
+        rewritten = apply_merge(store, plan, before)
     after = [EntityInfo.from_doc(d) for d in store.entity_infos()] if not dry_run else before
     same_after, _ = unmerged_same_name_share(after)
-    log.info("merge pass: %d merges, entities %d -> %d", len(merges), len(before), len(after))
-    return MergeReport(len(before), len(after), same_before, same_after, merges, published)
+    log.info("merge pass: %d merge decisions, %d chunks rewritten, entities %d -> %d",
+             len(plan.resolution.merges), rewritten, len(before), len(after))
+    return MergeReport(len(before), len(after), same_before, same_after, plan.resolution.merges, published,
+                       rewritten, plan.chunks_without_extraction)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from schemas import ChunkExtraction, GraphUpdate, MentionRequest, ResolvedEntity, ResolvedRelation
+from schemas import ChunkExtraction, ExtractedGraph, GraphUpdate, MentionRequest, ResolvedEntity, ResolvedRelation
 from streams.chunking import locate
 from streams.config import ResolutionSettings
 from streams.ids import entity_id, relation_id
@@ -165,4 +165,5 @@ def resolve_extraction(
         extractor=extraction.extractor,
         prompt_version=extraction.prompt_version,
         error=extraction.error,
+        extracted=ExtractedGraph(entities=extraction.entities, relations=extraction.relations),
     )

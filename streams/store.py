@@ -35,7 +35,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from schemas import GraphUpdate, VideoStatusEvent
+from schemas import ChunkExtraction, ExtractedGraph, GraphUpdate, TranscriptChunk, VideoStatusEvent
 from streams.communities import Community, Edge, PreviousCommunity
 from streams.config import Settings
 from streams.ids import evidence_id, mention_id, relation_id, stable_id
@@ -50,6 +50,8 @@ GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentio
 MAX_ALIASES = 20
 MAX_DESCRIPTIONS = 5
 DUPLICATE_KEY = 11000
+#: A chunk's request time is not stored, and nothing downstream of extraction reads it.
+NOT_STORED = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -161,8 +163,11 @@ class GraphStore:
 
     # ------------------------------------------------------------------ graph writes
 
-    def write_graph_updates(self, updates: Sequence[GraphUpdate]) -> WriteSummary:
-        """Store a batch of per-chunk graph updates; safe to call again with the same batch."""
+    def write_graph_updates(self, updates: Sequence[GraphUpdate], *, follow_redirects: bool = True) -> WriteSummary:
+        """Store a batch of per-chunk graph updates; safe to call again with the same batch.
+
+        ``follow_redirects=False`` is for the merge pass, whose updates are resolved already.
+        """
         summary = WriteSummary()
         latest: dict[str, GraphUpdate] = {}
         for u in updates:  # a chunk seen twice in one batch: the later one wins
@@ -172,7 +177,8 @@ class GraphStore:
 
         # An update made before a merge pass (a replay, a late message) names merged entities:
         # store it as the merge pass stored the rest, on the survivors.
-        redirects = self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities})
+        redirects = (self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities})
+                     if follow_redirects else {})
         mentions: dict[str, list[Doc]] = {}
         evidence: dict[str, list[Doc]] = {}
         chunk_docs: dict[str, Doc] = {}
@@ -300,49 +306,22 @@ class GraphStore:
 
     # ------------------------------------------------------------------ merges
 
-    def repoint_entities(self, mapping: dict[str, tuple[str, str]]) -> dict[str, int]:
-        """Move every mention and relation of merged entities to their survivors; idempotent.
+    def record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
+        """Remember merged id -> survivor, so updates that still name a merged entity follow it.
 
-        ``mapping``: merged entity id -> (surviving entity id, surviving type). Evidence keys
-        are recomputed, relations that become self-loops disappear, touched chunks get the
-        fingerprint of their new evidence, and entities and relations are reconciled.
+        Another redirect whose id is an entity again (a merge undone by new evidence) is dropped.
         """
-        if not mapping:
-            return {"mentions": 0, "evidence": 0}
-        self._record_redirects(mapping)
-        old_ids = list(mapping)
-        touched_entities = set(old_ids) | {new for new, _ in mapping.values()}
-        touched_relations: set[str] = set()
-        chunks: set[str] = set()
-
-        mentions = list(self.coll("entity_mentions").find({"entity_id": {"$in": old_ids}}))
-        chunks.update(m["chunk_id"] for m in mentions)
-        self._insert_new("entity_mentions", [_redirected_mention(m, mapping) for m in mentions])
-        if mentions:
-            self.coll("entity_mentions").delete_many({"_id": {"$in": [m["_id"] for m in mentions]}})
-
-        evidence = list(self.coll("relation_evidence").find(
-            {"$or": [{"source_id": {"$in": old_ids}}, {"target_id": {"$in": old_ids}}]}))
-        moved = [new for e in evidence if (new := _redirected_evidence(e, mapping)) is not None]
-        chunks.update(e["chunk_id"] for e in evidence)
-        touched_relations.update(e["relation_id"] for e in evidence + moved)
-        self._insert_new("relation_evidence", moved)
-        if evidence:
-            self.coll("relation_evidence").delete_many({"_id": {"$in": [e["_id"] for e in evidence]}})
-
-        self._refresh_fingerprints(chunks)
-        self.reconcile_entities(touched_entities)
-        self.reconcile_relations(touched_relations)
-        return {"mentions": len(mentions), "evidence": len(evidence)}
-
-    def _record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
-        """Remember merged id -> survivor, so updates that still name a merged entity follow it."""
-        ops = [UpdateOne({"_id": old}, {"$set": {"to": new, "type": ttype}}, upsert=True)
-               for old, (new, ttype) in mapping.items()]
+        ops: list[UpdateOne | DeleteOne] = [UpdateOne({"_id": old}, {"$set": {"to": new, "type": ttype}}, upsert=True)
+                                            for old, (new, ttype) in mapping.items()]
         # Earlier merges into an entity that is merged away now move on to the new survivor.
         ops += [UpdateOne({"_id": d["_id"]}, {"$set": {"to": mapping[d["to"]][0], "type": mapping[d["to"]][1]}})
                 for d in self.coll("entity_redirects").find({"to": {"$in": list(mapping)}})]
         self._bulk("entity_redirects", ops)
+        alive = [d["_id"] for d in self.coll("entity_redirects").find({}, {"_id": 1})]
+        back = [eid for part in batched(alive, 1000)
+                for eid in (d["_id"] for d in self.coll("entities").find({"_id": {"$in": list(part)}}, {"_id": 1}))
+                if eid not in mapping]
+        self._bulk("entity_redirects", [DeleteOne({"_id": eid}) for eid in back])
 
     def entity_redirects(self, entity_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """Merged entity id -> (surviving id, surviving type), for those of ``entity_ids`` merged away."""
@@ -353,24 +332,36 @@ class GraphStore:
                 found[d["_id"]] = (d["to"], d["type"])
         return found
 
-    def _refresh_fingerprints(self, chunk_ids: Iterable[str]) -> None:
-        ids = sorted(set(chunk_ids))
-        for part in batched(ids, 200):
-            docs = {c["_id"]: c for c in self.coll("chunks").find({"_id": {"$in": list(part)}})}
-            ms: dict[str, list[Doc]] = defaultdict(list)
-            es: dict[str, list[Doc]] = defaultdict(list)
-            for m in self.coll("entity_mentions").find({"chunk_id": {"$in": list(part)}}):
-                ms[m["chunk_id"]].append(m)
-            for e in self.coll("relation_evidence").find({"chunk_id": {"$in": list(part)}}):
-                es[e["chunk_id"]].append(e)
-            ops: list[UpdateOne | DeleteOne] = []
-            for cid, c in docs.items():
-                fp = evidence_fingerprint(ms[cid], es[cid], error=c.get("extraction_error"),
-                                          extractor=c.get("extractor", ""), prompt_version=c.get("prompt_version", ""))
-                ops.append(UpdateOne({"_id": cid}, {"$set": {"evidence_fingerprint": fp,
-                                                             "entity_count": len(ms[cid]),
-                                                             "relation_count": len(es[cid])}}))
-            self._bulk("chunks", ops)
+    def chunk_extractions(self) -> Iterator[ChunkExtraction | None]:
+        """Every stored chunk's extraction, in chunk order; None for a chunk stored without one."""
+        for c in self.coll("chunks").find().sort([("video_id", ASCENDING), ("index", ASCENDING), ("_id", ASCENDING)]):
+            extracted = c.get("extracted")
+            if extracted is None:
+                yield None
+                continue
+            chunk = TranscriptChunk(
+                chunk_id=c["_id"], video_id=c["video_id"], index=c["index"], chunk_count=c["chunk_count"],
+                text=c["text"], start=c["start"], end=c["end"], token_count=c["token_count"],
+                timeline=list(zip(c.get("timeline_offsets") or [], c.get("timeline_seconds") or [], strict=True)),
+                requested_at=NOT_STORED)
+            graph = ExtractedGraph.model_validate(extracted)
+            yield ChunkExtraction(chunk=chunk, entities=graph.entities, relations=graph.relations,
+                                  extractor=c.get("extractor", ""), prompt_version=c.get("prompt_version", ""),
+                                  error=c.get("extraction_error"))
+
+    def prune_unsupported(self) -> tuple[int, int]:
+        """Reconcile entities and relations that no evidence names any more (they go)."""
+        def ids(coll: str) -> set[str]:
+            return {d["_id"] for d in self.coll(coll).find({}, {"_id": 1})}
+
+        def named(coll: str, field: str) -> set[str]:
+            return {row["_id"] for row in self.coll(coll).aggregate([{"$group": {"_id": f"${field}"}}])}
+
+        entities = ids("entities") - named("entity_mentions", "entity_id")
+        relations = ids("relations") - named("relation_evidence", "relation_id")
+        self.reconcile_entities(entities)
+        self.reconcile_relations(relations)
+        return len(entities), len(relations)
 
     def entity_infos(self) -> list[Doc]:
         return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1}))
@@ -624,9 +615,10 @@ def _redirected_evidence(e: Doc, redirects: Mapping[str, tuple[str, str]]) -> Do
 
 def redirect_evidence(mentions: Sequence[Doc], evidence: Sequence[Doc],
                       redirects: Mapping[str, tuple[str, str]]) -> tuple[list[Doc], list[Doc]]:
-    """One chunk's mentions and evidence with merged entities replaced by their survivors,
-    exactly as ``GraphStore.repoint_entities`` leaves stored ones: the survivor's own mention
-    wins over a redirected one, relations that become self-loops go."""
+    """One chunk's mentions and evidence with merged entities replaced by their survivors:
+    the survivor's own mention wins over a redirected one, of two relations that become one
+    the stronger stays, relations that become self-loops go. A close stand-in until the next
+    merge pass resolves the chunk again from its extraction."""
     if not redirects:
         return list(mentions), list(evidence)
 
@@ -639,10 +631,10 @@ def redirect_evidence(mentions: Sequence[Doc], evidence: Sequence[Doc],
             m = _redirected_mention(m, redirects)
         out_m.setdefault(m["_id"], m)
     out_e: dict[str, Doc] = {}
-    for e in sorted(evidence, key=moved):
+    for e in evidence:  # two relations that become one keep the stronger, as resolution does
         new = _redirected_evidence(e, redirects) if moved(e) else e
-        if new is not None:
-            out_e.setdefault(new["_id"], new)
+        if new is not None and (new["_id"] not in out_e or new["strength"] > out_e[new["_id"]]["strength"]):
+            out_e[new["_id"]] = new
     return list(out_m.values()), list(out_e.values())
 
 
@@ -681,19 +673,21 @@ def _evidence_doc(u: GraphUpdate, r: Any) -> Doc:
 
 
 def evidence_fingerprint(mentions: Iterable[Doc], evidence: Iterable[Doc], *, error: str | None,
-                         extractor: str, prompt_version: str) -> str:
-    """Identifies a chunk's evidence set by content (strengths, descriptions, times included)."""
+                         extractor: str, prompt_version: str, extracted: Doc | None) -> str:
+    """Identifies a chunk's evidence set by content (strengths, descriptions, times and the
+    extraction it was resolved from included)."""
     canonical = json.dumps({"m": sorted(mentions, key=lambda d: str(d["_id"])),
                             "e": sorted(evidence, key=lambda d: str(d["_id"])),
-                            "error": error, "extractor": extractor, "prompt": prompt_version},
+                            "error": error, "extractor": extractor, "prompt": prompt_version, "x": extracted},
                            sort_keys=True, default=str)
     return stable_id("evidence-set", canonical)
 
 
 def _chunk_doc(u: GraphUpdate, mentions: list[Doc], evidence: list[Doc]) -> Doc:
     c = u.chunk
+    extracted = u.extracted.model_dump(mode="json") if u.extracted is not None else None
     fingerprint = evidence_fingerprint(mentions, evidence, error=u.error, extractor=u.extractor,
-                                       prompt_version=u.prompt_version)
+                                       prompt_version=u.prompt_version, extracted=extracted)
     return {
         "_id": c.chunk_id,
         "video_id": c.video_id,
@@ -709,4 +703,9 @@ def _chunk_doc(u: GraphUpdate, mentions: list[Doc], evidence: list[Doc]) -> Doc:
         "entity_count": len(mentions),
         "relation_count": len(evidence),
         "evidence_fingerprint": fingerprint,
+        # What the merge pass resolves again, with the timeline that places each name in time
+        # (two flat arrays: FerretDB 1.x stores no nested arrays).
+        "timeline_offsets": [offset for offset, _ in c.timeline],
+        "timeline_seconds": [seconds for _, seconds in c.timeline],
+        "extracted": extracted,
     }

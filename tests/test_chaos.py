@@ -15,11 +15,14 @@ clean run of the same corpus and extractor in this module:
   entity's ``mention_count`` equals its mention documents, every relation's
   ``evidence_count`` its evidence documents.
 
-Not compared (yet): entity and relation IDs. In-stream resolution depends on the order in
-which names reach a block, and the merge pass only unions, so two clean runs already differ
-(with 1 and 3 partitions: 11 of 1,733 entities and 173 of 3,636 relations, by
-benchmarks/graph_determinism.py); making the graph after the merge pass a function of the
-set of chunks alone is open work.
+* after a merge pass on each side, the whole graph: every document of ``chunks``,
+  ``entities``, ``relations``, ``entity_mentions`` and ``relation_evidence``, field by field
+  (IDs, names, types, counts, weights, descriptions, times). In-stream resolution depends on
+  the order in which names reach a block, so before the pass two clean runs differ; the pass
+  resolves every chunk again from its stored extraction, from the set of names alone
+  (streams/merge.py), so after it the graph is a function of the set of chunks. Two clean
+  runs with 1 and 3 partitions are compared the same way. Not compared: ``videos`` (times
+  and stage details) and ``entity_redirects`` (a record of what the stream guessed).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from streams.merge import run_merge_pass
 from streams.store import GraphStore
 from streams.topics import ALL_APPS
 from tests.fake_openai import FakeOpenAI
@@ -146,6 +150,8 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
         wait_until(finished, timeout=900, interval=2, message=lambda: f"every video done; log:\n{worker.log_tail()}")
         done = time.monotonic()
         wait_quiescent(d.settings, workers=[worker])
+        before_merge = _graph(store)
+        merge = run_merge_pass(d.settings, store)
         return {
             "fault": what,
             "wall": done - started,
@@ -156,9 +162,28 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
             "dlq": len(consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")),
             "counts": store.counts(),
             "miscounted": evidence_mismatches(store),
+            "before_merge": before_merge,
+            "graph": _graph(store),
+            "merge": merge,
         }
     finally:
         d.cleanup()
+
+
+def _graph(store: GraphStore) -> dict[str, dict[str, Any]]:
+    """The compared collections, by document ID."""
+    return {name: {d["_id"]: d for d in docs} for name, docs in store.snapshot().items() if name != "videos"}
+
+
+def graph_differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
+    """Per collection, (IDs only in a, IDs only in b, shared IDs with different documents); empty when equal."""
+    out = {}
+    for name in sorted(a.keys() | b.keys()):
+        x, y = a.get(name, {}), b.get(name, {})
+        diff = (len(x.keys() - y.keys()), len(y.keys() - x.keys()), sum(x[k] != y[k] for k in x.keys() & y.keys()))
+        if any(diff):
+            out[name] = diff
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +202,26 @@ def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
     assert run["extractions"] == clean["extractions"]
     assert run["dlq"] == clean["dlq"] == 0
     assert run["miscounted"] == [] and clean["miscounted"] == []
+    print(f"  before the merge passes (only here, only clean, differing): "
+          f"{graph_differences(run['before_merge'], clean['before_merge']) or 'none'}; after: "
+          f"{graph_differences(run['graph'], clean['graph']) or 'none'}; {run['merge'].chunks_rewritten} "
+          f"and {clean['merge'].chunks_rewritten} chunks rewritten by the passes")
+    assert run["merge"].chunks_without_extraction == clean["merge"].chunks_without_extraction == 0
+    assert graph_differences(run["graph"], clean["graph"]) == {}
 
 
 @pytest.mark.parametrize("fault", [kill_every_stage, restart_broker, stop_ferretdb], ids=lambda f: f.__name__)
 def test_the_graph_survives_a_fault(fault: Fault, clean: dict[str, Any], services: Services,
                                     tmp_path: Path) -> None:
     _assert_same_graph(_run(services, tmp_path, fault), clean)
+
+
+def test_one_graph_whatever_the_partition_count(clean: dict[str, Any], services: Services, tmp_path: Path) -> None:
+    """The clean run has 3 partitions per topic; this one has 1, so names meet their blocks
+    in another order."""
+    run = _run(services, tmp_path, None, {"kafka": {"partitions": 1}})
+    run["fault"], run["recovered_after"] = "1 partition instead of 3", 0.0
+    _assert_same_graph(run, clean)
 
 
 @pytest.fixture(scope="module")
