@@ -163,10 +163,12 @@ class GraphStore:
 
     # ------------------------------------------------------------------ graph writes
 
-    def write_graph_updates(self, updates: Sequence[GraphUpdate], *, follow_redirects: bool = True) -> WriteSummary:
+    def write_graph_updates(self, updates: Sequence[GraphUpdate], *, merge_pass: bool = False) -> WriteSummary:
         """Store a batch of per-chunk graph updates; safe to call again with the same batch.
 
-        ``follow_redirects=False`` is for the merge pass, whose updates are resolved already.
+        ``merge_pass``: the updates are resolved already (no redirects), and only stored
+        chunks whose evidence differs are written. The stream reconciles even those: a worker that
+        died between storing evidence and reconciling it is repaired by the redelivery.
         """
         summary = WriteSummary()
         latest: dict[str, GraphUpdate] = {}
@@ -177,8 +179,8 @@ class GraphStore:
 
         # An update made before a merge pass (a replay, a late message) names merged entities:
         # store it as the merge pass stored the rest, on the survivors.
-        redirects = (self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities})
-                     if follow_redirects else {})
+        redirects = ({} if merge_pass
+                     else self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities}))
         mentions: dict[str, list[Doc]] = {}
         evidence: dict[str, list[Doc]] = {}
         chunk_docs: dict[str, Doc] = {}
@@ -191,6 +193,11 @@ class GraphStore:
                     for d in self.coll("chunks").find({"_id": {"$in": list(latest)}},
                                                      {"evidence_fingerprint": 1})}
         changed = [cid for cid, fp in existing.items() if fp != chunk_docs[cid]["evidence_fingerprint"]]
+        if merge_pass:  # only what differs; never a chunk that is gone (a video forgotten meanwhile)
+            latest = {cid: latest[cid] for cid in changed}
+            mentions = {cid: mentions[cid] for cid in changed}
+            evidence = {cid: evidence[cid] for cid in changed}
+            chunk_docs = {cid: chunk_docs[cid] for cid in changed}
 
         touched_entities = {m["entity_id"] for ms in mentions.values() for m in ms}
         touched_relations = {e["relation_id"] for es in evidence.values() for e in es}
