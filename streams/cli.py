@@ -517,11 +517,13 @@ def resolve_merge(obj: Ctx, dry_run: bool, as_json: bool, show: int) -> None:
                                "chunks_without_extraction": report.chunks_without_extraction,
                                "merges": rows}, indent=2))
         return
-    verb = "would merge" if dry_run else "merged"
-    click.echo(f"{verb} {len(report.merges)} entities: {report.entities_before} -> {report.entities_after} "
-               f"entities; pairs sharing a normalised name {report.same_name_pairs_before} -> "
-               f"{report.same_name_pairs_after}; {report.aliases_published} aliases published; "
-               f"{report.chunks_rewritten} chunks resolved again")
+    if dry_run:
+        click.echo(f"would merge {len(report.merges)} entities across blocks; {report.entities_before} entities now")
+    else:
+        click.echo(f"{len(report.merges)} entities merged across blocks; {report.chunks_rewritten} chunks resolved "
+                   f"differently than before; entities {report.entities_before} -> {report.entities_after}; "
+                   f"pairs sharing a normalised name {report.same_name_pairs_before} -> "
+                   f"{report.same_name_pairs_after}; {report.aliases_published} alias records written")
     if report.chunks_without_extraction:
         click.echo(f"  {report.chunks_without_extraction} chunks were stored without their extraction (an older "
                    "version) and keep their resolution; re-extract them to include them", err=True)
