@@ -35,6 +35,8 @@ VideoId = Annotated[
     AfterValidator(_check_video_id),
 ]
 Seconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
+# An IETF-style language tag as YouTube uses them: "en", "pt-BR", "zh_Hans".
+LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")]
 ShortText = Annotated[str, Field(min_length=1, max_length=300)]
 
 
@@ -64,7 +66,7 @@ class VideoRequested(Event):
 
     video_id: VideoId
     source: Literal["auto", "youtube", "local"] = "auto"
-    languages: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")]] = Field(
+    languages: list[LanguageCode] = Field(
         default_factory=lambda: ["en"], min_length=1, max_length=10
     )
     requested_at: datetime = Field(default_factory=utcnow)

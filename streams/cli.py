@@ -9,16 +9,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from schemas import VideoRequested, is_video_id
-from streams.codec import encode
+from schemas import is_video_id
 from streams.config import ConfigError, Settings, load_settings, redacted
-from streams.format import citation, youtube_link
+from streams.format import citation, iso, video_row, youtube_link
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Video IDs may start with "-" (-92PkAXJIqQ, -6uLaTEbhbs): commands that take IDs define no
@@ -92,8 +90,9 @@ def submit(obj: Ctx, video_ids: tuple[str, ...], files: tuple[str, ...], transcr
 
     Exits non-zero if an ID is invalid (nothing is sent then) or a message was not delivered.
     """
-    from streams.kafka import DeliveryError, OutgoingMessage, make_producer, produce_and_confirm
+    from streams.kafka import DeliveryError, make_producer, produce_and_confirm
     from streams.sources import LocalTranscriptSource
+    from streams.submission import InvalidSubmission, request_messages
     from streams.topics import topics_for
 
     settings = obj.settings
@@ -111,15 +110,11 @@ def submit(obj: Ctx, video_ids: tuple[str, ...], files: tuple[str, ...], transcr
                        "the fetch stage will look for these videos elsewhere", err=True)
     if not ids:
         fail("no video IDs given (pass IDs, --file or --transcripts)", 2)
-    bad = [v for v in ids if not is_video_id(v)]
-    if bad:
-        fail(f"{len(bad)} invalid video ID(s), nothing was sent: " + ", ".join(repr(b) for b in bad[:10]), 2)
-    unique = list(dict.fromkeys(ids))
+    try:  # the whole batch is valid or nothing is sent
+        messages = request_messages(settings, ids, source=source, languages=languages)
+    except InvalidSubmission as exc:
+        fail(str(exc), 2)
     topic = topics_for(settings).requested
-    messages = [OutgoingMessage(topic, v.encode(),
-                                encode(VideoRequested(video_id=v, source=source,
-                                                      languages=list(languages))))
-                for v in unique]
     try:
         n = produce_and_confirm(make_producer(settings), messages)
     except DeliveryError as exc:
@@ -228,27 +223,6 @@ def _store(settings: Settings) -> Any:
     if not store.ping():
         fail(f"MongoDB is not reachable (database {settings.mongodb.database})")
     return store
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def video_row(doc: dict[str, Any]) -> dict[str, Any]:
-    stages = doc.get("stages") or {}
-    failed = [f"{name}: {s.get('detail', '')}" for name, s in stages.items() if s.get("state") == "failed"]
-    return {
-        "video_id": doc["_id"],
-        "status": doc["status"],
-        "chunks_stored": doc.get("chunks_stored", 0),
-        "chunk_count": doc.get("chunk_count"),
-        "chunks_failed": doc.get("chunks_failed", 0),
-        "source": doc.get("source"),
-        "stages": {name: s.get("state") for name, s in stages.items()},
-        "error": "; ".join(failed) or None,
-        "requested_at": _iso(doc.get("requested_at")),
-        "done_at": _iso(doc.get("done_at")),
-    }
 
 
 @cli.command(context_settings=ID_ARGS)
