@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 
 $BIN/ruff check streams agents schemas tests stack benchmarks; lint=$?
+# The explorer's browser tests drive Debian's Chromium; installed here once per machine
+# (as root or with password-less sudo). Without it those tests fail and say what to install.
+scripts/ensure-browser.sh || echo "warning: no Chromium: the browser tests will fail" >&2
 $BIN/mypy; types=$?
 
 GRAPHRAG_STACK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/graphrag-test-stack.XXXXXX")"

@@ -237,7 +237,7 @@ def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
     unseen = [v for v in video_ids if v not in {r["video_id"] for r in rows}]
     totals: dict[str, Any] = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.counts()}
     last = store.last_community_run()
-    totals["last_community_run"] = {k: _iso(v) for k, v in last.items() if k != "_id"} if last else None
+    totals["last_community_run"] = {k: iso(v) for k, v in last.items() if k != "_id"} if last else None
     if as_json:
         click.echo(json.dumps({"videos": rows, "unseen": unseen, "totals": totals}, indent=2, default=str))
         return
@@ -327,6 +327,32 @@ def graph(obj: Ctx, top: int, as_json: bool) -> None:
                    f"in {e['video_count']} video(s)")
         for m in e["evidence"]:
             click.echo(f"      {citation(m['video_id'], m['start'])}  {youtube_link(m['video_id'], m['start'])}")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", default=None, help="Address to listen on (default: api.host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: api.port).")
+@click.pass_obj
+def serve(obj: Ctx, host: str | None, port: int | None) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) and the graph explorer page at /.
+
+    Reads the graph from MongoDB; POST /api/videos produces onto the ingest topic and needs
+    the bearer token api.token. Runs until interrupted.
+    """
+    import uvicorn
+
+    from streams.api import create_app
+
+    settings = obj.settings
+    setup_logging(settings)
+    host = host or settings.api.host
+    port = port or settings.api.port
+    click.echo(f"graph explorer: http://{host}:{port}/  API docs: http://{host}:{port}/docs", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+                access_log=settings.log_level == "DEBUG")
 
 
 # --------------------------------------------------------------------------- dlq

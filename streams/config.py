@@ -181,6 +181,21 @@ class SecuritySettings(_Section):
     tls_verify: bool = True
 
 
+class ApiSettings(_Section):
+    """`graphrag-streams serve`: the HTTP API and the explorer page."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Bearer token that POST /api/videos requires; with none, submission over HTTP is off.
+    token: SecretStr | None = None
+    max_videos_per_request: int = Field(default=500, ge=1, le=100_000)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -215,6 +230,7 @@ class Settings(_Section):
     monitoring: MonitoringSettings = MonitoringSettings()
     security: SecuritySettings = SecuritySettings()
     kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
 
     @property
     def llm_enabled(self) -> bool:

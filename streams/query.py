@@ -132,7 +132,7 @@ def local_context(store: GraphStore, entities: list[dict[str, Any]], max_relatio
     return {"relations": relation_rows, "sources": sources}
 
 
-def _excerpt(text: str, names: list[str], width: int = 240) -> str:
+def excerpt(text: str, names: list[str], width: int = 240) -> str:
     low = text.casefold()
     pos = min((p for p in (low.find(n.casefold()) for n in names) if p >= 0), default=0)
     start = max(0, pos - width // 3)
@@ -160,7 +160,7 @@ def answer_local(store: GraphStore, question: str) -> Answer:
         lines.append("Where the videos say it:")
     for s in ctx["sources"]:
         c = s["citation"]
-        lines.append(f"- {c.cite} {c.url}: \"{_excerpt(s['text'], names)}\"")
+        lines.append(f"- {c.cite} {c.url}: \"{excerpt(s['text'], names)}\"")
         citations.append(c)
     return Answer(question, "local", "\n".join(lines), _unique(citations),
                   [{"id": e["_id"], "name": e["name"], "type": e.get("type"),

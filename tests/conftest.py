@@ -74,6 +74,15 @@ def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> 
         yield result
 
 
+@pytest.fixture(scope="session")
+def demo_api(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The sample videos' graph behind `graphrag-streams serve` (tests/demo_api.py)."""
+    from tests.demo_api import demo_api as serve
+
+    with serve(services, tmp_path_factory.mktemp("demo-api")) as api:
+        yield api
+
+
 DeploymentFactory = Callable[..., Deployment]
 
 

@@ -57,7 +57,7 @@ def _flat(text: str) -> str:
 
 def test_the_command_tree_is_what_we_expect_to_document() -> None:
     paths = {" ".join(p) for p, _ in COMMANDS}
-    assert {"submit", "worker", "topics create", "topics list", "status", "wait", "graph", "dlq", "lag",
+    assert {"submit", "worker", "serve", "topics create", "topics list", "status", "wait", "graph", "dlq", "lag",
             "config show", "config check"} <= paths
 
 
@@ -180,6 +180,14 @@ def test_submit_with_an_invalid_id_sends_nothing(deployment: Deployment) -> None
     proc = deployment.cli("submit", "dQw4w9WgXcQ", "dQw4w9WgXcZ", "Pw0IZg7_4mo", check=False)
     assert proc.returncode == 2
     assert "'dQw4w9WgXcZ'" in proc.stderr and "nothing was sent" in proc.stderr
+    assert _requests(deployment) == []
+
+
+@integration
+def test_submit_with_an_invalid_language_sends_nothing(deployment: Deployment) -> None:
+    proc = deployment.cli("submit", "dQw4w9WgXcQ", "--language", "en", "--language", "en!", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "languages.1: String should match pattern" in proc.stderr and "nothing was sent" in proc.stderr
     assert _requests(deployment) == []
 
 

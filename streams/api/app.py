@@ -1,0 +1,292 @@
+"""`graphrag-streams serve`: the graph's read side and video submission over HTTP, and the explorer.
+
+Routes stay thin: they validate, call a read of :mod:`streams.api.reads` or the query code,
+and shape errors. Every error is JSON ``{"error": "..."}`` with a 4xx/5xx status, never a
+traceback; the store being down is a 503, like Kafka refusing a submission.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from pymongo.errors import PyMongoError
+
+from streams.api import reads
+from streams.api.export import MEDIA_TYPES, ExportFormat, export_graph
+from streams.api.models import (
+    CommunityDetail,
+    CommunitySummary,
+    EntityDetail,
+    EntitySummary,
+    Neighbourhood,
+    Pipeline,
+    SubmitRequest,
+    SubmitResult,
+    VideoDetail,
+    VideoRow,
+)
+from streams.config import Settings
+from streams.format import iso
+from streams.store import GraphStore
+
+log = logging.getLogger(__name__)
+STATIC = resources.files("streams.api") / "static"
+DLQ_COUNTS_TTL_SECONDS = 15.0
+bearer = HTTPBearer(auto_error=False, description="api.token of the configuration (GRAPHRAG_API_TOKEN)")
+
+
+class ApiState:
+    """What the routes share: settings, the store, a producer made on first submission."""
+
+    def __init__(self, settings: Settings, store: GraphStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer: Any = None
+        self.dlq_counts: tuple[float, list[dict[str, Any]]] | None = None
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("graphrag_api_request_seconds", "HTTP request latency by route",
+                                 ["route", "method", "status"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """DLQ records, read at most every 15 s (reading the topic costs a consumer's start)."""
+        from streams.dlq_reader import read_dead_letters
+
+        now = time.monotonic()
+        if self.dlq_counts is None or now - self.dlq_counts[0] > DLQ_COUNTS_TTL_SECONDS:
+            self.dlq_counts = (now, read_dead_letters(self.settings, limit=1_000_000, timeout=5.0))
+        return self.dlq_counts[1]
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body", "path"))
+        parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
+    """The API for one configuration; ``store`` defaults to the configured MongoDB."""
+    state = ApiState(settings, store or GraphStore.from_settings(settings, app_name="graphrag-api"))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if state.producer is not None:
+            state.producer.flush(5)
+        state.store.close()
+
+    app = FastAPI(title="graphrag-streams", lifespan=lifespan,
+                  description="The knowledge graph built from video transcripts: query it with citations, "
+                              "browse entities, communities and videos, export it, submit videos.")
+    app.state.api = state
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        state.latency.labels(path, request.method, str(response.status_code)).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _describe(exc))
+
+    @app.exception_handler(PyMongoError)
+    async def store_down(_: Request, exc: PyMongoError) -> JSONResponse:
+        log.warning("store error: %s", exc)
+        return _error(503, "the graph store is not reachable; try again shortly")
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
+
+    # ------------------------------------------------------------------ operations
+
+    @app.get("/livez", include_in_schema=False)
+    def livez() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        if state.store.ping():
+            return JSONResponse({"status": "ready"})
+        return _error(503, "the graph store is not reachable")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------ the explorer
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    # ------------------------------------------------------------------ answers
+
+    @app.get("/api/query", tags=["query"])
+    async def query(q: Annotated[str, Query(min_length=1, max_length=1000, description="The question.")],
+                    mode: Literal["local", "global"] = "local") -> dict[str, Any]:
+        """The answer with citations (video ID, mm:ss, youtu.be link with t=), entities and communities used."""
+        from streams.query import answer_global, answer_local, answer_with_llm
+
+        answer = await run_in_threadpool(answer_local if mode == "local" else answer_global, state.store, q)
+        if settings.llm_enabled and answer.citations:
+            from streams.llm.client import LLMClient
+
+            client = LLMClient(settings)
+            try:
+                answer = await answer_with_llm(answer, client)
+            finally:
+                await client.aclose()
+        return answer.as_dict()
+
+    # ------------------------------------------------------------------ entities
+
+    @app.get("/api/entities", tags=["entities"])
+    def entities(search: Annotated[str, Query(max_length=200)] = "",
+                 type: Annotated[str | None, Query(max_length=40, description="PERSON, ORGANIZATION, ...")] = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[EntitySummary]:
+        """Entities whose name or an alias contains `search`, most mentioned first."""
+        return reads.search_entities(state.store, search, type, limit)
+
+    @app.get("/api/entity-types", tags=["entities"])
+    def entity_types() -> dict[str, int]:
+        """How many entities of each type the graph holds."""
+        return reads.entity_types(state.store)
+
+    def _moved(entity_id: str, suffix: str = "") -> RedirectResponse:
+        survivor = reads.redirected_to(state.store, entity_id)
+        if survivor is None:
+            raise HTTPException(404, f"no entity {entity_id!r}")
+        return RedirectResponse(f"/api/entities/{survivor}{suffix}", status_code=308)
+
+    @app.get("/api/entities/{entity_id}", tags=["entities"], response_model=EntityDetail,
+             responses={308: {"description": "The entity was merged into another; follow Location."}})
+    def entity(entity_id: str) -> Any:
+        """Names, aliases, type, description, neighbours with relation types and weights, evidence, communities."""
+        return reads.entity_detail(state.store, entity_id) or _moved(entity_id)
+
+    @app.get("/api/entities/{entity_id}/neighbourhood", tags=["entities"], response_model=Neighbourhood)
+    def entity_neighbourhood(entity_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 40) -> Any:
+        """The entity, its strongest neighbours and the relations among them: what the explorer draws."""
+        return reads.neighbourhood(state.store, entity_id, limit=limit) or _moved(entity_id, "/neighbourhood")
+
+    # ------------------------------------------------------------------ communities
+
+    @app.get("/api/communities", tags=["communities"])
+    def communities(level: Annotated[int | None, Query(ge=0, le=20)] = None,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[CommunitySummary]:
+        """Communities, largest first, with their report's title, rating and summary."""
+        return reads.list_communities(state.store, level, limit)
+
+    @app.get("/api/communities/{community_id}", tags=["communities"])
+    def community(community_id: str) -> CommunityDetail:
+        """The report, its members and its findings with their evidence."""
+        found = reads.community_detail(state.store, community_id)
+        if found is None:
+            raise HTTPException(404, f"no community {community_id!r}")
+        return found
+
+    # ------------------------------------------------------------------ videos and the pipeline
+
+    @app.get("/api/videos", tags=["videos"])
+    def videos() -> list[VideoRow]:
+        """Every video with its per-stage status (what `status` shows)."""
+        return reads.list_videos(state.store)
+
+    @app.get("/api/videos/{video_id}", tags=["videos"])
+    def video(video_id: str) -> VideoDetail:
+        """One video's status and its chunks with their times."""
+        found = reads.video_detail(state.store, video_id)
+        if found is None:
+            raise HTTPException(404, f"no video {video_id!r} has been seen by the pipeline")
+        return found
+
+    @app.get("/api/pipeline", tags=["videos"])
+    def pipeline() -> Pipeline:
+        """Videos per status, graph counts, and dead letters per stage and reason."""
+        try:
+            records = state.dead_letters()
+        except Exception as exc:  # Kafka unreachable: say so, keep the rest
+            raise HTTPException(503, f"could not read the dead-letter topic: {exc}") from None
+        last = state.store.last_community_run()
+        by_status, by_stage = reads.video_counts(state.store)
+        return Pipeline(videos_by_status=by_status, videos_by_stage=by_stage, counts=state.store.counts(),
+                        dead_letters=len(records),
+                        dead_letters_by_stage=dict(Counter(r["headers"].get("stage", "?") for r in records)),
+                        dead_letters_by_reason=dict(Counter(r["headers"].get("reason", "?") for r in records)),
+                        last_community_run={k: iso(v) for k, v in last.items() if k != "_id"} if last else None)
+
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        token = settings.api.token
+        if token is None:
+            raise HTTPException(403, "submission over HTTP is off: set api.token (GRAPHRAG_API_TOKEN)")
+        if credentials is None or not hmac.compare_digest(credentials.credentials.encode(),
+                                                          token.get_secret_value().encode()):
+            raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <api.token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/api/videos", tags=["videos"], status_code=202, dependencies=[Depends(authorized)])
+    def submit(body: SubmitRequest) -> SubmitResult:
+        """Put video IDs on the ingest topic; answers once the broker acknowledged every one."""
+        from streams.kafka import make_producer, produce_and_confirm
+        from streams.submission import InvalidSubmission, request_messages
+        from streams.topics import topics_for
+
+        if len(body.video_ids) > settings.api.max_videos_per_request:
+            raise HTTPException(413, f"{len(body.video_ids)} video IDs in one request; "
+                                     f"at most {settings.api.max_videos_per_request} (api.max_videos_per_request)")
+        try:
+            messages = request_messages(settings, body.video_ids, source=body.source, languages=body.languages)
+        except InvalidSubmission as exc:
+            raise HTTPException(422, str(exc)) from None
+        topic = topics_for(settings).requested
+        try:
+            if state.producer is None:
+                state.producer = make_producer(settings)
+            n = produce_and_confirm(state.producer, messages, timeout=20.0)
+        except Exception as exc:
+            raise HTTPException(503, f"could not produce to {topic}: {exc}") from None
+        return SubmitResult(submitted=n, topic=topic, video_ids=list(dict.fromkeys(body.video_ids)))
+
+    # ------------------------------------------------------------------ export
+
+    @app.get("/api/graph/export", tags=["graph"], response_class=Response,
+             responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
+    def export(format: ExportFormat = "graphml") -> Response:
+        """The whole graph for Gephi or Cytoscape (GraphML, GEXF) or as node-link JSON."""
+        nodes, edges = reads.whole_graph(state.store)
+        return Response(export_graph(nodes, edges, format), media_type=MEDIA_TYPES[format],
+                        headers={"Content-Disposition": f'attachment; filename="graphrag.{format}"'})
+
+    return app
