@@ -276,6 +276,17 @@ def test_healthchecks_probe_the_configured_ports(services: dict[str, Service]) -
     assert f"127.0.0.1:{EXPORTER_PORT}/readyz" in " ".join(services["lag-exporter"]["healthcheck"]["test"])
 
 
+def test_the_api_serves_the_explorer_on_a_published_port(services: dict[str, Service]) -> None:
+    api = services["api"]
+    assert api["command"] == ["serve"]
+    env = environment(api)
+    settings = load_settings(ROOT / "config" / PurePosixPath(env["GRAPHRAG_CONFIG"]).name, env=env)
+    assert (settings.api.host, settings.api.port) == ("0.0.0.0", 8000)
+    assert f"127.0.0.1:{settings.api.port}/readyz" in " ".join(api["healthcheck"]["test"])
+    assert f"127.0.0.1:{settings.api.port}:{settings.api.port}" in api["ports"]
+    assert api["environment"]["GRAPHRAG_API_TOKEN"] == "${GRAPHRAG_API_TOKEN:-}", "the token comes from the shell"
+
+
 def test_fetch_sees_the_sample_transcripts(services: dict[str, Service]) -> None:
     (fetch,) = [n for n, st in stage_services(services).items() if st == "fetch"]
     settings = load_settings(ROOT / "config" / "development.yaml", env=environment(services[fetch]))

@@ -59,6 +59,8 @@ TIERS: dict[str, dict[str, Any]] = {
 # the timer, production keeps a hot standby.
 COMMUNITIES_REPLICAS = {"development": 1, "staging": 1, "production": 2}
 COMMUNITIES = f"{FULLNAME}-{Stage.COMMUNITIES.value}"
+API = f"{FULLNAME}-api"
+API_REPLICAS = {"development": 1, "staging": 2, "production": 3}
 
 Doc = dict[str, Any]
 
@@ -130,14 +132,15 @@ def container_env(container: Doc) -> dict[str, Doc]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage = Stage.SINK) -> Settings:
+def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stage.SINK) -> Settings:
     """The configuration a stage's pod loads: the ConfigMap's file and the pod's environment.
 
     Plain env values are used as they are; values from a Secret get a stand-in, so a
     variable the config requires but the pod does not get fails here as it would at start-up.
     """
     cm = one(docs, "ConfigMap", f"{FULLNAME}-config")
-    deployment = one(docs, "Deployment", f"{FULLNAME}-{stage.value}")
+    name = stage.value if isinstance(stage, Stage) else stage
+    deployment = one(docs, "Deployment", f"{FULLNAME}-{name}")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env: dict[str, str] = {}
     for name, e in container_env(container).items():
@@ -151,7 +154,7 @@ def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage = Stage.SINK
     assert config_volume["configMap"]["name"] == cm["metadata"]["name"]
     assert env["GRAPHRAG_CONFIG"] == f"{mounts['config']}/config.yaml", "GRAPHRAG_CONFIG must point into the ConfigMap"
     tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / f"{stage.value}-config.yaml"
+    path = tmp_path / f"{name}-config.yaml"
     path.write_text(cm["data"]["config.yaml"], encoding="utf-8")
     return load_settings(path, env=env)
 
@@ -242,7 +245,7 @@ def test_every_stage_has_a_deployment_and_a_scaled_object_matching_the_config(
     deployments = by_kind(docs, "Deployment")
     scaled = by_kind(docs, "ScaledObject")
     assert set(scaled) == {f"{FULLNAME}-{s.value}" for s in PIPELINE}
-    assert set(deployments) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS} | {f"{FULLNAME}-lag-exporter"}
+    assert set(deployments) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS} | {f"{FULLNAME}-lag-exporter", API}
     assert not by_kind(docs, "HorizontalPodAutoscaler"), "KEDA owns the replicas: no HPA next to it"
     for stage in PIPELINE:
         settings = rendered_settings(docs, tmp_path, stage)
@@ -426,14 +429,16 @@ def test_probes_ports_and_commands(render: Render, env: str, tmp_path: Path) -> 
     expected = {f"{FULLNAME}-{s.value}": (["worker", "--stages", s.value], settings.monitoring.metrics_port)
                 for s in ALL_APPS}
     expected[f"{FULLNAME}-lag-exporter"] = (["lag-exporter"], settings.monitoring.lag_exporter_port)
+    expected[API] = (["serve"], settings.api.port)
     for name, (args, port) in expected.items():
         (c,) = one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"]
         assert c["args"] == args
+        port_name = "http" if name == API else "metrics"
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        assert ports == {"metrics": port}
-        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
-        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-        assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+        assert ports == {port_name: port}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": port_name}
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port_name}
+        assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": port_name}
     job = one(docs, "Job", f"{FULLNAME}-topics")
     (c,) = job["spec"]["template"]["spec"]["containers"]
     assert c["args"] == ["topics", "create"]
@@ -766,7 +771,7 @@ def test_service_monitors_use_the_alert_rules_job_names(render: Render) -> None:
         pods = [d for d in workloads(docs) if d["kind"] == "Deployment"
                 and svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()]
         assert pods, f"Service {svc['metadata']['name']} selects no pods"
-    assert set(jobs) == {"graphrag-workers", "graphrag-lag-exporter"}
+    assert set(jobs) == {"graphrag-workers", "graphrag-lag-exporter", "graphrag-api"}
     worker_svc_pods = {d["metadata"]["name"] for d in workloads(docs) if d["kind"] == "Deployment"
                        and d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"}
     assert worker_svc_pods == {f"{FULLNAME}-{s.value}" for s in ALL_APPS}
@@ -777,7 +782,7 @@ def test_service_monitors_use_the_alert_rules_job_names(render: Render) -> None:
 def test_pdb_network_policy_and_service_account(render: Render) -> None:
     docs = render("production")
     pdbs = by_kind(docs, "PodDisruptionBudget")
-    assert set(pdbs) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS}
+    assert set(pdbs) == {f"{FULLNAME}-{s.value}" for s in ALL_APPS} | {API}
     for stage in ALL_APPS:
         labels = one(docs, "Deployment", f"{FULLNAME}-{stage.value}")["spec"]["template"]["metadata"]["labels"]
         sel = pdbs[f"{FULLNAME}-{stage.value}"]["spec"]["selector"]["matchLabels"]
@@ -787,7 +792,7 @@ def test_pdb_network_policy_and_service_account(render: Render) -> None:
     for w in workloads(docs):
         assert selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
     ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert ingress_ports == {9400, 9410}
+    assert ingress_ports == {9400, 9410, 8000}
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     (sa,) = [d for d in by_kind(docs, "ServiceAccount").values() if not is_hook(d)]
     assert sa["automountServiceAccountToken"] is False
@@ -851,3 +856,52 @@ def test_notes_list_every_stage_with_its_bounds(helm: Path, render: Render, env:
                 "one elected leader")
         assert line in notes, f"{line!r} not in NOTES:\n{notes}"
         assert FAKE_SECRET not in notes
+
+
+# --------------------------------------------------------------------------- the HTTP API
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_api_deployment_service_and_token_per_environment(render: Render, env: str, tmp_path: Path) -> None:
+    docs = render(env)
+    deployment = one(docs, "Deployment", API)
+    assert deployment["spec"]["replicas"] == API_REPLICAS[env]
+    pod = deployment["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    settings = rendered_settings(docs, tmp_path, "api")
+    assert (settings.api.host, settings.api.port) == ("0.0.0.0", 8000)
+    service = one(docs, "Service", API)
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    token = container_env(c).get("GRAPHRAG_API_TOKEN")
+    if env == "development":  # no Secret: submission over HTTP is off
+        assert token is None and settings.api.token is None
+    else:
+        assert token == {"name": "GRAPHRAG_API_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": "graphrag-streams", "key": "GRAPHRAG_API_TOKEN"}}}
+        assert settings.api.token is not None
+        assert settings.api.token.get_secret_value() == "from-secret-graphrag-streams-GRAPHRAG_API_TOKEN"
+    for w in workloads(docs):  # the token reaches the API pod only
+        if w["metadata"]["name"] != API:
+            for container in w["spec"]["template"]["spec"]["containers"]:
+                assert "GRAPHRAG_API_TOKEN" not in container_env(container), w["metadata"]["name"]
+    ingresses = by_kind(docs, "Ingress")
+    if env == "production":
+        rule = ingresses[API]["spec"]["rules"][0]
+        assert rule["host"] == "graphrag.example.com"
+        assert rule["http"]["paths"][0]["backend"]["service"] == {"name": API, "port": {"name": "http"}}
+        assert ingresses[API]["spec"]["tls"] == [{"hosts": ["graphrag.example.com"], "secretName": "graphrag-api-tls"}]
+    else:
+        assert not ingresses
+
+
+def test_the_api_can_be_turned_off_and_an_ingress_needs_a_host(helm: Path, render: Render) -> None:
+    docs = render("development", "--set", "api.enabled=false")
+    assert API not in by_kind(docs, "Deployment") and API not in by_kind(docs, "Service")
+    (policy,) = by_kind(docs, "NetworkPolicy").values()
+    assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} == {9400, 9410}
+    proc = template(helm, "development", "--set", "api.ingress.enabled=true")
+    assert proc.returncode != 0 and "api.ingress.host is required" in proc.stderr
+    proc = template(helm, "development", "--set", f"extraConfig.api.token={FAKE_SECRET}")
+    assert proc.returncode != 0 and FAKE_SECRET not in proc.stdout

@@ -142,7 +142,7 @@ the pod's environment.
 {{- if hasKey $cfg "Error" -}}
 {{- fail (printf "%s is not valid YAML: %s" $path (get $cfg "Error")) -}}
 {{- end -}}
-{{- range $section := list "mongodb" "openai" "graphrag" "monitoring" "kafka" -}}
+{{- range $section := list "mongodb" "openai" "graphrag" "monitoring" "kafka" "api" -}}
 {{- if not (kindIs "map" (get $cfg $section)) -}}
 {{- $_ := set $cfg $section dict -}}
 {{- end -}}
@@ -184,6 +184,9 @@ the pod's environment.
 {{- $_ := set $m "metrics_host" "0.0.0.0" -}}
 {{- $_ := set $m "metrics_port" (int .Values.monitoring.metricsPort) -}}
 {{- $_ := set $m "lag_exporter_port" (int .Values.monitoring.lagExporterPort) -}}
+{{- $a := get $cfg "api" -}}
+{{- $_ := set $a "host" "0.0.0.0" -}}
+{{- $_ := set $a "port" (int .Values.api.port) -}}
 {{- include "graphrag-streams.deepSet" (dict "dst" $cfg "src" (deepCopy .Values.extraConfig)) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
