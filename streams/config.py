@@ -189,6 +189,9 @@ class ApiSettings(_Section):
     # Bearer token that POST /api/videos requires; with none, submission over HTTP is off.
     token: SecretStr | None = None
     max_videos_per_request: int = Field(default=500, ge=1, le=100_000)
+    # How often the server checks whether the graph changed and reloads its in-memory copy
+    # of the adjacency (entity pages read it; an entity newer than it is read from the store).
+    refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("token", mode="before")
     @classmethod

@@ -141,6 +141,7 @@ class GraphStore:
         self.coll("entities").create_index([("mention_count", DESCENDING)])
         self.coll("entities").create_index([("type", ASCENDING), ("key", ASCENDING)])
         self.coll("communities").create_index([("level", ASCENDING)])
+        self.coll("communities").create_index([("members", ASCENDING)])  # an entity's communities (API)
 
     # ------------------------------------------------------------------ low-level writes
 

@@ -167,3 +167,13 @@ def test_communities_and_pipeline_views(demo_api: DemoApi, browser: WebDriver) -
     assert "dead letters by stage" in breakdown, breakdown
     _shot(browser, "5-pipeline")
     assert not _js_errors(browser)
+
+
+def test_the_api_docs_render_without_a_cdn(demo_api: DemoApi, browser: WebDriver) -> None:
+    browser.get(demo_api.url + "/docs")
+    paths = _wait(browser, lambda d: [e.get_attribute("data-path") for e in
+                                      d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")] or None,
+                  "the Swagger UI's operations")
+    assert {"/api/query", "/api/entities/{entity_id}", "/api/videos"} <= set(paths)
+    _shot(browser, "6-api-docs")
+    assert not _js_errors(browser)

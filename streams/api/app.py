@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -39,6 +40,7 @@ from streams.api.models import (
     VideoDetail,
     VideoRow,
 )
+from streams.api.snapshot import SnapshotHolder
 from streams.config import Settings
 from streams.format import iso
 from streams.store import GraphStore
@@ -55,6 +57,7 @@ class ApiState:
     def __init__(self, settings: Settings, store: GraphStore) -> None:
         self.settings = settings
         self.store = store
+        self.snapshots = SnapshotHolder(store, settings.api.refresh_seconds)
         self.producer: Any = None
         self.dlq_counts: tuple[float, list[dict[str, Any]]] | None = None
         self.registry = CollectorRegistry()
@@ -90,12 +93,15 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.snapshots.start()
         yield
+        state.snapshots.stop()
         if state.producer is not None:
             state.producer.flush(5)
         state.store.close()
 
-    app = FastAPI(title="graphrag-streams", lifespan=lifespan,
+    # /docs is served below from the vendored Swagger UI (FastAPI's default loads it from a CDN).
+    app = FastAPI(title="graphrag-streams", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="The knowledge graph built from video transcripts: query it with citations, "
                               "browse entities, communities and videos, export it, submit videos.")
     app.state.api = state
@@ -135,9 +141,11 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
-        if state.store.ping():
-            return JSONResponse({"status": "ready"})
-        return _error(503, "the graph store is not reachable")
+        if not state.store.ping():
+            return _error(503, "the graph store is not reachable")
+        if state.snapshots.current is None:
+            return _error(503, "loading the graph into memory")
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -150,6 +158,12 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="graphrag-streams API",
+                                   swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui.css", swagger_favicon_url="data:,")
 
     # ------------------------------------------------------------------ answers
 
@@ -177,12 +191,12 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
                  type: Annotated[str | None, Query(max_length=40, description="PERSON, ORGANIZATION, ...")] = None,
                  limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[EntitySummary]:
         """Entities whose name or an alias contains `search`, most mentioned first."""
-        return reads.search_entities(state.store, search, type, limit)
+        return reads.search_entities(state.store, state.snapshots.current, search, type, limit)
 
     @app.get("/api/entity-types", tags=["entities"])
     def entity_types() -> dict[str, int]:
         """How many entities of each type the graph holds."""
-        return reads.entity_types(state.store)
+        return reads.entity_types(state.store, state.snapshots.current)
 
     def _moved(entity_id: str, suffix: str = "") -> RedirectResponse:
         survivor = reads.redirected_to(state.store, entity_id)
@@ -194,12 +208,13 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
              responses={308: {"description": "The entity was merged into another; follow Location."}})
     def entity(entity_id: str) -> Any:
         """Names, aliases, type, description, neighbours with relation types and weights, evidence, communities."""
-        return reads.entity_detail(state.store, entity_id) or _moved(entity_id)
+        return reads.entity_detail(state.store, state.snapshots.current, entity_id) or _moved(entity_id)
 
     @app.get("/api/entities/{entity_id}/neighbourhood", tags=["entities"], response_model=Neighbourhood)
     def entity_neighbourhood(entity_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 40) -> Any:
         """The entity, its strongest neighbours and the relations among them: what the explorer draws."""
-        return reads.neighbourhood(state.store, entity_id, limit=limit) or _moved(entity_id, "/neighbourhood")
+        found = reads.neighbourhood(state.store, state.snapshots.current, entity_id, limit=limit)
+        return found or _moved(entity_id, "/neighbourhood")
 
     # ------------------------------------------------------------------ communities
 
@@ -207,12 +222,12 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     def communities(level: Annotated[int | None, Query(ge=0, le=20)] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[CommunitySummary]:
         """Communities, largest first, with their report's title, rating and summary."""
-        return reads.list_communities(state.store, level, limit)
+        return reads.list_communities(state.store, state.snapshots.current, level, limit)
 
     @app.get("/api/communities/{community_id}", tags=["communities"])
     def community(community_id: str) -> CommunityDetail:
         """The report, its members and its findings with their evidence."""
-        found = reads.community_detail(state.store, community_id)
+        found = reads.community_detail(state.store, state.snapshots.current, community_id)
         if found is None:
             raise HTTPException(404, f"no community {community_id!r}")
         return found
@@ -227,7 +242,7 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.get("/api/videos/{video_id}", tags=["videos"])
     def video(video_id: str) -> VideoDetail:
         """One video's status and its chunks with their times."""
-        found = reads.video_detail(state.store, video_id)
+        found = reads.video_detail(state.store, state.snapshots.current, video_id)
         if found is None:
             raise HTTPException(404, f"no video {video_id!r} has been seen by the pipeline")
         return found

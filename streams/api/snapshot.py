@@ -1,0 +1,131 @@
+"""The graph's adjacency held in memory for the API: entity pages without a scan per request.
+
+FerretDB answers every query that is not on ``_id`` by scanning the collection, so an
+entity page built from ``relations``/``entity_mentions``/``communities`` queries costs
+about a second on the corpus graph. A :class:`GraphSnapshot` is read in a few bulk scans
+and rebuilt when the graph changed (its signature: the collections' sizes and the last
+community run), checked every ``api.refresh_seconds``. Entities newer than the snapshot
+are read from the store directly, so nothing is ever missing, only slower until the next
+refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.store import GraphStore
+
+log = logging.getLogger(__name__)
+Doc = dict[str, Any]
+SIGNATURE_COLLECTIONS = ("chunks", "entities", "relations", "entity_mentions", "relation_evidence", "communities")
+ENTITY_FIELDS = {"name": 1, "type": 1, "aliases": 1, "mention_count": 1, "video_count": 1, "description": 1}
+
+
+@dataclass(frozen=True)
+class GraphSnapshot:
+    signature: tuple[Any, ...]
+    entities: dict[str, Doc]
+    relations_by_entity: dict[str, list[Doc]]  # strongest first
+    mentions_by_entity: dict[str, list[Doc]]   # by video, then time
+    communities: list[Doc]                     # largest first, as store.communities()
+    communities_by_entity: dict[str, list[Doc]]
+    chunks_by_video: dict[str, list[Doc]]      # by index
+    chunk_texts: dict[str, str]                # for evidence excerpts (FerretDB scans for $in)
+    build_seconds: float
+    built_at: float = field(default_factory=time.time)
+
+    @property
+    def community_by_id(self) -> dict[str, Doc]:
+        return {c["_id"]: c for c in self.communities}
+
+
+def graph_signature(store: GraphStore) -> tuple[Any, ...]:
+    """Changes whenever chunks are stored, forgotten or resolved again, or communities run."""
+    last = store.last_community_run()
+    return (*(store.coll(c).estimated_document_count() for c in SIGNATURE_COLLECTIONS),
+            last.get("started_at") if last else None)
+
+
+def load_snapshot(store: GraphStore) -> GraphSnapshot:
+    started = time.perf_counter()
+    signature = graph_signature(store)
+    entities = {d["_id"]: d for d in store.coll("entities").find({}, ENTITY_FIELDS)}
+    relations: dict[str, list[Doc]] = defaultdict(list)
+    for r in store.coll("relations").find({}, {"source_id": 1, "target_id": 1, "type": 1, "weight": 1,
+                                               "description": 1}):
+        relations[r["source_id"]].append(r)
+        if r["target_id"] != r["source_id"]:
+            relations[r["target_id"]].append(r)
+    for rels in relations.values():
+        rels.sort(key=lambda r: (-int(r.get("weight", 0)), r["_id"]))
+    mentions: dict[str, list[Doc]] = defaultdict(list)
+    for m in store.coll("entity_mentions").find({}, {"entity_id": 1, "chunk_id": 1, "video_id": 1, "start": 1,
+                                                     "surface": 1}):
+        mentions[m["entity_id"]].append(m)
+    for ms in mentions.values():
+        ms.sort(key=lambda m: (m["video_id"], float(m.get("start", 0)), m["_id"]))
+    communities = store.communities()
+    by_entity: dict[str, list[Doc]] = defaultdict(list)
+    for c in communities:
+        for member in c.get("members") or []:
+            by_entity[member].append(c)
+    chunks: dict[str, list[Doc]] = defaultdict(list)
+    texts: dict[str, str] = {}
+    for c in store.coll("chunks").find({}, {"video_id": 1, "index": 1, "start": 1, "end": 1, "entity_count": 1,
+                                            "relation_count": 1, "extraction_error": 1, "text": 1}):
+        texts[c["_id"]] = c.pop("text", "")
+        chunks[c["video_id"]].append(c)
+    for cs in chunks.values():
+        cs.sort(key=lambda c: int(c.get("index", 0)))
+    return GraphSnapshot(signature, entities, dict(relations), dict(mentions), communities, dict(by_entity),
+                         dict(chunks), texts, time.perf_counter() - started)
+
+
+class SnapshotHolder:
+    """The current snapshot, rebuilt in a background thread when the graph's signature moves."""
+
+    def __init__(self, store: GraphStore, refresh_seconds: float,
+                 loader: Callable[[GraphStore], GraphSnapshot] = load_snapshot) -> None:
+        self._store = store
+        self._refresh_seconds = refresh_seconds
+        self._loader = loader
+        self._current: GraphSnapshot | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def current(self) -> GraphSnapshot | None:
+        return self._current
+
+    def refresh(self) -> bool:
+        """Rebuild if the graph changed since the snapshot; True when a new one was made."""
+        snap = self._current
+        if snap is not None and graph_signature(self._store) == snap.signature:
+            return False
+        self._current = self._loader(self._store)
+        log.info("graph snapshot: %d entities, built in %.2fs", len(self._current.entities),
+                 self._current.build_seconds)
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="graph-snapshot", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception as exc:  # the store is down: keep the last snapshot, try again
+                log.warning("could not refresh the graph snapshot: %s", exc)
+            self._stop.wait(self._refresh_seconds)
