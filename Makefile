@@ -48,7 +48,7 @@ worker: install ## Run every stage in the foreground (development)
 demo: install ## The main job end to end on the local defaults (no API key needed)
 	@PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh
 
-demo-stop: ## Stop the demo's worker (the stack keeps running; `make stack-down` stops it)
+demo-stop: ## Stop the demo's worker, lag exporter and explorer (the stack keeps running; `make stack-down` stops it)
 	@PATH="$(abspath $(BIN)):$$PATH" scripts/demo.sh stop
 
 test: install ## Install, start the local stack, run the whole suite, stop the stack

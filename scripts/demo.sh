@@ -2,8 +2,9 @@
 # `make demo`: the main job end to end on the local defaults, no API key needed.
 #   stack up (Kafka, FerretDB, Prometheus when available) -> topics -> worker (all stages)
 #   and lag exporter in the background -> submit the sample videos -> wait with progress ->
-#   show the graph and where to watch it. The stack, the worker and the exporter keep running.
-# `scripts/demo.sh stop` stops the demo's worker and lag exporter.
+#   show the graph, communities and answers -> start the explorer (graphrag-streams serve) and
+#   print its URL. The stack, the worker, the exporter and the explorer keep running.
+# `scripts/demo.sh stop` stops the demo's worker, lag exporter and explorer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,9 @@ PIDFILE="$STATE/demo-worker.pid"
 LOG="$STATE/demo-worker.log"
 EXPORTER_PIDFILE="$STATE/demo-lag-exporter.pid"
 EXPORTER_LOG="$STATE/demo-lag-exporter.log"
+API_PIDFILE="$STATE/demo-api.pid"
+API_LOG="$STATE/demo-api.log"
+API_URL="http://127.0.0.1:${GRAPHRAG_API_PORT:-8000}"
 PROMETHEUS_URL="http://127.0.0.1:${GRAPHRAG_PROMETHEUS_PORT:-9090}"
 SAMPLES="${GRAPHRAG_TRANSCRIPTS_DIR:-samples/transcripts}"
 export GRAPHRAG_TRANSCRIPTS_DIR="$SAMPLES"
@@ -21,6 +25,11 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 worker_running() { running "$PIDFILE"; }
 exporter_running() { running "$EXPORTER_PIDFILE"; }
+api_running() { running "$API_PIDFILE"; }
+api_ready() {
+  python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=2)' \
+    "$API_URL" >/dev/null 2>&1
+}
 
 # stop_demo_process PIDFILE NAME: SIGTERM, wait up to 30s, then forget the pid.
 stop_demo_process() {
@@ -41,6 +50,7 @@ prometheus_ready() {
 if [ "${1:-}" = "stop" ]; then
   stop_demo_process "$PIDFILE" worker
   stop_demo_process "$EXPORTER_PIDFILE" "lag exporter"
+  stop_demo_process "$API_PIDFILE" "explorer (graphrag-streams serve)"
   exit 0
 fi
 
@@ -89,14 +99,30 @@ graphrag-streams query "What are the moons of Mars?" --mode local
 say "a global answer: graphrag-streams query \"What happens to the universe and black holes?\" --mode global"
 graphrag-streams query "What happens to the universe and black holes?" --mode global
 
+say "the graph explorer and HTTP API: graphrag-streams serve (log: $API_LOG)"
+if api_running; then
+  echo "reusing the demo's explorer already running (pid $(cat "$API_PIDFILE"))"
+else
+  setsid graphrag-streams serve >>"$API_LOG" 2>&1 < /dev/null &
+  echo $! > "$API_PIDFILE"
+fi
+for _ in $(seq 60); do api_ready && break; api_running || break; sleep 0.5; done
+if ! api_ready; then
+  echo "the explorer did not start; last lines of its log:" >&2
+  tail -20 "$API_LOG" >&2
+  exit 1
+fi
+
 cat <<EOF
 
-Done. The stack, the worker and the lag exporter keep running:
+Done. The stack, the worker, the lag exporter and the explorer keep running:
+  $API_URL/         the graph explorer: search, neighbourhoods, evidence, communities, ask
+  $API_URL/docs     the HTTP API (OpenAPI)
   graphrag-streams submit VIDEO_ID     index another video (a file in $SAMPLES, or YouTube when online)
   graphrag-streams status              progress per video
   graphrag-streams query "..."         ask the graph (--mode local|global, --json)
   graphrag-streams dlq                 what was rejected, and why
-  make demo-stop                       stop the worker and the lag exporter
+  make demo-stop                       stop the worker, the lag exporter and the explorer
   make stack-down                      stop Kafka, FerretDB and Prometheus (data kept; make stack-wipe deletes it)
 
 Where to look:
