@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -12,15 +16,16 @@ from streams.kafka import client_config
 from streams.topics import topics_for
 
 
-def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Every DLQ record up to the current end of the topic (at most ``limit``)."""
+def iter_dead_letters(settings: Settings, *, timeout: float = 10.0,
+                      with_values: bool = True) -> Iterator[dict[str, Any]]:
+    """Every DLQ record up to the end of the topic as it was when reading started."""
     topic = topics_for(settings).dlq
     consumer = Consumer({**client_config(settings.kafka), "group.id": "graphrag-dlq-reader",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if md is None or md.error is not None:
-            return []
+            return
         parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
         ends = {}
         for tp in parts:
@@ -28,11 +33,10 @@ def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float =
             if high > low:
                 ends[tp.partition] = high
         if not ends:
-            return []
+            return
         consumer.assign([tp for tp in parts if tp.partition in ends])
-        records: list[dict[str, Any]] = []
         pending = dict(ends)
-        while pending and len(records) < limit:
+        while pending:
             msg = consumer.poll(timeout)
             if msg is None:
                 break
@@ -43,19 +47,39 @@ def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float =
                     pending.pop(partition, None)
                 continue
             offset = msg.offset() or 0
-            key, value = msg.key(), msg.value()
-            records.append({
-                "partition": partition,
-                "offset": offset,
-                "key": key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
-                "value": value[:2000].decode("utf-8", "replace") if isinstance(value, bytes) else value,
-                "headers": parse_headers(_header_list(msg.headers())),
-            })
+            record: dict[str, Any] = {"partition": partition, "offset": offset,
+                                      "headers": parse_headers(_header_list(msg.headers()))}
+            if with_values:
+                key, value = msg.key(), msg.value()
+                record["key"] = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+                record["value"] = value[:2000].decode("utf-8", "replace") if isinstance(value, bytes) else value
+            yield record
             if offset + 1 >= pending.get(partition, 0):
                 pending.pop(partition, None)
-        return records
     finally:
         consumer.close()
+
+
+def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Every DLQ record up to the current end of the topic (at most ``limit``)."""
+    return list(islice(iter_dead_letters(settings, timeout=timeout), limit))
+
+
+@dataclass(frozen=True)
+class DeadLetterCounts:
+    total: int
+    by_stage: dict[str, int]
+    by_reason: dict[str, int]
+
+
+def count_dead_letters(settings: Settings, *, timeout: float = 10.0) -> DeadLetterCounts:
+    """How many dead letters, per stage and per reason, reading only their headers."""
+    stages: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for r in iter_dead_letters(settings, timeout=timeout, with_values=False):
+        stages[r["headers"].get("stage", "?")] += 1
+        reasons[r["headers"].get("reason", "?")] += 1
+    return DeadLetterCounts(sum(stages.values()), dict(stages), dict(reasons))
 
 
 def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:

@@ -133,9 +133,9 @@ def local_context(store: GraphStore, entities: list[dict[str, Any]], max_relatio
 
 
 def excerpt(text: str, names: list[str], width: int = 240) -> str:
-    low = text.casefold()
-    pos = min((p for p in (low.find(n.casefold()) for n in names) if p >= 0), default=0)
-    start = max(0, pos - width // 3)
+    """About ``width`` characters of ``text`` around the first place one of ``names`` occurs."""
+    hits = [m.start() for n in names if n for m in [re.search(re.escape(n), text, re.IGNORECASE)] if m]
+    start = max(0, min(hits, default=0) - width // 3)
     snippet = text[start:start + width].strip()
     return ("…" if start else "") + snippet + ("…" if start + width < len(text) else "")
 

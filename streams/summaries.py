@@ -31,7 +31,8 @@ class Evidence(BaseModel):
         return youtube_link(self.video_id, self.seconds)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"video_id": self.video_id, "seconds": round(self.seconds, 1), "chunk_id": self.chunk_id,
+        # Down to a tenth, so that the whole second of `cite` and `url` is that of `seconds`.
+        return {"video_id": self.video_id, "seconds": math.floor(self.seconds * 10) / 10, "chunk_id": self.chunk_id,
                 "cite": self.cite, "url": self.url}
 
 

@@ -76,7 +76,9 @@ def demo_api(services: Services, tmp: Path) -> Iterator[DemoApi]:
             return False
 
         wait_until(ready, timeout=60, interval=0.3, message="serve to answer /readyz")
-        yield DemoApi(d, GraphStore.from_settings(d.settings), url, token, log_path, ids)
+        store = GraphStore.from_settings(d.settings)
+        stack.callback(store.close)
+        yield DemoApi(d, store, url, token, log_path, ids)
 
 
 def _stop(server: subprocess.Popen[bytes] | None) -> None:

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import networkx as nx
@@ -92,11 +93,10 @@ def test_entity_search_matches_names_and_aliases_most_mentioned_first(demo_api: 
     found = demo_api.get("/api/entities", search=word.upper(), limit=500).json()
     assert entity["_id"] in [e["id"] for e in found]
     expected = {d["_id"] for d in demo_api.store.coll("entities").find()
-                if any(word.casefold() in n.casefold() for n in [d["name"], *d.get("aliases", [])])}
+                if any(word.lower() in n.lower() for n in [d["name"], *d.get("aliases", [])])}
     assert {e["id"] for e in found} == expected
-    exact = [e for e in found if e["name"].casefold() == word.casefold()]
-    if exact:
-        assert found[0]["name"].casefold() == word.casefold()
+    by_name = demo_api.get("/api/entities", search=entity["name"].upper(), limit=500).json()
+    assert by_name[0]["name"].lower() == entity["name"].lower()  # the exact name first
     everything = demo_api.get("/api/entities", limit=500).json()
     counts = [e["mention_count"] for e in everything]
     assert counts == sorted(counts, reverse=True)
@@ -113,6 +113,7 @@ def test_entity_detail_is_what_the_store_holds(demo_api: DemoApi) -> None:
     assert (detail["name"], detail["type"], detail["aliases"]) == (entity["name"], entity["type"], entity["aliases"])
     relations = list(demo_api.store.coll("relations").find({"$or": [{"source_id": entity["_id"]},
                                                                      {"target_id": entity["_id"]}]}))
+    assert len(relations) <= 50, "the test needs an entity whose relations fit one response"
     assert {n["relation_id"] for n in detail["neighbours"]} == {r["_id"] for r in relations}
     by_id = {r["_id"]: r for r in relations}
     for n in detail["neighbours"]:
@@ -121,6 +122,7 @@ def test_entity_detail_is_what_the_store_holds(demo_api: DemoApi) -> None:
         other = r["target_id"] if n["direction"] == "out" else r["source_id"]
         assert n["entity"]["id"] == other
     mentions = list(demo_api.store.coll("entity_mentions").find({"entity_id": entity["_id"]}))
+    assert len(mentions) <= 100, "the test needs an entity whose mentions fit one response"
     assert len(detail["evidence"]) == len(mentions) > 0
     starts = {(m["chunk_id"], int(m["start"])) for m in mentions}
     for ev in detail["evidence"]:
@@ -140,10 +142,15 @@ def test_a_merged_entity_redirects_to_the_one_it_became(demo_api: DemoApi) -> No
         assert moved.status_code == 308 and moved.headers["location"] == f"/api/entities/{survivor['_id']}"
         followed = httpx.get(demo_api.url + f"/api/entities/{gone}", follow_redirects=True, timeout=30)
         assert followed.json()["id"] == survivor["_id"]
+        hood = demo_api.get(f"/api/entities/{gone}/neighbourhood", limit=3)
+        assert hood.headers["location"] == f"/api/entities/{survivor['_id']}/neighbourhood?limit=3"
     finally:
         demo_api.store.coll("entity_redirects").delete_one({"_id": gone})
     missing = demo_api.get("/api/entities/no-such-entity")
     assert missing.status_code == 404 and missing.json() == {"error": "no entity 'no-such-entity'"}
+    assert demo_api.get("/api/no-such-route").json() == {"error": "Not Found"}
+    wrong_method = httpx.delete(demo_api.url + "/api/videos", timeout=30)
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
 
 
 def test_the_neighbourhood_holds_the_strongest_relations_and_only_its_nodes(demo_api: DemoApi) -> None:
@@ -212,7 +219,7 @@ def test_the_pipeline_counts_videos_graph_and_dead_letters(demo_api: DemoApi) ->
             for state, n in states.items()} == dict(stages)
     assert p["videos_by_stage"]["fetch"] == {"done": len(demo_api.video_ids)}
     assert p["counts"] == demo_api.store.counts()
-    assert p["dead_letters"] == 1, p  # the undecodable request the fixture produced
+    assert p["dead_letters"] == 1 and p["dead_letters_error"] is None, p  # the fixture's undecodable request
     assert sum(p["dead_letters_by_stage"].values()) == sum(p["dead_letters_by_reason"].values()) == 1
     assert p["last_community_run"]["total"] == demo_api.store.coll("communities").count_documents({})
 
@@ -230,7 +237,7 @@ def test_a_local_answer_cites_stored_chunks_at_the_moment_of_the_name(demo_api: 
         _assert_moment(c)
         chunk = demo_api.store.coll("chunks").find_one({"_id": c["chunk_id"]})
         assert chunk is not None and chunk["video_id"] == c["video_id"]
-        assert chunk["start"] <= c["seconds"] <= chunk["end"] + 1
+        assert chunk["start"] - 0.1 <= c["seconds"] <= chunk["end"]  # seconds: down to a tenth
         assert c["url"] in answer["answer"]
 
 
@@ -268,8 +275,12 @@ def test_the_graph_exports_to_graphml_gexf_and_json(demo_api: DemoApi) -> None:
     assert (g.number_of_nodes(), g.number_of_edges()) == (n_entities, n_relations)
     entity = _connected(demo_api)
     assert g.nodes[entity["_id"]]["label"] == entity["name"] and g.nodes[entity["_id"]]["type"] == entity["type"]
-    gexf = nx.read_gexf(io.BytesIO(demo_api.get("/api/graph/export", format="gexf").content))
+    gexf_bytes = demo_api.get("/api/graph/export", format="gexf").content
+    gexf = nx.read_gexf(io.BytesIO(gexf_bytes))
     assert (gexf.number_of_nodes(), gexf.number_of_edges()) == (n_entities, n_relations)
+    # GEXF reserves an edge's "type" (Gephi refuses anything but these three).
+    edge_types = {e.get("type") for e in ElementTree.fromstring(gexf_bytes).iter("{http://www.gexf.net/1.2draft}edge")}
+    assert edge_types <= {None, "directed", "undirected", "mutual"}, edge_types
     data = demo_api.get("/api/graph/export", format="json").json()
     assert (len(data["nodes"]), len(data["edges"])) == (n_entities, n_relations)
     weights = Counter(e["weight"] for e in data["edges"])
@@ -396,3 +407,15 @@ def test_the_snapshot_is_rebuilt_only_when_the_graph_changed(demo_api: DemoApi) 
     finally:
         store.coll("community_runs").delete_one({"_id": run["_id"]})
     assert holder.refresh() and len(loads) == 3
+    aged = SnapshotHolder(store, refresh_seconds=3600, max_age_seconds=0, loader=counting_loader)
+    assert aged.refresh() and aged.refresh() and len(loads) == 5  # too old: rebuilt although unchanged
+
+
+def test_the_pipeline_answers_without_kafka_and_says_why(demo_api: DemoApi, tmp_path: Any) -> None:
+    config = tmp_path / "no-kafka.yaml"
+    config.write_text(demo_api.deployment.config_path.read_text()
+                      .replace(demo_api.deployment.services.bootstrap, "127.0.0.1:9"))
+    with TestClient(create_app(load_settings(config, env={}))) as client:
+        p = client.get("/api/pipeline").json()
+        assert p["dead_letters"] is None and p["dead_letters_error"].startswith("could not read the dead-letter")
+        assert p["counts"] == demo_api.store.counts()

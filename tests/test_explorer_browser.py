@@ -86,6 +86,9 @@ def test_search_draw_and_click_a_node_for_its_evidence(demo_api: DemoApi, browse
     browser.get(demo_api.url + "/")
     box = browser.find_element(By.ID, "search")
     box.send_keys(entity["name"])
+    results = browser.find_element(By.ID, "results")
+    # The list the typed search drew, not the one of the empty search at page load.
+    _wait(browser, lambda d: results.get_attribute("data-query") == entity["name"].strip(), "the search's results")
     result = _wait(browser, lambda d: next((b for b in d.find_elements(By.CSS_SELECTOR, "#results button")
                                             if b.get_attribute("data-id") == entity["_id"]), None),
                    f"{entity['name']!r} among the search results")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,7 +24,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streams.api import reads
 from streams.api.export import MEDIA_TYPES, ExportFormat, export_graph
@@ -42,12 +43,14 @@ from streams.api.models import (
 )
 from streams.api.snapshot import SnapshotHolder
 from streams.config import Settings
+from streams.dlq_reader import DeadLetterCounts, count_dead_letters
 from streams.format import iso
 from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 STATIC = resources.files("streams.api") / "static"
 DLQ_COUNTS_TTL_SECONDS = 15.0
+SUBMIT_TIMEOUT_MS = 20_000
 bearer = HTTPBearer(auto_error=False, description="api.token of the configuration (GRAPHRAG_API_TOKEN)")
 
 
@@ -57,22 +60,35 @@ class ApiState:
     def __init__(self, settings: Settings, store: GraphStore) -> None:
         self.settings = settings
         self.store = store
-        self.snapshots = SnapshotHolder(store, settings.api.refresh_seconds)
+        self.snapshots = SnapshotHolder(store, settings.api.refresh_seconds, settings.api.snapshot_max_age_seconds)
         self.producer: Any = None
-        self.dlq_counts: tuple[float, list[dict[str, Any]]] | None = None
+        self.producer_lock = threading.Lock()
+        self.dlq: tuple[float, DeadLetterCounts | str] | None = None  # (when, counts or why not)
         self.registry = CollectorRegistry()
         self.latency = Histogram("graphrag_api_request_seconds", "HTTP request latency by route",
                                  ["route", "method", "status"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        """DLQ records, read at most every 15 s (reading the topic costs a consumer's start)."""
-        from streams.dlq_reader import read_dead_letters
-
+    def dead_letters(self) -> DeadLetterCounts | str:
+        """DLQ counts, or why they could not be read; at most every 15 s, failures included
+        (reading the topic costs a consumer's start, a broker that is down a timeout)."""
         now = time.monotonic()
-        if self.dlq_counts is None or now - self.dlq_counts[0] > DLQ_COUNTS_TTL_SECONDS:
-            self.dlq_counts = (now, read_dead_letters(self.settings, limit=1_000_000, timeout=5.0))
-        return self.dlq_counts[1]
+        if self.dlq is None or now - self.dlq[0] > DLQ_COUNTS_TTL_SECONDS:
+            try:
+                self.dlq = (now, count_dead_letters(self.settings, timeout=5.0))
+            except Exception as exc:
+                self.dlq = (now, f"could not read the dead-letter topic: {exc}")
+        return self.dlq[1]
+
+    def producer_for_submissions(self) -> Any:
+        with self.producer_lock:
+            if self.producer is None:
+                from streams.kafka import make_producer
+
+                # A submission the broker has not acknowledged in this time is reported as
+                # failed, so it must not be delivered later either.
+                self.producer = make_producer(self.settings, **{"message.timeout.ms": SUBMIT_TIMEOUT_MS})
+            return self.producer
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -109,22 +125,25 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        state.latency.labels(path, request.method, str(response.status_code)).observe(time.perf_counter() - start)
-        return response
+        status = 500  # what the client gets when the route raised
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            path = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            state.latency.labels(path, request.method, str(status)).observe(time.perf_counter() - start)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # ours, and the router's 404 and 405
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _describe(exc))
 
-    @app.exception_handler(PyMongoError)
-    async def store_down(_: Request, exc: PyMongoError) -> JSONResponse:
+    @app.exception_handler(ConnectionFailure)  # also timeouts of server selection, reconnects
+    async def store_down(_: Request, exc: ConnectionFailure) -> JSONResponse:
         log.warning("store error: %s", exc)
         return _error(503, "the graph store is not reachable; try again shortly")
 
@@ -198,23 +217,25 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
         """How many entities of each type the graph holds."""
         return reads.entity_types(state.store, state.snapshots.current)
 
-    def _moved(entity_id: str, suffix: str = "") -> RedirectResponse:
+    def _moved(request: Request, entity_id: str, suffix: str = "") -> RedirectResponse:
         survivor = reads.redirected_to(state.store, entity_id)
         if survivor is None:
             raise HTTPException(404, f"no entity {entity_id!r}")
-        return RedirectResponse(f"/api/entities/{survivor}{suffix}", status_code=308)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"/api/entities/{survivor}{suffix}{query}", status_code=308)
 
     @app.get("/api/entities/{entity_id}", tags=["entities"], response_model=EntityDetail,
              responses={308: {"description": "The entity was merged into another; follow Location."}})
-    def entity(entity_id: str) -> Any:
+    def entity(request: Request, entity_id: str) -> Any:
         """Names, aliases, type, description, neighbours with relation types and weights, evidence, communities."""
-        return reads.entity_detail(state.store, state.snapshots.current, entity_id) or _moved(entity_id)
+        return reads.entity_detail(state.store, state.snapshots.current, entity_id) or _moved(request, entity_id)
 
     @app.get("/api/entities/{entity_id}/neighbourhood", tags=["entities"], response_model=Neighbourhood)
-    def entity_neighbourhood(entity_id: str, limit: Annotated[int, Query(ge=1, le=200)] = 40) -> Any:
+    def entity_neighbourhood(request: Request, entity_id: str,
+                             limit: Annotated[int, Query(ge=1, le=200)] = 40) -> Any:
         """The entity, its strongest neighbours and the relations among them: what the explorer draws."""
         found = reads.neighbourhood(state.store, state.snapshots.current, entity_id, limit=limit)
-        return found or _moved(entity_id, "/neighbourhood")
+        return found or _moved(request, entity_id, "/neighbourhood")
 
     # ------------------------------------------------------------------ communities
 
@@ -250,16 +271,14 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.get("/api/pipeline", tags=["videos"])
     def pipeline() -> Pipeline:
         """Videos per status, graph counts, and dead letters per stage and reason."""
-        try:
-            records = state.dead_letters()
-        except Exception as exc:  # Kafka unreachable: say so, keep the rest
-            raise HTTPException(503, f"could not read the dead-letter topic: {exc}") from None
+        dlq = state.dead_letters()  # Kafka unreachable: the rest is still answered
         last = state.store.last_community_run()
         by_status, by_stage = reads.video_counts(state.store)
+        counts = dlq if isinstance(dlq, DeadLetterCounts) else DeadLetterCounts(0, {}, {})
         return Pipeline(videos_by_status=by_status, videos_by_stage=by_stage, counts=state.store.counts(),
-                        dead_letters=len(records),
-                        dead_letters_by_stage=dict(Counter(r["headers"].get("stage", "?") for r in records)),
-                        dead_letters_by_reason=dict(Counter(r["headers"].get("reason", "?") for r in records)),
+                        dead_letters=counts.total if dlq is counts else None,
+                        dead_letters_by_stage=counts.by_stage, dead_letters_by_reason=counts.by_reason,
+                        dead_letters_error=dlq if isinstance(dlq, str) else None,
                         last_community_run={k: iso(v) for k, v in last.items() if k != "_id"} if last else None)
 
     def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -274,7 +293,7 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.post("/api/videos", tags=["videos"], status_code=202, dependencies=[Depends(authorized)])
     def submit(body: SubmitRequest) -> SubmitResult:
         """Put video IDs on the ingest topic; answers once the broker acknowledged every one."""
-        from streams.kafka import make_producer, produce_and_confirm
+        from streams.kafka import produce_and_confirm
         from streams.submission import InvalidSubmission, request_messages
         from streams.topics import topics_for
 
@@ -287,9 +306,7 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
         topic = topics_for(settings).requested
         try:
-            if state.producer is None:
-                state.producer = make_producer(settings)
-            n = produce_and_confirm(state.producer, messages, timeout=20.0)
+            n = produce_and_confirm(state.producer_for_submissions(), messages, timeout=SUBMIT_TIMEOUT_MS / 1000)
         except Exception as exc:
             raise HTTPException(503, f"could not produce to {topic}: {exc}") from None
         return SubmitResult(submitted=n, topic=topic, video_ids=list(dict.fromkeys(body.video_ids)))

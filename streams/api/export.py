@@ -26,7 +26,8 @@ def to_networkx(nodes: Sequence[GraphNode], edges: Sequence[GraphEdge]) -> nx.Mu
         g.add_node(n.id, label=n.name, type=n.type, mention_count=n.mention_count)
     for e in edges:
         if e.source in g and e.target in g:
-            g.add_edge(e.source, e.target, key=e.id, label=e.type, type=e.type, weight=e.weight)
+            # "relation", not "type": GEXF reserves an edge's type for directed/undirected/mutual.
+            g.add_edge(e.source, e.target, key=e.id, label=e.type, relation=e.type, weight=e.weight)
     return g
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,7 +21,8 @@ class Moment(BaseModel):
 
     @classmethod
     def at(cls, video_id: str, seconds: float) -> Moment:
-        return cls(video_id=video_id, seconds=round(float(seconds), 1), cite=citation(video_id, seconds),
+        # Down to a tenth, so that the whole second of `cite` and `t=` is that of `seconds`.
+        return cls(video_id=video_id, seconds=math.floor(float(seconds) * 10) / 10, cite=citation(video_id, seconds),
                    url=youtube_link(video_id, seconds))
 
 
@@ -144,14 +146,16 @@ class Pipeline(BaseModel):
     videos_by_status: dict[str, int]
     videos_by_stage: dict[str, dict[str, int]] = Field(description="stage -> state -> videos")
     counts: dict[str, int]
-    dead_letters: int
+    dead_letters: int | None = Field(description="null when the dead-letter topic could not be read")
     dead_letters_by_stage: dict[str, int]
     dead_letters_by_reason: dict[str, int]
+    dead_letters_error: str | None = None
     last_community_run: dict[str, Any] | None = None
 
 
 class SubmitRequest(BaseModel):
-    video_ids: list[str] = Field(min_length=1, description="YouTube video IDs (11 characters each).")
+    video_ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1, max_length=100_000, description="YouTube video IDs (11 characters each).")
     source: Literal["auto", "youtube", "local"] = "auto"
     languages: list[LanguageCode] = Field(default_factory=lambda: ["en"], min_length=1, max_length=10)
 

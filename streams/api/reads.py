@@ -41,7 +41,7 @@ SUMMARY_FIELDS = {"name": 1, "type": 1, "aliases": 1, "mention_count": 1, "video
 
 
 def entity_summary(doc: Doc) -> EntitySummary:
-    return EntitySummary(id=doc["_id"], name=doc.get("name", ""), type=doc.get("type", ""),
+    return EntitySummary(id=doc["_id"], name=doc.get("name") or "", type=doc.get("type") or "",
                          aliases=list(doc.get("aliases") or []), mention_count=int(doc.get("mention_count", 0)),
                          video_count=int(doc.get("video_count", 0)))
 
@@ -50,16 +50,19 @@ def _by_mentions(docs: Iterable[Doc]) -> list[Doc]:
     return sorted(docs, key=lambda d: (-int(d.get("mention_count", 0)), d["_id"]))
 
 
+def _names(d: Doc) -> list[str]:
+    return [d.get("name") or "", *(a for a in d.get("aliases") or [] if a)]
+
+
 def search_entities(store: GraphStore, snap: GraphSnapshot | None, search: str = "", type_: str | None = None,
                     limit: int = 20) -> list[EntitySummary]:
     """Entities whose name or an alias contains ``search`` (any case), most mentioned first;
     an exact name first, then names that start with it."""
-    key = search.strip().casefold()
+    key = search.strip().lower()  # lower(), as the store's case-insensitive regex compares
     kind = type_.upper() if type_ else None
     if snap is not None:
         docs = [d for d in _by_mentions(snap.entities.values())
-                if (kind is None or d.get("type") == kind)
-                and (not key or any(key in n.casefold() for n in [d.get("name", ""), *(d.get("aliases") or [])]))]
+                if (kind is None or d.get("type") == kind) and (not key or any(key in n.lower() for n in _names(d)))]
     else:
         query: Doc = {}
         if key:
@@ -70,7 +73,7 @@ def search_entities(store: GraphStore, snap: GraphSnapshot | None, search: str =
             query["type"] = kind
         docs = list(store.coll("entities").find(query, SUMMARY_FIELDS).sort([("mention_count", -1), ("_id", 1)]))
     if key:
-        docs.sort(key=lambda d: (d.get("name", "").casefold() != key, not d.get("name", "").casefold().startswith(key)))
+        docs.sort(key=lambda d: (_names(d)[0].lower() != key, not _names(d)[0].lower().startswith(key)))
     return [entity_summary(d) for d in docs[:limit]]
 
 

@@ -4,7 +4,8 @@ FerretDB answers every query that is not on ``_id`` by scanning the collection, 
 entity page built from ``relations``/``entity_mentions``/``communities`` queries costs
 about a second on the corpus graph. A :class:`GraphSnapshot` is read in a few bulk scans
 and rebuilt when the graph changed (its signature: the collections' sizes and the last
-community run), checked every ``api.refresh_seconds``. Entities newer than the snapshot
+community run), checked every ``api.refresh_seconds``, and at the latest after
+``api.snapshot_max_age_seconds``. Entities newer than the snapshot
 are read from the store directly, so nothing is ever missing, only slower until the next
 refresh.
 """
@@ -90,10 +91,11 @@ def load_snapshot(store: GraphStore) -> GraphSnapshot:
 class SnapshotHolder:
     """The current snapshot, rebuilt in a background thread when the graph's signature moves."""
 
-    def __init__(self, store: GraphStore, refresh_seconds: float,
+    def __init__(self, store: GraphStore, refresh_seconds: float, max_age_seconds: float = 300.0,
                  loader: Callable[[GraphStore], GraphSnapshot] = load_snapshot) -> None:
         self._store = store
         self._refresh_seconds = refresh_seconds
+        self._max_age_seconds = max_age_seconds
         self._loader = loader
         self._current: GraphSnapshot | None = None
         self._stop = threading.Event()
@@ -104,9 +106,12 @@ class SnapshotHolder:
         return self._current
 
     def refresh(self) -> bool:
-        """Rebuild if the graph changed since the snapshot; True when a new one was made."""
+        """Rebuild if the graph changed since the snapshot, or it is older than the maximum age
+        (a change that leaves every size equal, such as a re-extracted chunk, shows then at
+        the latest); True when a new one was made."""
         snap = self._current
-        if snap is not None and graph_signature(self._store) == snap.signature:
+        fresh = snap is not None and time.time() - snap.built_at < self._max_age_seconds
+        if fresh and snap is not None and graph_signature(self._store) == snap.signature:
             return False
         self._current = self._loader(self._store)
         log.info("graph snapshot: %d entities, built in %.2fs", len(self._current.entities),

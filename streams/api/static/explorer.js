@@ -60,7 +60,9 @@ async function search() {
   if (type) params.set("type", type);
   try {
     const found = await api(`/api/entities?${params}`);
+    if (q !== document.getElementById("search").value.trim()) return; // a newer search is on its way
     const list = document.getElementById("results");
+    list.dataset.query = q;
     list.replaceChildren(...found.map((e) => el("li", {},
       el("button", { type: "button", "data-id": e.id, onclick: () => { location.hash = `#/entity/${encodeURIComponent(e.id)}`; } },
         el("span", { text: e.name }), typeBadge(e.type),
@@ -137,10 +139,13 @@ function renderDetail(e) {
   box.dataset.entity = e.id;
 }
 
+let latestEntityRequest = 0;
 async function showEntity(id, { redraw = true } = {}) {
+  const request = ++latestEntityRequest;
   try {
     const [detail, hood] = await Promise.all([api(`/api/entities/${encodeURIComponent(id)}`),
                                               redraw ? api(`/api/entities/${encodeURIComponent(id)}/neighbourhood`) : null]);
+    if (request !== latestEntityRequest) return; // the user has moved on to another entity
     if (hood) drawNeighbourhood(hood);
     currentEntity = detail.id;
     renderDetail(detail);
@@ -240,8 +245,8 @@ async function loadPipeline() {
       el("div", { class: "cards" },
         ...Object.entries(p.videos_by_status).map(([s, n]) => card(`videos ${s}`, n)),
         card("chunks", p.counts.chunks), card("entities", p.counts.entities), card("relations", p.counts.relations),
-        card("dead letters", p.dead_letters)),
-      el("p", { class: "muted", id: "dlq-breakdown", text: p.dead_letters
+        card("dead letters", p.dead_letters ?? "?")),
+      el("p", { class: "muted", id: "dlq-breakdown", text: p.dead_letters_error ? p.dead_letters_error : p.dead_letters
         ? `dead letters by stage: ${Object.entries(p.dead_letters_by_stage).map(([k, v]) => `${k} ${v}`).join(", ")}; ` +
           `by reason: ${Object.entries(p.dead_letters_by_reason).map(([k, v]) => `${k} ${v}`).join(", ")}`
         : "no dead letters" }),
@@ -261,14 +266,18 @@ async function loadPipeline() {
 // ------------------------------------------------------------------ routing
 
 let pipelineTimer = null;
+function decoded(text) {
+  try { return decodeURIComponent(text); } catch { return text; }
+}
+
 function route() {
   const [, view = "explore", arg] = location.hash.match(/^#\/([^/]*)\/?(.*)$/) || [];
   const section = view === "entity" ? "explore" : view === "community" ? "communities" : view;
   document.querySelectorAll(".view").forEach((v) => { v.hidden = v.id !== `view-${section}`; });
   document.querySelectorAll("nav a[data-view]").forEach((a) => a.classList.toggle("active", a.dataset.view === section));
   clearInterval(pipelineTimer);
-  if (view === "entity" && arg) showEntity(decodeURIComponent(arg));
-  if (section === "communities") { loadCommunities(); if (view === "community" && arg) showCommunity(decodeURIComponent(arg)); }
+  if (view === "entity" && arg) showEntity(decoded(arg));
+  if (section === "communities") { loadCommunities(); if (view === "community" && arg) showCommunity(decoded(arg)); }
   if (section === "pipeline") { loadPipeline(); pipelineTimer = setInterval(loadPipeline, 5000); }
 }
 
