@@ -12,9 +12,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import CORPUS, Deployment, Services, manifest  # noqa: E402
+import time  # noqa: E402
 
-__all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "manifest", "percentile"]
+from streams.store import GraphStore  # noqa: E402
+from tests.support import CORPUS, Deployment, Services, WorkerProcess, manifest, wait_until  # noqa: E402
+
+__all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manifest", "percentile"]
 
 
 def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment:
@@ -26,6 +29,19 @@ def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment
     if name is None:
         return Deployment(services, Path(tempfile.mkdtemp()), overrides)
     return Deployment(services, Path(tempfile.mkdtemp()), overrides, name=name)
+
+
+def index_corpus(d: Deployment) -> tuple[GraphStore, WorkerProcess, list[str], float]:
+    """Every corpus video through a worker of all stages (started here, left running) until
+    each is done or failed: (store, worker, video IDs, seconds from submit to the last)."""
+    ids = [e["video_id"] for e in manifest()]
+    worker = d.start_worker("all")
+    store = GraphStore.from_settings(d.settings)
+    t0 = time.monotonic()
+    d.cli("submit", *ids)
+    wait_until(lambda: len(store.videos(ids)) == len(ids)
+               and all(v["status"] in ("done", "failed") for v in store.videos(ids)), timeout=1800, interval=1)
+    return store, worker, ids, time.monotonic() - t0
 
 
 def percentile(values: list[float], q: float) -> float:

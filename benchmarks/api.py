@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from _common import CORPUS, ROOT, deployment, manifest, percentile
+from _common import CORPUS, ROOT, deployment, index_corpus, percentile
 
 from streams.api import reads
 from streams.api.snapshot import load_snapshot
@@ -35,19 +35,13 @@ TARGET_P95_MS = 300  # entity, community and video endpoints (the issue's target
 
 
 def _build_graph(d: Any) -> GraphStore:
-    ids = [e["video_id"] for e in manifest()]
-    worker = d.start_worker("all")
-    store = GraphStore.from_settings(d.settings)
-    t0 = time.monotonic()
-    d.cli("submit", *ids)
-    wait_until(lambda: len(store.videos(ids)) == len(ids)
-               and all(v["status"] in ("done", "failed") for v in store.videos(ids)), timeout=1800, interval=1)
+    store, worker, ids, wall = index_corpus(d)
     wait_quiescent(d.settings, workers=[worker])
     worker.stop()
     t1 = time.monotonic()
     d.cli("communities", "run", timeout=1800)
     counts = store.counts()
-    print(f"corpus graph: {len(ids)} videos in {t1 - t0:.0f}s, community run {time.monotonic() - t1:.0f}s; "
+    print(f"corpus graph: {len(ids)} videos in {wall:.0f}s, community run {time.monotonic() - t1:.0f}s; "
           f"{counts['chunks']} chunks, {counts['entities']} entities, {counts['relations']} relations, "
           f"{store.coll('communities').count_documents({})} communities")
     return store

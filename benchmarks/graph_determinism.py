@@ -15,11 +15,11 @@ import argparse
 import time
 from typing import Any
 
-from _common import CORPUS, deployment, manifest
+from _common import CORPUS, deployment, index_corpus
 
 from streams.merge import run_merge_pass
 from streams.store import GraphStore
-from tests.support import extractions_by_chunk, wait_quiescent, wait_until
+from tests.support import extractions_by_chunk, wait_quiescent
 
 
 def _graph(store: GraphStore) -> dict[str, set[Any]]:
@@ -36,16 +36,9 @@ def _run(partitions: int) -> dict[str, Any]:
     d = deployment({"kafka": {"partitions": partitions},
                     "graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
                                  "communities": {"interval_seconds": 86400}}})
-    ids = [e["video_id"] for e in manifest()]
     try:
         d.cli("topics", "create")
-        worker = d.start_worker("all")
-        store = GraphStore.from_settings(d.settings)
-        t0 = time.monotonic()
-        d.cli("submit", *ids)
-        wait_until(lambda: len(store.videos(ids)) == len(ids)
-                   and all(v["status"] in ("done", "failed") for v in store.videos(ids)), timeout=1800, interval=1)
-        wall = time.monotonic() - t0
+        store, worker, _, wall = index_corpus(d)
         wait_quiescent(d.settings, workers=[worker])
         before = _graph(store)
         t1 = time.monotonic()

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,6 +34,16 @@ class DemoApi:
 
     def get(self, path: str, **params: object) -> httpx.Response:
         return httpx.get(self.url + path, params=params or None, timeout=30, follow_redirects=False)
+
+    def most_mentioned(self) -> dict[str, Any]:
+        return next(iter(self.store.coll("entities").find().sort([("mention_count", -1), ("_id", 1)]).limit(1)))
+
+    def most_connected(self) -> dict[str, Any]:
+        """The entity with the most relations (so neighbourhoods are not trivial)."""
+        eid, _ = max(self.store.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))
+        doc = self.store.coll("entities").find_one({"_id": eid})
+        assert doc is not None
+        return doc
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

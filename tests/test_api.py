@@ -29,18 +29,6 @@ pytestmark = pytest.mark.integration
 T_LINK = re.compile(r"^https://youtu\.be/(?P<video>[A-Za-z0-9_-]{11})\?t=(?P<t>\d+)$")
 
 
-def _most_mentioned(api: DemoApi) -> dict[str, Any]:
-    return next(iter(api.store.coll("entities").find().sort([("mention_count", -1), ("_id", 1)]).limit(1)))
-
-
-def _connected(api: DemoApi) -> dict[str, Any]:
-    """The entity with the most relations (so neighbourhoods are not trivial)."""
-    eid, _ = max(api.store.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))
-    doc = api.store.coll("entities").find_one({"_id": eid})
-    assert doc is not None
-    return doc
-
-
 def _assert_moment(m: dict[str, Any]) -> None:
     link = T_LINK.match(m["url"])
     assert link, m["url"]
@@ -56,7 +44,7 @@ def _assert_moment(m: dict[str, Any]) -> None:
 def test_probes_metrics_and_openapi_docs(demo_api: DemoApi) -> None:
     assert demo_api.get("/livez").json() == {"status": "alive"}
     assert demo_api.get("/readyz").status_code == 200
-    entity = _most_mentioned(demo_api)
+    entity = demo_api.most_mentioned()
     assert demo_api.get(f"/api/entities/{entity['_id']}").status_code == 200
     metrics = demo_api.get("/metrics").text
     assert re.search(r'graphrag_api_request_seconds_count\{method="GET",route="/api/entities/\{entity_id\}",'
@@ -88,7 +76,7 @@ def test_the_explorer_page_and_its_vendored_script_are_served(demo_api: DemoApi)
 
 
 def test_entity_search_matches_names_and_aliases_most_mentioned_first(demo_api: DemoApi) -> None:
-    entity = _most_mentioned(demo_api)
+    entity = demo_api.most_mentioned()
     word = max(entity["name"].split(), key=len)
     found = demo_api.get("/api/entities", search=word.upper(), limit=500).json()
     assert entity["_id"] in [e["id"] for e in found]
@@ -108,7 +96,7 @@ def test_entity_search_matches_names_and_aliases_most_mentioned_first(demo_api: 
 
 
 def test_entity_detail_is_what_the_store_holds(demo_api: DemoApi) -> None:
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     detail = demo_api.get(f"/api/entities/{entity['_id']}").json()
     assert (detail["name"], detail["type"], detail["aliases"]) == (entity["name"], entity["type"], entity["aliases"])
     relations = list(demo_api.store.coll("relations").find({"$or": [{"source_id": entity["_id"]},
@@ -134,7 +122,7 @@ def test_entity_detail_is_what_the_store_holds(demo_api: DemoApi) -> None:
 
 
 def test_a_merged_entity_redirects_to_the_one_it_became(demo_api: DemoApi) -> None:
-    survivor = _most_mentioned(demo_api)
+    survivor = demo_api.most_mentioned()
     gone = "merged" + survivor["_id"][6:]
     demo_api.store.coll("entity_redirects").insert_one({"_id": gone, "to": survivor["_id"], "type": survivor["type"]})
     try:
@@ -154,7 +142,7 @@ def test_a_merged_entity_redirects_to_the_one_it_became(demo_api: DemoApi) -> No
 
 
 def test_the_neighbourhood_holds_the_strongest_relations_and_only_its_nodes(demo_api: DemoApi) -> None:
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     hood = demo_api.get(f"/api/entities/{entity['_id']}/neighbourhood", limit=5).json()
     ids = {n["id"] for n in hood["nodes"]}
     assert hood["center"] == entity["_id"] and entity["_id"] in ids
@@ -228,7 +216,7 @@ def test_the_pipeline_counts_videos_graph_and_dead_letters(demo_api: DemoApi) ->
 
 
 def test_a_local_answer_cites_stored_chunks_at_the_moment_of_the_name(demo_api: DemoApi) -> None:
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     answer = demo_api.get("/api/query", q=f"What about {entity['name']}?").json()
     assert answer["mode"] == "local" and answer["generated_by"] == "context"
     assert entity["_id"] in [e["id"] for e in answer["entities"]]
@@ -273,7 +261,7 @@ def test_the_graph_exports_to_graphml_gexf_and_json(demo_api: DemoApi) -> None:
     assert graphml.headers["content-type"].startswith("application/graphml+xml")
     g = nx.read_graphml(io.BytesIO(graphml.content))
     assert (g.number_of_nodes(), g.number_of_edges()) == (n_entities, n_relations)
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     assert g.nodes[entity["_id"]]["label"] == entity["name"] and g.nodes[entity["_id"]]["type"] == entity["type"]
     gexf_bytes = demo_api.get("/api/graph/export", format="gexf").content
     gexf = nx.read_gexf(io.BytesIO(gexf_bytes))
@@ -378,7 +366,7 @@ def test_the_snapshot_and_the_store_give_the_same_answers(demo_api: DemoApi) -> 
 def test_an_entity_newer_than_the_snapshot_is_read_from_the_store(demo_api: DemoApi) -> None:
     store = demo_api.store
     snap = load_snapshot(store)
-    eid = max(store.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))[0]
+    eid = demo_api.most_connected()["_id"]
     older = dataclasses.replace(snap, entities={k: v for k, v in snap.entities.items() if k != eid},
                                 relations_by_entity={}, mentions_by_entity={}, communities_by_entity={},
                                 chunk_texts={})

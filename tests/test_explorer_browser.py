@@ -70,19 +70,12 @@ def _js_errors(driver: WebDriver) -> list[str]:
             if e["level"] == "SEVERE" and "favicon" not in e["message"]]
 
 
-def _connected(api: DemoApi) -> dict[str, Any]:
-    eid, _ = max(api.store.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))
-    doc = api.store.coll("entities").find_one({"_id": eid})
-    assert doc is not None
-    return doc
-
-
 def _links(box: WebElement) -> list[str]:
     return [a.get_attribute("href") or "" for a in box.find_elements(By.CSS_SELECTOR, "a.moment")]
 
 
 def test_search_draw_and_click_a_node_for_its_evidence(demo_api: DemoApi, browser: WebDriver) -> None:
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     browser.get(demo_api.url + "/")
     box = browser.find_element(By.ID, "search")
     box.send_keys(entity["name"])
@@ -133,7 +126,7 @@ def test_search_draw_and_click_a_node_for_its_evidence(demo_api: DemoApi, browse
 
 
 def test_an_asked_question_shows_a_cited_answer(demo_api: DemoApi, browser: WebDriver) -> None:
-    entity = _connected(demo_api)
+    entity = demo_api.most_connected()
     question = f"What about {entity['name']}?"
     browser.get(demo_api.url + "/#/ask")
     field = _wait(browser, lambda d: d.find_element(By.ID, "question") if d.find_element(By.ID, "question")

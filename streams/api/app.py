@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +48,7 @@ from streams.format import iso
 from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STATIC = resources.files("streams.api") / "static"
 DLQ_COUNTS_TTL_SECONDS = 15.0
 SUBMIT_TIMEOUT_MS = 20_000
@@ -89,6 +90,13 @@ class ApiState:
                 # failed, so it must not be delivered later either.
                 self.producer = make_producer(self.settings, **{"message.timeout.ms": SUBMIT_TIMEOUT_MS})
             return self.producer
+
+
+def _found(value: T | None, message: str) -> T:
+    """The read's answer, or a 404 with ``message`` when there is none."""
+    if value is None:
+        raise HTTPException(404, message)
+    return value
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -248,10 +256,8 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.get("/api/communities/{community_id}", tags=["communities"])
     def community(community_id: str) -> CommunityDetail:
         """The report, its members and its findings with their evidence."""
-        found = reads.community_detail(state.store, state.snapshots.current, community_id)
-        if found is None:
-            raise HTTPException(404, f"no community {community_id!r}")
-        return found
+        return _found(reads.community_detail(state.store, state.snapshots.current, community_id),
+                      f"no community {community_id!r}")
 
     # ------------------------------------------------------------------ videos and the pipeline
 
@@ -263,10 +269,8 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.get("/api/videos/{video_id}", tags=["videos"])
     def video(video_id: str) -> VideoDetail:
         """One video's status and its chunks with their times."""
-        found = reads.video_detail(state.store, state.snapshots.current, video_id)
-        if found is None:
-            raise HTTPException(404, f"no video {video_id!r} has been seen by the pipeline")
-        return found
+        return _found(reads.video_detail(state.store, state.snapshots.current, video_id),
+                      f"no video {video_id!r} has been seen by the pipeline")
 
     @app.get("/api/pipeline", tags=["videos"])
     def pipeline() -> Pipeline:

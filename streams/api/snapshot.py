@@ -40,10 +40,10 @@ class GraphSnapshot:
     chunk_texts: dict[str, str]                # for evidence excerpts (FerretDB scans for $in)
     build_seconds: float
     built_at: float = field(default_factory=time.time)
+    community_by_id: dict[str, Doc] = field(init=False)
 
-    @property
-    def community_by_id(self) -> dict[str, Doc]:
-        return {c["_id"]: c for c in self.communities}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "community_by_id", {c["_id"]: c for c in self.communities})
 
 
 def graph_signature(store: GraphStore) -> tuple[Any, ...]:
