@@ -26,7 +26,7 @@ from schemas.events import utcnow
 from streams import waits
 from streams.codec import encode
 from streams.config import Settings
-from streams.dlq import DeadLetter, Origin
+from streams.dlq import DeadLetter, Origin, parse_redrive_headers
 from streams.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
 from streams.topics import Stage, Topics, group_id, topics_for
 
@@ -188,9 +188,10 @@ class StageRuntime:
             key=msg.key,
             value=_truncate(msg.value, self.settings.security.max_message_bytes),
             extra=extra or {},
+            redriven_from=parse_redrive_headers(getattr(msg, "headers", None)),
         )
-        log.warning("%s: dead-lettered %s[%s]@%s: %s: %s", self.stage, msg.topic, msg.partition,
-                    msg.offset, reason, message)
+        log.warning("%s: dead-lettered %s[%s]@%s (attempt %d): %s: %s", self.stage, msg.topic, msg.partition,
+                    msg.offset, record.attempt, reason, message)
         await self.send(self.topics.dlq, record.key, record.value, record.headers())
         FAILURES.labels(self.stage.value, reason).inc()
         DLQ_RECORDS.labels(self.stage.value, reason).inc()

@@ -11,14 +11,18 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streams.config import Settings
-from streams.dlq import parse_headers
+from streams.dlq import DeadLetterRecord, parse_headers
 from streams.kafka import client_config
 from streams.topics import topics_for
 
 
 def iter_dead_letters(settings: Settings, *, timeout: float = 10.0,
-                      with_values: bool = True) -> Iterator[dict[str, Any]]:
-    """Every DLQ record up to the end of the topic as it was when reading started."""
+                      with_values: bool = True) -> Iterator[DeadLetterRecord]:
+    """Every DLQ record up to the end of the topic as it was when reading started.
+
+    Without values, ``key`` and ``value`` are empty (the broker still sends them; we only
+    skip keeping them).
+    """
     topic = topics_for(settings).dlq
     consumer = Consumer({**client_config(settings.kafka), "group.id": "graphrag-dlq-reader",
                          "enable.auto.commit": False, "enable.partition.eof": True})
@@ -47,20 +51,16 @@ def iter_dead_letters(settings: Settings, *, timeout: float = 10.0,
                     pending.pop(partition, None)
                 continue
             offset = msg.offset() or 0
-            record: dict[str, Any] = {"partition": partition, "offset": offset,
-                                      "headers": parse_headers(_header_list(msg.headers()))}
-            if with_values:
-                key, value = msg.key(), msg.value()
-                record["key"] = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-                record["value"] = value[:2000].decode("utf-8", "replace") if isinstance(value, bytes) else value
-            yield record
+            key, value = (msg.key(), msg.value()) if with_values else (None, b"")
+            yield DeadLetterRecord(partition, offset, _as_bytes(key), _as_bytes(value) or b"",
+                                   parse_headers(_header_list(msg.headers())))
             if offset + 1 >= pending.get(partition, 0):
                 pending.pop(partition, None)
     finally:
         consumer.close()
 
 
-def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[dict[str, Any]]:
+def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[DeadLetterRecord]:
     """Every DLQ record up to the current end of the topic (at most ``limit``)."""
     return list(islice(iter_dead_letters(settings, timeout=timeout), limit))
 
@@ -77,9 +77,13 @@ def count_dead_letters(settings: Settings, *, timeout: float = 10.0) -> DeadLett
     stages: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     for r in iter_dead_letters(settings, timeout=timeout, with_values=False):
-        stages[r["headers"].get("stage", "?")] += 1
-        reasons[r["headers"].get("reason", "?")] += 1
+        stages[r.headers.get("stage", "?")] += 1
+        reasons[r.headers.get("reason", "?")] += 1
     return DeadLetterCounts(sum(stages.values()), dict(stages), dict(reasons))
+
+
+def _as_bytes(data: str | bytes | None) -> bytes | None:
+    return data.encode() if isinstance(data, str) else data
 
 
 def _header_list(headers: Any) -> list[tuple[str, bytes | None]]:
