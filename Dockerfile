@@ -26,22 +26,23 @@ RUN apt-get update \
 
 WORKDIR /src
 
-# Wheels of the pinned dependencies first: this layer is reused while only the code changes.
+# The pinned dependencies first, every file checked against the lock's hashes: this layer
+# is reused while only the code changes. A venv without pip, filled by the builder's pip.
 COPY requirements.lock ./
-RUN pip wheel --wheel-dir /wheels --requirement requirements.lock
+RUN python -m venv --without-pip /opt/venv \
+ && pip --python /opt/venv/bin/python install --require-hashes --no-deps --requirement requirements.lock
 
-COPY pyproject.toml ./
+# The project's wheel (config/ ships inside it as package data), then installed from that
+# wheel only (no index), with the `redis` extra (the LLM cache's Redis layer when REDIS_URL
+# is set), whose dependencies the lock already put in place; the runtime stage copies just
+# /opt/venv.
+COPY pyproject.toml README.md LICENSE ./
+COPY config ./config
 COPY schemas ./schemas
 COPY streams ./streams
 COPY agents ./agents
-RUN pip wheel --wheel-dir /wheels --no-deps .
-
-# A venv without pip, filled from the wheels only (no index): exactly requirements.lock
-# plus the project, with the `redis` extra (the LLM cache's Redis layer when REDIS_URL is
-# set). The runtime stage copies just this directory.
-RUN python -m venv --without-pip /opt/venv \
- && pip --python /opt/venv/bin/python install --no-index --find-links /wheels \
-        --constraint requirements.lock "graphrag-streams[redis]" \
+RUN pip wheel --wheel-dir /wheels --no-deps . \
+ && pip --python /opt/venv/bin/python install --no-index --find-links /wheels "graphrag-streams[redis]" \
  && pip --python /opt/venv/bin/python check
 
 # --------------------------------------------------------------------------- runtime

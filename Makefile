@@ -11,7 +11,7 @@ STACK  := $(BIN)/python stack/localstack.py
 PYTEST_ARGS ?=
 
 .PHONY: help install stack-up stack-down stack-wipe stack-status topics worker demo demo-stop \
-        test test-unit lint typecheck schemas check-schemas clean
+        test test-unit lint typecheck schemas check-schemas lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,12 +20,15 @@ $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Every dependency from the hashed lock (scripts/lock.sh regenerates it), then the project
+# itself, editable and without dependencies.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,nlp]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
+install: $(VENV)/.installed ## Create .venv and install the project with its dev tools (from the hashed lock)
 
 stack-up: install ## Start Kafka and FerretDB on loopback (provisioned and cached on first use)
 	$(STACK) up
@@ -65,6 +68,9 @@ typecheck: install ## mypy (strict)
 
 schemas: install ## Regenerate schemas/jsonschema from the pydantic models
 	$(BIN)/python -m schemas.generate
+
+lock: ## Regenerate requirements.lock and requirements-dev.lock (hashed, with uv)
+	scripts/lock.sh
 
 check-schemas: install
 	$(BIN)/python -m schemas.generate --check

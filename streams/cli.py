@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from schemas import is_video_id
-from streams.config import ConfigError, Settings, load_settings, redacted
+from streams.config import ConfigError, Settings, default_config_dir, load_settings, redacted
 from streams.format import citation, iso, video_row, youtube_link
 from streams.topics import topics_for
 
@@ -52,6 +52,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
               help="Configuration file (default: config/$GRAPHRAG_ENV.yaml).")
 @click.option("--env", "env", type=click.Choice(["development", "staging", "production"]),
               help="Environment whose config/<env>.yaml to load (default: $GRAPHRAG_ENV or development).")
+@click.version_option(package_name="graphrag-streams", prog_name="graphrag-streams",
+                      help="Show the installed version and exit.")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, env: str | None) -> None:
     """graphrag-streams: index YouTube transcripts into a knowledge graph through Kafka."""
@@ -668,18 +670,29 @@ def config() -> None:
     """Inspect the configuration."""
 
 
+_ENV_HERE = click.option("--env", "env", type=click.Choice(["development", "staging", "production"]), default=None,
+                         help="This environment's file instead of the one the root options chose.")
+
+
+def _with_env(obj: Ctx, env: str | None) -> Ctx:
+    """`config show --env E` reads E's file even when $GRAPHRAG_CONFIG names another."""
+    return obj if env is None else Ctx(str(default_config_dir() / f"{env}.yaml"), env)
+
+
 @config.command("show", context_settings=CONTEXT)
+@_ENV_HERE
 @click.pass_obj
-def config_show(obj: Ctx) -> None:
+def config_show(obj: Ctx, env: str | None) -> None:
     """Print the effective configuration (after interpolation; secrets masked)."""
-    click.echo(json.dumps(redacted(obj.settings), indent=2))
+    click.echo(json.dumps(redacted(_with_env(obj, env).settings), indent=2))
 
 
 @config.command("check", context_settings=CONTEXT)
+@_ENV_HERE
 @click.pass_obj
-def config_check(obj: Ctx) -> None:
+def config_check(obj: Ctx, env: str | None) -> None:
     """Validate the configuration and exit (non-zero with the problem on error)."""
-    s = obj.settings
+    s = _with_env(obj, env).settings
     click.echo(f"ok: {s.environment}, extraction={'llm' if s.llm_enabled else 'offline'}, "
                f"kafka={s.kafka.bootstrap_servers}, topics={s.kafka.topic_prefix}*")
 

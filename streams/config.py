@@ -274,12 +274,19 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
 
 
 def default_config_dir() -> Path:
-    """Where environment files live: $GRAPHRAG_CONFIG_DIR, ./config, or the repository's."""
+    """Where environment files live: $GRAPHRAG_CONFIG_DIR, ./config, the wheel's, or the checkout's.
+
+    An installed wheel carries the top-level config/ as ``streams/config_files``; a source
+    checkout (editable install) has it beside the package.
+    """
     if os.environ.get("GRAPHRAG_CONFIG_DIR"):
         return Path(os.environ["GRAPHRAG_CONFIG_DIR"])
     cwd = Path.cwd() / "config"
     if (cwd / "development.yaml").exists():
         return cwd
+    packaged = Path(__file__).resolve().parent / "config_files"
+    if (packaged / "development.yaml").exists():
+        return packaged
     return Path(__file__).resolve().parent.parent / "config"
 
 

@@ -400,6 +400,7 @@ def test_dockerfile_is_multi_stage_non_root_with_the_cli_entrypoint() -> None:
         assert tool not in runtime_text, f"{tool} in the runtime stage"
     assert not [arg for op, arg in final if op in ("ARG", "ENV") and re.search(r"(PASSWORD|SECRET|API_KEY)=", arg)]
     assert "requirements.lock" in " ".join(arg for op, arg in stages[0] if op in ("COPY", "RUN"))
+    assert "--require-hashes" in " ".join(arg for op, arg in stages[0] if op == "RUN"), "the lock's hashes are checked"
     # pyproject's console script is what the entrypoint runs.
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["graphrag-streams"] == "streams.cli:main"
@@ -484,13 +485,20 @@ def test_image_carries_the_sample_transcripts(services: dict[str, Service]) -> N
 def test_requirements_lock_pins_every_runtime_dependency() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
+    # One requirement per logical line (continued with backslashes), each with its hashes:
+    # the image installs with --require-hashes.
+    logical = re.sub(r"\\\n", " ", "\n".join(ln.split("#", 1)[0] if not ln.lstrip().startswith("--hash")
+                                            else ln for ln in LOCK.read_text().splitlines()))
+    for line in logical.splitlines():
+        line = line.strip()
         if not line:
             continue
-        name, sep, version = line.partition("==")
-        assert sep and version, f"requirements.lock: {line!r} is not pinned with =="
-        pins[canonicalize_name(name)] = version
+        spec, *hashes = line.split(" --hash=")
+        req = Requirement(spec)
+        (pinned,) = list(req.specifier)
+        assert pinned.operator == "==", f"requirements.lock: {spec!r} is not pinned with =="
+        assert hashes and all(h.startswith("sha256:") for h in hashes), f"requirements.lock: {spec!r} has no hash"
+        pins[canonicalize_name(req.name)] = pinned.version
     # What the image installs: the runtime dependencies and the extras the Dockerfile names.
     extras = re.findall(r"graphrag-streams\[([a-z0-9,_-]+)\]", DOCKERFILE.read_text())
     assert extras, "the Dockerfile installs graphrag-streams[...]"
