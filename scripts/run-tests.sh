@@ -3,7 +3,8 @@
 # newcomer's first run has it: an empty broker and database in a new temporary state
 # directory, on free loopback ports (a developer's own stack, if running, is not touched).
 # Downloaded and built artefacts stay cached. Exits with pytest's status (5 = no tests is a
-# failure) or 1 when ruff or mypy found problems.
+# failure) or 1 when ruff or mypy found problems (actionlint runs in tests/test_workflows.py).
+# Prints the coverage total; below pyproject's floor the run fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -27,7 +28,15 @@ echo "fresh test stack in $GRAPHRAG_STACK_DIR: Kafka 127.0.0.1:$GRAPHRAG_KAFKA_P
      "FerretDB 127.0.0.1:$GRAPHRAG_MONGO_PORT"
 $BIN/python stack/localstack.py up --no-prometheus || exit 2
 
-$BIN/pytest "$@"; rc=$?
+# Coverage of the tests and of every Python process they start (pyproject's
+# [tool.coverage]); the total is printed and the floor (fail_under) applies to a whole-suite
+# run. A run of chosen tests (`make test PYTEST_ARGS=...`) reports without the floor.
+mkdir -p build/coverage
+rm -f build/coverage/.coverage*
+export COVERAGE_FILE="$PWD/build/coverage/.coverage"
+cov=(--cov --cov-report=term --cov-report=html)
+[ "$#" -gt 0 ] && cov+=(--cov-fail-under=0)
+$BIN/pytest "${cov[@]}" "$@"; rc=$?
 
 case $rc in
   0) ;;
