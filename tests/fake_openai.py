@@ -36,6 +36,7 @@ class FakeState:
     max_in_flight: int = 0
     by_kind: Counter[str] = field(default_factory=Counter)
     bodies: list[dict[str, Any]] = field(default_factory=list)
+    down: bool = False  # between stop() and start(): a request that got through anyway is cut, not served
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -142,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         s = self.state
         with s.lock:
+            if s.down:
+                # Read from a kept-alive connection just as stop() ran: the outage cuts it.
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             s.requests += 1
             s.in_flight += 1
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
@@ -221,12 +228,17 @@ class FakeOpenAI:
         self._server.daemon_threads = True
         self._server.open_connections = set()  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
+        with self.state.lock:
+            self.state.down = False
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def stop(self) -> None:
         """A real outage: no new connections, and the kept-alive ones are cut too (otherwise
-        HTTP/1.1 clients with a connection pool would go on being served)."""
+        HTTP/1.1 clients with a connection pool would go on being served). Once it returns, no
+        request is counted or answered, even one a kept-alive handler was already reading."""
+        with self.state.lock:
+            self.state.down = True
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
