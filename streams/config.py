@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,6 +97,10 @@ class ExtractionSettings(_Section):
     max_entities_per_chunk: int = Field(default=40, ge=1)
     # Extra LLM passes asking for what the first answer missed (0 = none).
     gleaning_passes: int = Field(default=0, ge=0, le=3)
+    # A label of the extraction prompt: part of every LLM cache key and recorded on each
+    # chunk. The prompt text is the code's; a new label makes every call new (a re-index
+    # with --prompt-version compares a prompt change side by side).
+    prompt_version: str = Field(default="extract-v1", pattern=r"^[A-Za-z0-9._-]{1,40}$")
 
 
 class ResolutionSettings(_Section):
@@ -156,8 +160,11 @@ class GraphragSettings(_Section):
 class CacheSettings(_Section):
     ttl_seconds: int = Field(default=86_400, ge=0)
     redis_url: SecretStr | None = None
+    # The database of the llm_cache collection (default: mongodb.database). A re-index
+    # shares the live one, so calls it would repeat unchanged cost nothing.
+    database: str | None = None
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "database", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v in ("", None) else v
@@ -209,6 +216,10 @@ class KafkaSettings(_Section):
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     topic_prefix: str = "graphrag."
+    # Read chunks from this topic instead of <topic_prefix>transcripts.chunks: a re-index
+    # reads the live pipeline's chunks (no re-fetch) and writes everything else under its
+    # own prefix.
+    chunks_topic: str | None = None
     partitions: int = Field(default=6, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=10)
 
@@ -219,7 +230,7 @@ class KafkaSettings(_Section):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return v
 
-    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "sasl_password", mode="before")
+    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "sasl_password", "chunks_topic", mode="before")
     @classmethod
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v in ("", None) else v
@@ -306,8 +317,13 @@ def load_settings(
     *,
     environment: str | None = None,
     env: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
 ) -> Settings:
-    """Load, interpolate and validate one environment's configuration file."""
+    """Load, interpolate and validate one environment's configuration file.
+
+    ``overrides`` are ``dotted.key=value`` pairs (values read as YAML) applied after
+    interpolation and validated with the rest (`--set`, and a re-index's options).
+    """
     file = config_path(path, environment)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -326,10 +342,32 @@ def load_settings(
         data = interpolate(raw, os.environ if env is None else env)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
+    for item in overrides:
+        apply_override(data, item)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{file}: {describe_validation_error(exc)}") from None
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in nested config data (the value parsed as YAML: 8, true, [en])."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+        raise ConfigError(f"--set {item.split('=', 1)[0]!r}: expected dotted.key=value, e.g. "
+                          "graphrag.extraction.extractor=offline")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: the value is not valid YAML") from None
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
@@ -74,7 +74,7 @@ def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec
     raise AssertionError("unreachable")
 
 
-def measure_lag(settings: Settings, groups: dict[str, Sequence[str]] | None = None,
+def measure_lag(settings: Settings, groups: Mapping[str, Sequence[str]] | None = None,
                 timeout: float = 10.0, admin: AdminClient | None = None) -> list[PartitionLag]:
     """Committed, log-start and log-end offsets for every partition each group consumes.
 

@@ -46,6 +46,7 @@ class TopicSpec:
 @dataclass(frozen=True)
 class Topics:
     prefix: str
+    chunks_topic: str | None = None  # kafka.chunks_topic: a re-index reads the live chunks
 
     @property
     def requested(self) -> str:
@@ -57,7 +58,7 @@ class Topics:
 
     @property
     def chunks(self) -> str:
-        return f"{self.prefix}transcripts.chunks"
+        return self.chunks_topic or f"{self.prefix}transcripts.chunks"
 
     @property
     def extractions(self) -> str:
@@ -120,7 +121,7 @@ class Topics:
 
 
 def topics_for(settings: Settings) -> Topics:
-    return Topics(settings.kafka.topic_prefix)
+    return Topics(settings.kafka.topic_prefix, settings.kafka.chunks_topic)
 
 
 def group_prefix(prefix: str) -> str:

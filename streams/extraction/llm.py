@@ -21,7 +21,7 @@ from streams.llm.client import Completion, LLMClient, LLMRejected
 
 log = logging.getLogger(__name__)
 
-PROMPT_VERSION = "extract-v1"
+PROMPT_VERSION = "extract-v1"  # the default of graphrag.extraction.prompt_version
 SCHEMA_NAME = "knowledge_graph"
 
 SYSTEM_PROMPT = """You build a knowledge graph from transcripts of YouTube videos.
@@ -118,7 +118,7 @@ class LLMExtractor:
         self.max_entities = cfg.max_entities_per_chunk
         self.gleaning_passes = cfg.gleaning_passes
         self.name = f"openai:{self.client.model}"
-        self.prompt_version = f"{PROMPT_VERSION}+glean{self.gleaning_passes}"
+        self.prompt_version = f"{cfg.prompt_version}+glean{self.gleaning_passes}"
         self.schema = answer_schema(self.entity_types)
 
     @classmethod

@@ -35,7 +35,8 @@ class LLMCache:
 
         self.enabled = settings.graphrag.enable_caching
         self.ttl = settings.cache.ttl_seconds
-        self._coll = connect(settings, app_name="graphrag-llm-cache")[settings.mongodb.database]["llm_cache"]
+        self._coll = connect(settings, app_name="graphrag-llm-cache")[
+            settings.cache.database or settings.mongodb.database]["llm_cache"]
         self._redis: Any = None
         if self.enabled and settings.cache.redis_url is not None:
             try:
