@@ -201,19 +201,20 @@ class Child:
 
 
 def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port: int = 0,
-              poll: float = 0.5) -> int:
+              poll: float = 0.5, root_args: Sequence[str] = ()) -> int:
     """Run each stage in a child process, restarting one that dies (with backoff).
 
     Children get metrics ports ``metrics_port``, ``metrics_port + 1``, ... in pipeline
-    order (0 keeps their endpoints off). A child that exits with
-    :data:`EXIT_NOT_STARTABLE` (a missing topic, a bad configuration) stops them all: a
-    restart would not help. SIGTERM/SIGINT stop every child.
+    order (0 keeps their endpoints off); ``root_args`` go before the command in each.
+    A child that exits with :data:`EXIT_NOT_STARTABLE` (a missing topic, a bad
+    configuration) stops them all: a restart would not help. SIGTERM/SIGINT stop every child.
     """
     children: list[Child] = []
     for i, stage in enumerate(stages):
         cmd = [sys.executable, "-m", "streams.cli"]
         if config_path:
             cmd += ["--config", str(config_path)]
+        cmd += root_args  # --set, --reindex: the children see the settings this process sees
         port = metrics_port + i if metrics_port else 0
         cmd += ["worker", "--stages", stage.value, "--metrics-port", str(port)]
         child = Child(stage, cmd)

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,19 +27,40 @@ ID_ARGS = {"help_option_names": ["--help"], "max_content_width": 100, "ignore_un
 
 
 class Ctx:
-    def __init__(self, config: str | None, env: str | None) -> None:
+    def __init__(self, config: str | None, env: str | None, overrides: Sequence[str] = (),
+                 reindex: str | None = None) -> None:
         self.config = config
         self.env = env
+        self.overrides = tuple(overrides)
+        self.reindex = reindex
         self._settings: Settings | None = None
+
+    @property
+    def live_settings(self) -> Settings:
+        """The configuration with --set applied, before --reindex turns it into a re-index's."""
+        try:
+            return load_settings(self.config, environment=self.env, overrides=self.overrides)
+        except ConfigError as exc:
+            raise click.ClickException(f"configuration error: {exc}") from None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            try:
-                self._settings = load_settings(self.config, environment=self.env)
-            except ConfigError as exc:
-                raise click.ClickException(f"configuration error: {exc}") from None
+            settings = self.live_settings
+            if self.reindex is not None:
+                from streams.reindex import InvalidReindexName, reindex_settings
+
+                try:
+                    settings = reindex_settings(settings, self.reindex)
+                except InvalidReindexName as exc:
+                    raise click.ClickException(str(exc)) from None
+            self._settings = settings
         return self._settings
+
+    def root_args(self) -> list[str]:
+        """The root options that make a child process see the same settings."""
+        args = [arg for item in self.overrides for arg in ("--set", item)]
+        return args + (["--reindex", self.reindex] if self.reindex else [])
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -52,12 +73,17 @@ def fail(message: str, code: int = 1) -> NoReturn:
               help="Configuration file (default: config/$GRAPHRAG_ENV.yaml).")
 @click.option("--env", "env", type=click.Choice(["development", "staging", "production"]),
               help="Environment whose config/<env>.yaml to load (default: $GRAPHRAG_ENV or development).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override one setting, e.g. --set graphrag.extraction.extractor=offline (repeatable).")
+@click.option("--reindex", "reindex", default=None, metavar="NAME",
+              help="Act on re-index NAME (its topics, groups and database), e.g. --reindex v2 lag.")
 @click.version_option(package_name="graphrag-streams", prog_name="graphrag-streams",
                       help="Show the installed version and exit.")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, env: str | None) -> None:
+def cli(ctx: click.Context, config: str | None, env: str | None, overrides: tuple[str, ...],
+        reindex: str | None) -> None:
     """graphrag-streams: index YouTube transcripts into a knowledge graph through Kafka."""
-    ctx.obj = Ctx(config, env)
+    ctx.obj = Ctx(config, env, overrides, reindex)
 
 
 def setup_logging(settings: Settings) -> None:
@@ -169,7 +195,8 @@ def worker(obj: Ctx, stages: str, metrics_port: int | None) -> None:
     path = config_path(obj.config, obj.env)
     click.echo(f"starting stages: {', '.join(s.value for s in chosen)} ({settings.environment}, "
                f"topics {settings.kafka.topic_prefix}*)", err=True)
-    sys.exit(supervise(chosen, path.resolve(), metrics_port=settings.monitoring.metrics_port))
+    sys.exit(supervise(chosen, path.resolve(), metrics_port=settings.monitoring.metrics_port,
+                       root_args=obj.root_args()))
 
 
 # --------------------------------------------------------------------------- topics
@@ -308,13 +335,16 @@ def wait(obj: Ctx, video_ids: tuple[str, ...], transcript_dirs: tuple[str, ...],
 # --------------------------------------------------------------------------- graph
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, invoke_without_command=True)
 @click.option("--top", type=int, default=10, show_default=True, help="How many of the most connected entities.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_obj
-def graph(obj: Ctx, top: int, as_json: bool) -> None:
+@click.pass_context
+def graph(ctx: click.Context, top: int, as_json: bool) -> None:
     """What was built: counts and the most connected entities with evidence timestamps."""
-    store = _store(obj.settings)
+    if ctx.invoked_subcommand is not None:
+        return
+    obj: Ctx = ctx.obj
+    store = _read_store(obj.settings)
     counts = store.counts()
     entities = store.top_entities(top)
     if as_json:
@@ -329,6 +359,215 @@ def graph(obj: Ctx, top: int, as_json: bool) -> None:
                    f"in {e['video_count']} video(s)")
         for m in e["evidence"]:
             click.echo(f"      {citation(m['video_id'], m['start'])}  {youtube_link(m['video_id'], m['start'])}")
+
+
+def _run_communities(settings: Settings, *, merge: bool) -> Any:
+    import asyncio
+
+    from streams.community_run import make_summarizer, run_communities
+
+    store = _store(settings)
+
+    async def go() -> Any:
+        summarizer, closer = make_summarizer(settings)
+        try:
+            return await run_communities(settings, store, summarizer, merge=merge)
+        finally:
+            if closer is not None:
+                await closer.aclose()
+
+    return asyncio.run(go())
+
+
+def _graph_database(obj: Ctx, name: str) -> str:
+    from streams.reindex import InvalidReindexName, database_for
+
+    try:
+        return database_for(obj.live_settings, name)
+    except InvalidReindexName as exc:
+        fail(str(exc), 2)
+
+
+@graph.command("diff", context_settings=CONTEXT)
+@click.argument("a")
+@click.argument("b")
+@click.option("--top", type=click.IntRange(0), default=5, show_default=True, help="Examples per kind of change.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def graph_diff(obj: Ctx, a: str, b: str, top: int, as_json: bool) -> None:
+    """Compare two graphs (`live` or a re-index name): entities, relations, communities added, removed, changed."""
+    from streams.graph_diff import diff_graphs
+    from streams.store import GraphStore
+
+    settings = obj.live_settings
+    graphs = []
+    for name in (a, b):
+        store = GraphStore.from_settings(settings, app_name="graphrag-cli", database=_graph_database(obj, name))
+        if not store.ping():
+            fail(f"MongoDB is not reachable (database {store.db.name})")
+        if store.db.name not in store.db.client.list_database_names():
+            fail(f"there is no graph {name!r} (database {store.db.name}); run `reindex --name {name}` first", 2)
+        graphs.append(store.comparable_graph())
+        store.close()
+    result = diff_graphs(a, graphs[0], b, graphs[1], top=top)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        return
+    click.echo(f"graph diff {a} -> {b}")
+    for kind in ("entities", "relations", "communities"):
+        d = getattr(result, kind)
+        click.echo(f"  {kind:<12} {d.a} -> {d.b}: +{d.added} added, -{d.removed} removed, ~{d.changed} changed, "
+                   f"{d.unchanged} unchanged")
+        for change in ("added", "removed", "changed"):
+            for ex in d.examples[change]:
+                label = (ex.get("name") or ex.get("title")
+                         or f"{ex.get('source')} -{ex.get('type')}-> {ex.get('target')}")
+                extra = f"  {ex['changes']}" if "changes" in ex else (
+                    f"  (jaccard {ex['jaccard']}, +{ex['members_added']}/-{ex['members_removed']} members)"
+                    if "jaccard" in ex else "")
+                click.echo(f"      {change:<8} {label}{extra}")
+
+
+@graph.command("promote", context_settings=CONTEXT)
+@click.argument("name")
+@click.pass_obj
+def graph_promote(obj: Ctx, name: str) -> None:
+    """Make graph NAME (a re-index name, or `live` to go back) the one queries and the API read."""
+    from streams.store import GraphStore
+
+    settings = obj.live_settings
+    target = _graph_database(obj, name)
+    live = _store(settings)
+    if target != live.db.name:
+        candidate = GraphStore(live.db.client[target], live.max_ops)
+        if candidate.coll("entities").estimated_document_count() == 0:
+            fail(f"graph {name!r} (database {target}) has no entities; nothing to promote", 2)
+    before = live.read_database() or live.db.name
+    live.set_read_database(target)
+    click.echo(f"queries and the API now read {name} (database {target}; was {before}); "
+               "restart a running `serve` (or the API pods) to switch it")
+
+
+def _read_store(settings: Settings) -> Any:
+    """The graph reads go to: the promoted one, else the configured database."""
+    from streams.store import GraphStore
+
+    store = GraphStore.for_reads(settings, app_name="graphrag-cli")
+    if not store.ping():
+        fail(f"MongoDB is not reachable (database {store.db.name})")
+    return store
+
+
+# --------------------------------------------------------------------------- reindex
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--name", required=True, help="The re-index's name: its topics, groups and database derive from it.")
+@click.option("--extractor", type=click.Choice(["llm", "offline"]), default=None,
+              help="The extractor to use (default: the configuration's).")
+@click.option("--prompt-version", default=None, help="A new label of the extraction prompt (new LLM cache keys).")
+@click.option("--model", default=None, help="The LLM model (openai.model).")
+@click.option("--until-caught-up", is_flag=True,
+              help="Stop once every chunk the live topic held at the start is indexed (then a community run).")
+@click.option("--no-communities", is_flag=True, help="With --until-caught-up: skip the final community run.")
+@click.option("--no-merge", is_flag=True, help="With --until-caught-up: a community run without the merge pass.")
+@click.option("--timeout", type=float, default=None, help="With --until-caught-up: give up after this many seconds.")
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between progress lines.")
+@click.pass_obj
+def reindex(obj: Ctx, name: str, extractor: str | None, prompt_version: str | None, model: str | None,
+            until_caught_up: bool, no_communities: bool, no_merge: bool, timeout: float | None,
+            interval: float) -> None:
+    """Build the graph again from the live chunk topic into a second database, beside the live pipeline.
+
+    Runs extract, route, resolve, assemble and sink under the re-index's own consumer
+    groups from offset 0 of the live chunk topic (nothing is fetched again), writing to
+    database <database>_NAME. Inspect it with `--reindex NAME lag|status|graph`, compare it
+    with `graph diff live NAME`, and switch reads to it with `graph promote NAME`.
+    """
+    import signal
+    import subprocess
+
+    from streams.config import config_path
+    from streams.kafka import ensure_topics, make_admin
+    from streams.lag import measure_lag, stage_groups
+    from streams.reindex import STAGES, progress
+    from streams.topics import Stage, group_id
+
+    extra = [f"graphrag.extraction.extractor={extractor}"] if extractor else []
+    extra += [f"graphrag.extraction.prompt_version={prompt_version}"] if prompt_version else []
+    extra += [f"openai.model={model}"] if model else []
+    child = Ctx(obj.config, obj.env, (*obj.overrides, *extra), name)
+    settings = child.settings
+    setup_logging(settings)
+    chunks = topics_for(settings).chunks
+    try:
+        ensure_topics(settings)
+        admin = make_admin(settings)
+        md = admin.list_topics(chunks, timeout=10).topics.get(chunks)
+    except Exception as exc:
+        fail(f"could not reach Kafka at {settings.kafka.bootstrap_servers}: {exc}", 2)
+    if md is None or md.error is not None:
+        fail(f"the live chunk topic {chunks} does not exist; run the live pipeline first", 2)
+    groups = stage_groups(settings, STAGES)
+    # What "caught up" means: the chunk topic's end offsets now.
+    target = {r.partition: r.log_end for r in measure_lag(settings, {group_id(settings, Stage.EXTRACT): (chunks,)},
+                                                          admin=admin)}
+    cmd = [sys.executable, "-m", "streams.cli", "--config", str(config_path(obj.config, obj.env).resolve()),
+           *child.root_args(), "worker", "--stages", ",".join(s.value for s in STAGES), "--metrics-port", "0"]
+    click.echo(f"re-index {name}: stages {', '.join(s.value for s in STAGES)} from offset 0 of {chunks} "
+               f"({sum(target.values())} messages there now) into database {settings.mongodb.database}, "
+               f"topics {settings.kafka.topic_prefix}*", err=True)
+    proc = subprocess.Popen(cmd)
+    stopping = False
+
+    def stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    started = time.monotonic()
+    calm = 0
+    last_ends: tuple[int, ...] = ()
+    code = 0
+    try:
+        while not stopping:
+            time.sleep(interval)
+            if proc.poll() is not None:
+                fail(f"the re-index worker exited with code {proc.returncode}", proc.returncode or 1)
+            try:
+                rows = measure_lag(settings, groups, admin=admin)
+            except Exception as exc:  # a broker hiccup: report and keep going
+                click.echo(f"re-index {name}: could not measure lag ({exc})", err=True)
+                continue
+            p = progress(rows, settings, target)
+            lag = ", ".join(f"{k} {v}" for k, v in p.lag_by_stage.items())
+            click.echo(f"re-index {name}: {p.chunks_done}/{p.chunks_target} chunks extracted; lag {lag}", err=True)
+            # Caught up twice in a row with no topic growing in between: nothing in flight.
+            ends = tuple(r.log_end for r in rows)
+            calm = calm + 1 if p.caught_up and (calm == 0 or ends == last_ends) else int(p.caught_up)
+            last_ends = ends
+            if until_caught_up and calm >= 2:
+                break
+            if until_caught_up and timeout is not None and time.monotonic() - started > timeout:
+                click.echo(f"re-index {name}: not caught up after {timeout:.0f}s", err=True)
+                code = 1
+                break
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    if code or not until_caught_up:
+        sys.exit(code)
+    if not no_communities:
+        report = _run_communities(settings, merge=not no_merge)
+        click.echo(f"re-index {name}: {report.total} communities, {report.merged_entities} entities merged", err=True)
+    counts = _store(settings).counts()
+    click.echo(json.dumps({"name": name, "database": settings.mongodb.database, "chunks": sum(target.values()),
+                           "counts": counts}))
 
 
 # --------------------------------------------------------------------------- serve
@@ -464,22 +703,7 @@ def communities() -> None:
 @click.pass_obj
 def communities_run(obj: Ctx, no_merge: bool, as_json: bool) -> None:
     """Run the merge pass, detect communities and summarise the new and changed ones now."""
-    import asyncio
-
-    from streams.community_run import make_summarizer, run_communities
-
-    settings = obj.settings
-    store = _store(settings)
-
-    async def go() -> Any:
-        summarizer, closer = make_summarizer(settings)
-        try:
-            return await run_communities(settings, store, summarizer, merge=not no_merge)
-        finally:
-            if closer is not None:
-                await closer.aclose()
-
-    report = asyncio.run(go())
+    report = _run_communities(obj.settings, merge=not no_merge)
     if as_json:
         click.echo(json.dumps(report.as_doc(), indent=2, default=str))
         return
@@ -496,7 +720,7 @@ def communities_run(obj: Ctx, no_merge: bool, as_json: bool) -> None:
 @click.pass_obj
 def communities_list(obj: Ctx, level: int | None, top: int, as_json: bool) -> None:
     """The largest communities with their reports."""
-    store = _store(obj.settings)
+    store = _read_store(obj.settings)
     docs = store.communities(level, limit=top)
     if as_json:
         click.echo(json.dumps(docs, indent=2, default=str))
@@ -526,7 +750,7 @@ def query(obj: Ctx, question: str, mode: str, as_json: bool) -> None:
     from streams.query import answer_global, answer_local, answer_with_llm
 
     settings = obj.settings
-    store = _store(settings)
+    store = _read_store(settings)
     answer = answer_local(store, question) if mode == "local" else answer_global(store, question)
     if settings.llm_enabled and answer.citations:
         from streams.llm.client import LLMClient
@@ -676,7 +900,7 @@ _ENV_HERE = click.option("--env", "env", type=click.Choice(["development", "stag
 
 def _with_env(obj: Ctx, env: str | None) -> Ctx:
     """`config show --env E` reads E's file even when $GRAPHRAG_CONFIG names another."""
-    return obj if env is None else Ctx(str(default_config_dir() / f"{env}.yaml"), env)
+    return obj if env is None else Ctx(str(default_config_dir() / f"{env}.yaml"), env, obj.overrides, obj.reindex)
 
 
 @config.command("show", context_settings=CONTEXT)

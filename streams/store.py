@@ -47,6 +47,8 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 
 GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
+# One document naming the database reads go to after `graph promote` (in the live database).
+POINTER = "graph_pointer"
 MAX_ALIASES = 20
 MAX_DESCRIPTIONS = 5
 DUPLICATE_KEY = 11000
@@ -108,9 +110,38 @@ class GraphStore:
         self._refresh_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, app_name: str = "graphrag-streams") -> GraphStore:
+    def from_settings(cls, settings: Settings, *, app_name: str = "graphrag-streams",
+                      database: str | None = None) -> GraphStore:
         client = connect(settings, app_name=app_name)
-        return cls(client[settings.mongodb.database], settings.mongodb.max_ops_per_command)
+        return cls(client[database or settings.mongodb.database], settings.mongodb.max_ops_per_command)
+
+    @classmethod
+    def for_reads(cls, settings: Settings, *, app_name: str = "graphrag-streams") -> GraphStore:
+        """The graph queries and the API read: the promoted one (`graph promote`), else the configured one."""
+        store = cls.from_settings(settings, app_name=app_name)
+        promoted = store.read_database()
+        return store if promoted in (None, store.db.name) else cls(store.db.client[promoted], store.max_ops)
+
+    # The pointer lives in the configured (live) database: one document naming the
+    # database that reads go to. The pipeline always writes where its settings say.
+    def read_database(self) -> str | None:
+        doc = self.coll(POINTER).find_one({"_id": "reads"})
+        return str(doc["database"]) if doc else None
+
+    def set_read_database(self, database: str | None) -> None:
+        if database is None or database == self.db.name:
+            self.coll(POINTER).delete_one({"_id": "reads"})
+        else:
+            self.coll(POINTER).replace_one({"_id": "reads"}, {"database": database, "at": datetime.now(UTC)},
+                                           upsert=True)
+
+    def comparable_graph(self) -> tuple[list[Doc], list[Doc], list[Doc]]:
+        """Entities, relations and communities with the fields `graph diff` compares."""
+        entities = list(self.coll("entities").find({}, {"name": 1, "type": 1, "aliases": 1, "mention_count": 1}))
+        relations = list(self.coll("relations").find({}, {"source_id": 1, "target_id": 1, "type": 1, "weight": 1,
+                                                          "evidence_count": 1}))
+        communities = list(self.coll("communities").find({}, {"level": 1, "members": 1, "title": 1}))
+        return entities, relations, communities
 
     def close(self) -> None:
         self.db.client.close()

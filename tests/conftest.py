@@ -20,7 +20,7 @@ from tests.support import CORPUS, ROOT, Deployment, Services
 
 # Modules sharing the session's corpus run, in the order they must see it: the replay
 # test compares the graph with itself before and after, and forget/resubmit comes later.
-CORPUS_RUN_ORDER = ("test_pipeline_integration.py", "test_communities.py")
+CORPUS_RUN_ORDER = ("test_pipeline_integration.py", "test_communities.py", "test_reindex.py")
 # Runs first, while the broker `make test` started has served no consumer group yet.
 FIRST = ("test_fresh_start.py",)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -67,8 +68,15 @@ def test_both_locks_are_hashed_and_the_dev_lock_keeps_the_runtime_pins() -> None
 
 
 def test_the_wheel_installs_outside_the_repository_and_runs(tmp_path: Path) -> None:
+    # Built from a copy of what the Dockerfile copies (no stale build/ of the checkout).
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    for tree in ("config", "schemas", "streams", "agents"):
+        shutil.copytree(ROOT / tree, src / tree, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(src)],
                    check=True, capture_output=True, text=True, timeout=600)
     (wheel,) = dist.glob("graphrag_streams-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -113,7 +113,7 @@ def _describe(exc: RequestValidationError) -> str:
 
 def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     """The API for one configuration; ``store`` defaults to the configured MongoDB."""
-    state = ApiState(settings, store or GraphStore.from_settings(settings, app_name="graphrag-api"))
+    state = ApiState(settings, store or GraphStore.for_reads(settings, app_name="graphrag-api"))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
