@@ -1,12 +1,15 @@
 """The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
 a 60-second outage in the middle loses and dead-letters nothing (the LLM fault of the chaos
-suite, tests/test_chaos.py: a deliberate pause, not a stall); a re-run costs no call; the
+suite, tests/test_chaos.py: a deliberate pause, not a stall); a re-run costs no call, nor does
+a re-index with the same prompt, while one with a new prompt version calls again; the
 in-flight calls never exceed max_concurrent_operations."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,7 @@ from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
+    Deployment,
     assert_no_stall,
     consume_all,
     evidence_mismatches,
@@ -97,3 +101,22 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     print(f"re-run: {rerun} LLM calls")
     assert rerun == 0
 
+
+    # A re-index with the same model and prompt reads every answer from the live cache;
+    # a new prompt version is a new cache key for every chunk.
+    same = _reindex(d, "same")
+    assert fake.stats()["requests"] - before == 0
+    bumped = _reindex(d, "bumped", "--prompt-version", "extract-v2")
+    calls = fake.stats()["by_kind"].get("knowledge_graph", 0) - first["by_kind"].get("knowledge_graph", 0)
+    print(f"re-index, same prompt: 0 LLM calls; new prompt version: {calls} calls for {chunks} chunks")
+    assert same["counts"]["chunks"] == bumped["counts"]["chunks"] == chunks
+    assert same["counts"]["entities"] == store.counts()["entities"]
+    assert calls >= chunks
+    assert fake.stats()["max_in_flight"] <= limit
+
+
+def _reindex(d: Deployment, name: str, *options: str) -> dict[str, Any]:
+    proc = d.cli("reindex", "--name", name, *options, "--until-caught-up", "--no-communities",
+                 "--timeout", "600", "--interval", "2", timeout=900)
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
