@@ -79,7 +79,7 @@ USER 10001:10001
 
 # Smoke test at build time: the entry point starts and the stage and exporter code imports.
 RUN graphrag-streams --help >/dev/null \
- && python -c "import agents.worker, streams.lag_exporter, streams.kafka, streams.store"
+ && python -c "import agents.worker, streams.monitoring.exporter, streams.kafka.clients, streams.store.graph_store"
 
 # 9400: a worker's /metrics, /livez, /readyz; 9410: the lag exporter's.
 EXPOSE 9400 9410

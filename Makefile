@@ -60,8 +60,9 @@ test: install ## Install, start the local stack, run the whole suite, stop the s
 test-unit: install ## Only the tests that need no running services
 	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
 
-lint: install ## ruff
+lint: install ## ruff and the import-linter layer contracts
 	$(BIN)/ruff check streams agents schemas tests stack benchmarks
+	$(BIN)/lint-imports
 
 typecheck: install ## mypy (strict)
 	$(BIN)/mypy

@@ -15,10 +15,10 @@ import faust
 
 from agents.runtime import StageRuntime
 from schemas import ChunkExtraction, MentionResolved
-from streams.codec import decode
-from streams.dlq import BadMessage
-from streams.resolution import Canonical, mention_requests, resolve_extraction
-from streams.topics import TABLES, Stage
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.kafka.topics import TABLES, Stage
+from streams.resolution.resolve import Canonical, mention_requests, resolve_extraction
 
 JSON: Any = faust.Schema(key_serializer="json", value_serializer="json")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from agents.runtime import StageRuntime
 from schemas import TranscriptFetched
-from streams.chunking import chunk_transcript
-from streams.codec import decode
-from streams.dlq import BadMessage
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.transcripts.chunking import chunk_transcript
 
 
 async def handle(rt: StageRuntime, event: Any) -> None:

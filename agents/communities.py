@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from agents.runtime import StageRuntime
-from streams.community_run import make_summarizer, run_communities
-from streams.store import GraphStore
+from streams.jobs.community_run import make_summarizer, run_communities
+from streams.store.graph_store import GraphStore
 
 log = logging.getLogger("graphrag.communities")
 

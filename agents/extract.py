@@ -7,11 +7,11 @@ from typing import Any
 
 from agents.runtime import StageRuntime
 from schemas import ChunkExtraction, TranscriptChunk
-from streams.codec import decode
-from streams.dlq import BadMessage
 from streams.extraction import ExtractionFailed, Extractor
 from streams.extraction.factory import make_extractor
-from streams.ids import chunk_id
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.model.ids import chunk_id
 
 log = logging.getLogger("graphrag.extract")
 

@@ -12,10 +12,10 @@ from typing import Any
 from agents.runtime import StageRuntime
 from schemas import TranscriptFetched, TranscriptSegment, VideoRequested
 from schemas.events import utcnow
-from streams.codec import decode_request, encode
-from streams.dlq import BadMessage
-from streams.sources import FetchedTranscript, TranscriptFetcher
-from streams.transcripts import TranscriptError
+from streams.kafka.codec import decode_request, encode
+from streams.kafka.dlq import BadMessage
+from streams.transcripts.parse import TranscriptError
+from streams.transcripts.sources import FetchedTranscript, TranscriptFetcher
 
 log = logging.getLogger("graphrag.fetch")
 

@@ -15,11 +15,11 @@ import faust
 
 from agents.runtime import StageRuntime
 from schemas import MentionRequest, MentionResolved
-from streams.aliases import AliasTable
-from streams.codec import decode
-from streams.dlq import BadMessage
-from streams.resolution import resolve_mention
-from streams.topics import TABLES, Stage
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.kafka.topics import TABLES, Stage
+from streams.resolution.aliases import AliasTable
+from streams.resolution.resolve import resolve_mention
 
 JSON: Any = faust.Schema(key_serializer="json", value_serializer="json")
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from agents.runtime import StageRuntime
 from schemas import ChunkExtraction
-from streams.codec import decode
-from streams.dlq import BadMessage
-from streams.resolution import mention_requests
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.resolution.resolve import mention_requests
 
 
 async def handle(rt: StageRuntime, event: Any) -> None:

@@ -23,12 +23,12 @@ from agents.faust_commit import SafeCommitApp
 from agents.faust_recovery import FixedTableManager
 from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
-from streams import waits
-from streams.codec import encode
-from streams.config import Settings
-from streams.dlq import DeadLetter, Origin, parse_redrive_headers
-from streams.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
-from streams.topics import Stage, Topics, group_id, topics_for
+from streams.instruments import waits
+from streams.instruments.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
+from streams.kafka.codec import encode
+from streams.kafka.dlq import DeadLetter, Origin, parse_redrive_headers
+from streams.kafka.topics import Stage, Topics, group_id, topics_for
+from streams.settings import Settings
 
 log = logging.getLogger("graphrag.agents")
 
@@ -74,10 +74,10 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         # Topics carry raw bytes: each stage validates with pydantic and dead-letters bad input.
         key_serializer="raw",
         value_serializer="raw",
-        web_enabled=False,  # /metrics, /livez, /readyz are ours (streams/health.py)
+        web_enabled=False,  # /metrics, /livez, /readyz are ours (streams/monitoring/health.py)
         store="memory://",  # tables are rebuilt from their changelogs; no RocksDB to ship
         datadir=faust_datadir(group_id(settings, stage)),
-        # Topics are created by `topics create` before any app starts (streams/topics.py);
+        # Topics are created by `topics create` before any app starts (streams/kafka/topics.py);
         # these only describe what Faust would expect of them.
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,

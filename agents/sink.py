@@ -26,10 +26,10 @@ from pymongo.errors import (
 
 from agents.runtime import StageRuntime, retry_forever
 from schemas import Event, GraphUpdate, VideoStatusEvent
-from streams.codec import decode
-from streams.dlq import BadMessage
-from streams.metrics import END_TO_END_LATENCY, MONGO_BATCH_SIZE, MONGO_WRITE_LATENCY, VIDEOS_COMPLETED
-from streams.store import GraphStore, WriteSummary
+from streams.instruments.metrics import END_TO_END_LATENCY, MONGO_BATCH_SIZE, MONGO_WRITE_LATENCY, VIDEOS_COMPLETED
+from streams.kafka.codec import decode
+from streams.kafka.dlq import BadMessage
+from streams.store.graph_store import GraphStore, WriteSummary
 
 log = logging.getLogger("graphrag.sink")
 E = TypeVar("E", bound=Event)

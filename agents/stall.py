@@ -13,7 +13,7 @@ process. A partition with lag whose committed offset has not moved for
 stalled; so is an event loop whose heartbeat stopped for as long. (A handler that hangs
 on its message is bounded by its own timeouts: LLM and database calls, the producer's
 request timeout.) A deliberate pause (the LLM circuit is open, the database is retried:
-:mod:`streams.waits`) is not a stall. On a stall the process counts it, fails ``/livez``
+:mod:`streams.instruments.waits`) is not a stall. On a stall the process counts it, fails ``/livez``
 and exits with :data:`STALL_EXIT_CODE`; ``worker --stages all`` restarts the stage and
 Kubernetes restarts the pod. Work that was not committed is redelivered, which every
 stage tolerates (they are idempotent).
@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from streams import waits
-from streams.config import Settings
-from streams.health import Health
-from streams.kafka import make_admin
-from streams.lag import measure_lag
-from streams.metrics import STALLED_PARTITIONS, STALLS
+from streams.instruments import waits
+from streams.instruments.metrics import STALLED_PARTITIONS, STALLS
+from streams.kafka.clients import make_admin
+from streams.monitoring.health import Health
+from streams.monitoring.lag import measure_lag
+from streams.settings import Settings
 
 log = logging.getLogger("graphrag.stall")
 

@@ -27,11 +27,11 @@ import faust
 from agents.runtime import StageRuntime, make_app
 from agents.stall import StallWatch, broker_offsets
 from streams import __version__
-from streams.config import Settings
-from streams.health import Health, kafka_check, mongo_check, serve
-from streams.kafka import TopicsNotReady, check_topics
-from streams.metrics import WORKER_INFO, WORKER_RESTARTS
-from streams.topics import ALL_APPS, Stage, group_id, topics_for
+from streams.instruments.metrics import WORKER_INFO, WORKER_RESTARTS
+from streams.kafka.clients import TopicsNotReady, check_topics
+from streams.kafka.topics import ALL_APPS, Stage, group_id, topics_for
+from streams.monitoring.health import Health, kafka_check, mongo_check, serve
+from streams.settings import Settings
 
 log = logging.getLogger("graphrag.worker")
 

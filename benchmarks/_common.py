@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 import time  # noqa: E402
 
-from streams.store import GraphStore  # noqa: E402
+from streams.store.graph_store import GraphStore  # noqa: E402
 from tests.support import CORPUS, Deployment, Services, WorkerProcess, manifest, wait_until  # noqa: E402
 
 __all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manifest", "percentile"]

@@ -27,7 +27,7 @@ from _common import CORPUS, ROOT, deployment, index_corpus, percentile
 
 from streams.api import reads
 from streams.api.snapshot import load_snapshot
-from streams.store import GraphStore
+from streams.store.graph_store import GraphStore
 from tests.demo_api import free_port
 from tests.support import wait_quiescent, wait_until
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from _common import CORPUS, deployment, index_corpus
 
-from streams.merge import run_merge_pass
-from streams.store import GraphStore
+from streams.jobs.merge_pass import run_merge_pass
+from streams.store.graph_store import GraphStore
 from tests.support import extractions_by_chunk, wait_quiescent
 
 

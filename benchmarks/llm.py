@@ -14,7 +14,7 @@ import time
 
 from _common import CORPUS, deployment, manifest
 
-from streams.store import GraphStore
+from streams.store.graph_store import GraphStore
 from tests.fake_openai import FakeOpenAI
 from tests.support import wait_quiescent, wait_until
 

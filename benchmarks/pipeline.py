@@ -20,10 +20,11 @@ from collections import Counter
 from _common import CORPUS, ROOT, deployment, manifest, percentile
 
 from schemas import ChunkExtraction
-from streams.lag import measure_lag, stage_groups
-from streams.merge import EntityInfo, run_merge_pass, unmerged_same_name_share
-from streams.normalize import normalize_type
-from streams.store import GraphStore
+from streams.jobs.merge_pass import run_merge_pass
+from streams.monitoring.lag import measure_lag, stage_groups
+from streams.resolution.merge import EntityInfo, unmerged_same_name_share
+from streams.resolution.normalize import normalize_type
+from streams.store.graph_store import GraphStore
 from tests.support import consume_all, reset_groups_to_earliest, wait_quiescent, wait_until
 
 

@@ -16,11 +16,11 @@ from _common import CORPUS, deployment, manifest
 from pymongo import UpdateOne
 
 from schemas import ChunkExtraction, GraphUpdate, TranscriptFetched, TranscriptSegment
-from streams.chunking import chunk_transcript
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
-from streams.resolution import resolve_extraction
-from streams.store import GraphStore, _chunk_doc, _evidence_doc, _mention_doc, connect
-from streams.transcripts import parse_transcript
+from streams.resolution.resolve import resolve_extraction
+from streams.store.graph_store import GraphStore, _chunk_doc, _evidence_doc, _mention_doc, connect
+from streams.transcripts.chunking import chunk_transcript
+from streams.transcripts.parse import parse_transcript
 
 
 def updates(videos: int) -> list[GraphUpdate]:

@@ -284,7 +284,7 @@ class VideoStatusEvent(Event):
     at: datetime
 
 
-#: Every topic's message model, by the logical topic name used in ``streams.topics``.
+#: Every topic's message model, by the logical topic name used in ``streams.kafka.topics``.
 TOPIC_MODELS: dict[str, type[Event]] = {
     "videos.requested": VideoRequested,
     "transcripts.fetched": TranscriptFetched,

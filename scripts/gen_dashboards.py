@@ -9,7 +9,7 @@ never the JSON, and run it again. tests/test_alerts.py fails while the files are
 
 Every panel and variable uses the `${datasource}` variable (type prometheus), so the
 dashboards import into any Grafana without a hard-coded data source uid. Metric names are
-written out in full here, on purpose: a test checks each against streams/metrics.py.
+written out in full here, on purpose: a test checks each against streams/instruments/metrics.py.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def lag_dashboard() -> Json:
     lay.add(timeseries("Lag in seconds by group",
                        [(f"max by (group) (graphrag_consumer_lag_seconds{sel})", "{{group}}"),
                         ("max(graphrag_lag_budget_seconds)", "budget")], unit="s",
-                       description="Estimated from recent offset/time samples (see streams/lag.py); the "
+                       description="Estimated from recent offset/time samples (see streams/monitoring/lag.py); the "
                                    "budget line is the environment's lag budget."), 12, 8)
     lay.add(timeseries("Lag in seconds by partition",
                        [(f"max by (group, topic, partition) (graphrag_consumer_lag_seconds{sel})",

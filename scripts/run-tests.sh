@@ -3,7 +3,8 @@
 # newcomer's first run has it: an empty broker and database in a new temporary state
 # directory, on free loopback ports (a developer's own stack, if running, is not touched).
 # Downloaded and built artefacts stay cached. Exits with pytest's status (5 = no tests is a
-# failure) or 1 when ruff or mypy found problems (actionlint runs in tests/test_workflows.py).
+# failure) or 1 when ruff, mypy or the import-linter layer contracts found problems
+# (actionlint runs in tests/test_workflows.py).
 # Prints the coverage total; below pyproject's floor the run fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ $BIN/ruff check streams agents schemas tests stack benchmarks; lint=$?
 # (as root or with password-less sudo). Without it those tests fail and say what to install.
 scripts/ensure-browser.sh || echo "warning: no Chromium: the browser tests will fail" >&2
 $BIN/mypy; types=$?
+$BIN/lint-imports; layers=$?
 
 GRAPHRAG_STACK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/graphrag-test-stack.XXXXXX")"
 export GRAPHRAG_STACK_DIR
@@ -43,8 +45,8 @@ case $rc in
   5) echo "error: pytest collected no tests; that is a failure, not a pass" >&2; rc=1 ;;
   *) echo "error: tests failed (pytest exit $rc)" >&2 ;;
 esac
-if [ "$lint" != 0 ] || [ "$types" != 0 ]; then
-  echo "error: ruff (exit $lint) or mypy (exit $types) found problems" >&2
+if [ "$lint" != 0 ] || [ "$types" != 0 ] || [ "$layers" != 0 ]; then
+  echo "error: ruff (exit $lint), mypy (exit $types) or lint-imports (exit $layers) found problems" >&2
   [ "$rc" = 0 ] && rc=1
 fi
 exit $rc

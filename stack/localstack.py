@@ -98,7 +98,7 @@ def worker_app_count() -> int:
     (the venv), else the five pipeline stages."""
     sys.path.insert(0, str(HERE.parent))
     try:
-        from streams import topics
+        from streams.kafka import topics
 
         return len(getattr(topics, "ALL_APPS", topics.PIPELINE))
     except Exception:

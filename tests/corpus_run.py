@@ -13,9 +13,9 @@ from typing import Any
 
 from schemas import TranscriptChunk
 from schemas.events import utcnow
-from streams.codec import encode
-from streams.ids import chunk_id
-from streams.store import GraphStore
+from streams.kafka.codec import encode
+from streams.model.ids import chunk_id
+from streams.store.graph_store import GraphStore
 from tests.support import CORPUS, Deployment, Services, manifest, produce_raw, wait_quiescent, wait_until
 
 VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"

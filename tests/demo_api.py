@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from streams.store import GraphStore
+from streams.store.graph_store import GraphStore
 from tests.support import ROOT, Deployment, Services, produce_raw, wait_until
 
 SAMPLES = ROOT / "samples" / "transcripts"

@@ -22,10 +22,10 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 
 from schemas import ChunkExtraction
-from streams.config import Settings, load_settings
-from streams.kafka import client_config, make_admin
-from streams.lag import measure_lag, stage_groups, total_lag
-from streams.topics import Stage
+from streams.kafka.clients import client_config, make_admin
+from streams.kafka.topics import Stage
+from streams.monitoring.lag import measure_lag, stage_groups, total_lag
+from streams.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()

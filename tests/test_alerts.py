@@ -1,5 +1,5 @@
 """Alert rules and Grafana dashboards: promtool checks and unit tests, every metric name
-they use is defined in streams/metrics.py (or is prometheus_client's own process metric),
+they use is defined in streams/instruments/metrics.py (or is prometheus_client's own process metric),
 the stall and restart alerts and panels exist, the consumer groups and topics in the
 alert tests are the pipeline's, and the dashboards are well-formed and fresh."""
 
@@ -19,8 +19,8 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams import metrics
-from streams.topics import ALL_APPS, Stage, Topics, group_prefix
+from streams.instruments import metrics
+from streams.kafka.topics import ALL_APPS, Stage, Topics, group_prefix
 from tests.prometheus_harness import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
@@ -34,7 +34,7 @@ ALERTS_TEST_FILE = ALERTS_FILE.with_name("alerts.test.yml")
 GENERATOR = ROOT / "scripts" / "gen_dashboards.py"
 BUILTIN_METRICS = {"up"}  # series Prometheus itself writes for every target
 # prometheus_client's process collector, in the default REGISTRY every /metrics serves
-# (streams/health.py): a restarted process on the same address has a new start time.
+# (streams/monitoring/health.py): a restarted process on the same address has a new start time.
 PROCESS_METRICS = {"process_start_time_seconds"}
 PREFIX = "graphrag."  # the topic prefix the alert tests use (config/*.yaml)
 
@@ -88,7 +88,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def defined_metric_names() -> set[str]:
-    """Every series name streams/metrics.py exports, with prometheus_client's suffixes."""
+    """Every series name streams/instruments/metrics.py exports, with prometheus_client's suffixes."""
     suffixes = {"counter": ("_total", "_created"), "gauge": ("",), "info": ("_info",),
                 "histogram": ("_bucket", "_sum", "_count", "_created"), "summary": ("", "_sum", "_count", "_created")}
     registered = {family.name for family in REGISTRY.collect()}
@@ -274,7 +274,7 @@ def test_every_metric_in_dashboards_and_alerts_is_defined() -> None:
     assert used, "no metric names found: the extraction is broken"
     unknown = {name: sorted(where) for name, where in used.items()
                if name not in defined_metric_names() and name not in BUILTIN_METRICS | PROCESS_METRICS}
-    assert unknown == {}, f"metric names not defined in streams/metrics.py: {unknown}"
+    assert unknown == {}, f"metric names not defined in streams/instruments/metrics.py: {unknown}"
     assert "graphrag_partition_rewinds_total" not in used, "the partition watchdog is gone"
 
 

@@ -20,7 +20,7 @@ clean run of the same corpus and extractor in this module:
   (IDs, names, types, counts, weights, descriptions, times). In-stream resolution depends on
   the order in which names reach a block, so before the pass two clean runs differ; the pass
   resolves every chunk again from its stored extraction, from the set of names alone
-  (streams/merge.py), so after it the graph is a function of the set of chunks. Two clean
+  (streams/resolution/merge.py), so after it the graph is a function of the set of chunks. Two clean
   runs with 1 and 3 partitions are compared the same way. Not compared: ``videos`` (times
   and stage details) and ``entity_redirects`` (a record of what the stream guessed).
 """
@@ -38,9 +38,9 @@ from typing import Any
 
 import pytest
 
-from streams.merge import run_merge_pass
-from streams.store import GraphStore
-from streams.topics import ALL_APPS
+from streams.jobs.merge_pass import run_merge_pass
+from streams.kafka.topics import ALL_APPS
+from streams.store.graph_store import GraphStore
 from tests.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,

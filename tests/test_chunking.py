@@ -9,9 +9,9 @@ import pytest
 
 from schemas import TranscriptFetched, TranscriptSegment
 from schemas.events import utcnow
-from streams.chunking import chunk_segments, chunk_transcript, count_tokens, locate, timed_words
-from streams.ids import chunk_id
-from streams.transcripts import Segment, parse_transcript
+from streams.model.ids import chunk_id
+from streams.transcripts.chunking import chunk_segments, chunk_transcript, count_tokens, locate, timed_words
+from streams.transcripts.parse import Segment, parse_transcript
 
 
 def _long(corpus: Path) -> list[Segment]:

@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
-from streams.communities import Edge, PreviousCommunity, detect
-from streams.community_run import run_communities
-from streams.ids import stable_id
-from streams.query import answer_global, answer_local
-from streams.store import GRAPH_COLLECTIONS, GraphStore
-from streams.summaries import CommunityContext, Evidence, ExtractiveSummarizer, MemberInfo, RelationInfo
+from streams.communities.detect import detect
+from streams.communities.summarize import ExtractiveSummarizer
+from streams.jobs.community_run import run_communities
+from streams.model.citations import Citation
+from streams.model.communities import Edge, PreviousCommunity
+from streams.model.ids import stable_id
+from streams.model.reports import CommunityContext, MemberInfo, RelationInfo
+from streams.query.answers import answer_global, answer_local
+from streams.store.graph_store import GRAPH_COLLECTIONS, GraphStore
 from tests.support import wait_quiescent, wait_until
 
 
@@ -68,7 +71,7 @@ def test_large_communities_are_split_into_a_finer_level() -> None:
 
 
 def test_extractive_report_cites_evidence() -> None:
-    ev = Evidence(video_id="Pw0IZg7_4mo", chunk_id="c" * 24, seconds=83.0)
+    ev = Citation(video_id="Pw0IZg7_4mo", chunk_id="c" * 24, seconds=83.0)
     ctx = CommunityContext("cid", 0, [MemberInfo("p", "Phobos", "LOCATION", "a moon of Mars", 4, 2),
                                       MemberInfo("m", "Mars", "LOCATION", "the red planet", 9, 2)],
                            [RelationInfo("r", "p", "m", "ORBIT", "Phobos orbits Mars.", 8.0, (ev,))])

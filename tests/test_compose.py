@@ -2,7 +2,7 @@
 
 No Docker engine is needed (none is available in CI): the compose file must parse, every
 path it builds from or mounts must exist in the repository, every depends_on must name a
-service, the worker services must cover every app (streams.topics.ALL_APPS: the seven
+service, the worker services must cover every app (streams.kafka.topics.ALL_APPS: the seven
 stages, entity resolution being route, resolve and assemble, and communities) and start
 only after the one-shot `topics create` succeeded (apps do not create topics and stop at
 start when one is missing), every command must be a real `graphrag-streams` command, the configuration
@@ -28,9 +28,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from agents.worker import parse_stages, uses_mongo
-from streams.cli import cli
-from streams.config import load_settings
-from streams.topics import ALL_APPS, Stage
+from streams.cli.main import cli
+from streams.kafka.topics import ALL_APPS, Stage
+from streams.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

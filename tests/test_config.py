@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.config import (
+from streams.settings import (
     ENVIRONMENTS,
     ConfigError,
     Settings,

@@ -17,13 +17,19 @@ import pytest
 
 from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, GraphUpdate, MentionRequest, TranscriptChunk
 from schemas.events import utcnow
-from streams.codec import encode
-from streams.config import ResolutionSettings
-from streams.ids import chunk_id, entity_id
-from streams.merge import EntityInfo, alias_changes, canonical_names, propose_merges, unmerged_same_name_share
-from streams.normalize import normalize_name
-from streams.resolution import Canonical, block_of, fold, resolve_mention
-from streams.topics import Stage
+from streams.kafka.codec import encode
+from streams.kafka.topics import Stage
+from streams.model.ids import chunk_id, entity_id
+from streams.resolution.merge import (
+    EntityInfo,
+    alias_changes,
+    canonical_names,
+    propose_merges,
+    unmerged_same_name_share,
+)
+from streams.resolution.normalize import normalize_name
+from streams.resolution.resolve import Canonical, block_of, fold, resolve_mention
+from streams.settings import ResolutionSettings
 from tests.conftest import DeploymentFactory
 from tests.support import assert_no_stall, consume_all, produce_raw, wait_quiescent
 
@@ -205,8 +211,8 @@ def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory)
 
 @pytest.mark.integration
 def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: DeploymentFactory) -> None:
-    from streams.merge import run_merge_pass
-    from streams.store import GraphStore
+    from streams.jobs.merge_pass import run_merge_pass
+    from streams.store.graph_store import GraphStore
 
     d = deployment_factory(RESTARTS)
     d.cli("topics", "create")

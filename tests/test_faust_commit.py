@@ -37,8 +37,8 @@ def test_nothing_acked_nothing_to_commit() -> None:
 
 def test_the_apps_use_the_safe_consumer() -> None:
     from agents.runtime import make_app
-    from streams.config import load_settings
-    from streams.topics import Stage
+    from streams.kafka.topics import Stage
+    from streams.settings import load_settings
     from tests.support import ROOT
 
     app = make_app(Stage.EXTRACT, load_settings(ROOT / "config" / "development.yaml", env={}))

@@ -62,8 +62,8 @@ class StandInThread:
 
 def _consumer(thread: StandInThread) -> ActiveOnlyFetchConsumer:
     from agents.runtime import make_app
-    from streams.config import load_settings
-    from streams.topics import Stage
+    from streams.kafka.topics import Stage
+    from streams.settings import load_settings
     from tests.support import ROOT
 
     app = make_app(Stage.RESOLVE, load_settings(ROOT / "config" / "development.yaml", env={}))

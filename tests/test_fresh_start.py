@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from streams.topics import group_prefix
+from streams.kafka.topics import group_prefix
 from tests.support import ROOT, Services, remove_data
 
 SAMPLES = ROOT / "samples" / "transcripts"

@@ -1,11 +1,11 @@
 """The Helm chart (helm/graphrag-streams): `helm lint` and `helm template` per environment.
 
-What is checked on the rendered objects: every stage of streams.topics.PIPELINE (entity
+What is checked on the rendered objects: every stage of streams.kafka.topics.PIPELINE (entity
 resolution is three: route, resolve, assemble) has a Deployment and a KEDA ScaledObject
-whose consumer group and topics are what streams.topics computes from the rendered
-configuration (loaded with streams.config.load_settings, as the pods do): one trigger on
+whose consumer group and topics are what streams.kafka.topics computes from the rendered
+configuration (loaded with streams.settings.load_settings, as the pods do): one trigger on
 the stage's first input, and for assemble one more on its second, the chart's stage list
-and inputs map are streams.topics' own, the replica bounds never exceed the topic's
+and inputs map are streams.kafka.topics' own, the replica bounds never exceed the topic's
 partitions, no secret value is rendered, the securityContext is on every pod and
 container, the liveness probe restarts a stalled worker, the topics Job runs before any
 worker (a pre-install/pre-upgrade hook with its own copy of the config), the tiers differ
@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.config import ENVIRONMENTS, Settings, load_settings
-from streams.topics import ALL_APPS, PIPELINE, Stage, Topics, group_id, topics_for
+from streams.kafka.topics import ALL_APPS, PIPELINE, Stage, Topics, group_id, topics_for
+from streams.settings import ENVIRONMENTS, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "graphrag-streams"
@@ -160,14 +160,14 @@ def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stag
 
 
 def expected_bounds(settings: Settings) -> tuple[int, int]:
-    """(min, max) replicas: the bounds streams.scaling.desired_replicas uses, too."""
+    """(min, max) replicas: the bounds streams.monitoring.scaling.desired_replicas uses, too."""
     sc = settings.graphrag.scaling
     upper = max(1, min(sc.max_replicas, settings.kafka.partitions))
     return min(sc.min_replicas, upper), upper
 
 
 def scaling_topics(settings: Settings, stage: Stage) -> list[str]:
-    """The topics a stage's autoscaler watches: streams.topics.Topics.scaling, which the lag
+    """The topics a stage's autoscaler watches: streams.kafka.topics.Topics.scaling, which the lag
     exporter's desired replicas use too."""
     return list(topics_for(settings).scaling(stage))
 

@@ -13,12 +13,12 @@ import pytest
 
 from schemas import TranscriptChunk
 from schemas.events import utcnow
-from streams.config import Settings
 from streams.extraction import ExtractionFailed
 from streams.extraction.llm import PROMPT_VERSION, LLMExtractor
-from streams.ids import chunk_id
 from streams.llm.client import LLMClient
 from streams.llm.policy import CircuitState
+from streams.model.ids import chunk_id
+from streams.settings import Settings
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from streams.dlq import parse_headers
-from streams.store import GraphStore
+from streams.kafka.dlq import parse_headers
+from streams.store.graph_store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 from tests.support import (

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from streams.ids import chunk_id, entity_id, evidence_id, mention_id, relation_id, stable_id
-from streams.normalize import PROPER_NOUN_TYPES, normalize_name, normalize_type, singular
+from streams.model.ids import chunk_id, entity_id, evidence_id, mention_id, relation_id, stable_id
+from streams.resolution.normalize import PROPER_NOUN_TYPES, normalize_name, normalize_type, singular
 from tests.support import ROOT
 
 # --------------------------------------------------------------------------- normalize_name
@@ -136,7 +136,7 @@ def test_ids_are_24_hex_and_deterministic_across_processes() -> None:
             evidence_id("c" * 24, "e" * 24)]
     for value in here:
         assert len(value) == 24 and int(value, 16) >= 0
-    code = ("from streams.ids import *; print(chunk_id('Pw0IZg7_4mo', 3, 'text'), "
+    code = ("from streams.model.ids import *; print(chunk_id('Pw0IZg7_4mo', 3, 'text'), "
             "entity_id('PERSON', 'richard posner'), relation_id('a'*24, 'b'*24, 'orbit'), "
             "mention_id('c'*24, 'd'*24), evidence_id('c'*24, 'e'*24))")
     for seed in ("1", "2"):

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from agents.worker import parse_stages
-from streams.store import GraphStore
+from streams.store.graph_store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 from tests.prometheus_harness import (

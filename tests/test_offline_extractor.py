@@ -14,11 +14,11 @@ import pytest
 
 from schemas import ExtractedEntity, ExtractedRelation, TranscriptChunk
 from schemas.events import utcnow
-from streams.chunking import Chunk, chunk_segments
 from streams.extraction import ExtractionResult, Extractor
 from streams.extraction.offline import PROMPT_VERSION, OfflineExtractor, extract_offline
-from streams.ids import chunk_id
-from streams.transcripts import parse_transcript
+from streams.model.ids import chunk_id
+from streams.transcripts.chunking import Chunk, chunk_segments
+from streams.transcripts.parse import parse_transcript
 from tests.support import CORPUS, ROOT, manifest
 
 MARS = "Kurzgesagt/Pw0IZg7_4mo.vtt"

@@ -110,7 +110,7 @@ def test_the_wheel_installs_outside_the_repository_and_runs(tmp_path: Path) -> N
         return subprocess.run([str(target / "bin" / "graphrag-streams"), *args], cwd=elsewhere, env=env,
                               capture_output=True, text=True, timeout=120)
 
-    where = subprocess.run([str(py), "-c", "import streams, streams.config as c; "
+    where = subprocess.run([str(py), "-c", "import streams, streams.settings as c; "
                             "print(streams.__file__); print(c.default_config_dir())"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert where[0].startswith(site), f"streams imported from {where[0]}, not the wheel"

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
-from streams import metrics
+from streams.instruments import metrics
 from tests.prometheus_harness import (
     ALERTS_FILE,
     LAG_EXPORTER_JOB,
@@ -108,7 +108,7 @@ def test_start_fails_clearly_on_a_broken_rule_file(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- synthetic exporters
 
 def _clone(registry: CollectorRegistry) -> dict[str, Any]:
-    """The metrics of streams/metrics.py, defined afresh in `registry` (by attribute name)."""
+    """The metrics of streams/instruments/metrics.py, defined afresh in `registry` (by attribute name)."""
     out: dict[str, Any] = {}
     for attr, obj in vars(metrics).items():
         if not isinstance(obj, MetricWrapperBase):
@@ -165,7 +165,7 @@ def _feed(w: dict[str, Any], x: dict[str, Any], step: int) -> None:
 
 
 def test_every_dashboard_panel_returns_data_from_contract_shaped_series() -> None:
-    """With a worker and a lag exporter exporting every metric of streams/metrics.py (in
+    """With a worker and a lag exporter exporting every metric of streams/instruments/metrics.py (in
     registries of their own, not this process's), every panel query returns a number."""
     worker_reg, exporter_reg = CollectorRegistry(), CollectorRegistry()
     w, x = _clone(worker_reg), _clone(exporter_reg)

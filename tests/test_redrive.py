@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from streams.dlq import CONNECT_PREFIX, DeadLetter, DeadLetterRecord, Origin, parse_headers, parse_redrive_headers
-from streams.redrive import InvalidTime, RedriveFilter, parse_time, plan_redrive, redrive_headers
+from streams.jobs.redrive import InvalidTime, RedriveFilter, parse_time, plan_redrive, redrive_headers
+from streams.kafka.dlq import CONNECT_PREFIX, DeadLetter, DeadLetterRecord, Origin, parse_headers, parse_redrive_headers
 from tests.conftest import DeploymentFactory
 from tests.support import ROOT, consume_all, produce_raw, wait_until
 

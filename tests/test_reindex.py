@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from streams.config import ConfigError, load_settings
-from streams.dlq import parse_headers
-from streams.graph_diff import diff_graphs
-from streams.lag import PartitionLag
-from streams.reindex import InvalidReindexName, database_for, progress, reindex_settings
-from streams.topics import Stage, group_id, topics_for
+from streams.jobs.graph_diff import diff_graphs
+from streams.jobs.reindex import InvalidReindexName, database_for, progress, reindex_settings
+from streams.kafka.dlq import parse_headers
+from streams.kafka.topics import Stage, group_id, topics_for
+from streams.monitoring.lag import PartitionLag
+from streams.settings import ConfigError, load_settings
 from tests.corpus_run import BAD_CHUNKS
 from tests.support import ROOT, Deployment, consume_all
 

@@ -18,13 +18,13 @@ from schemas import (
     TranscriptSegment,
 )
 from schemas.events import utcnow
-from streams.chunking import chunk_transcript, locate
-from streams.config import DEFAULT_ENTITY_TYPES
 from streams.extraction.offline import extract_offline
-from streams.ids import entity_id, relation_id
-from streams.normalize import normalize_name
-from streams.resolution import Canonical, canonical_type, resolve_extraction
-from streams.transcripts import Segment, parse_transcript
+from streams.model.ids import entity_id, relation_id
+from streams.resolution.normalize import normalize_name
+from streams.resolution.resolve import Canonical, canonical_type, resolve_extraction
+from streams.settings import DEFAULT_ENTITY_TYPES
+from streams.transcripts.chunking import chunk_transcript, locate
+from streams.transcripts.parse import Segment, parse_transcript
 from tests.support import CORPUS
 
 VIDEO = "Pw0IZg7_4mo"

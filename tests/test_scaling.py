@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streams.config import ScalingSettings
-from streams.lag import LagSecondsEstimator, PartitionLag
-from streams.scaling import desired_replicas
+from streams.monitoring.lag import LagSecondsEstimator, PartitionLag
+from streams.monitoring.scaling import desired_replicas
+from streams.settings import ScalingSettings
 
 S = ScalingSettings(lag_threshold=100, activation_lag_threshold=10, min_replicas=0, max_replicas=8)
 

@@ -27,13 +27,13 @@ from schemas import (
 )
 from schemas.events import MentionResolved, utcnow
 from schemas.generate import OUT_DIR, render, stale_files
-from streams.chunking import chunk_transcript
-from streams.codec import decode, decode_request, encode
-from streams.config import ResolutionSettings
-from streams.dlq import BadMessage
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
-from streams.resolution import mention_requests, resolve_extraction, resolve_mention
-from streams.transcripts import parse_transcript
+from streams.kafka.codec import decode, decode_request, encode
+from streams.kafka.dlq import BadMessage
+from streams.resolution.resolve import mention_requests, resolve_extraction, resolve_mention
+from streams.settings import ResolutionSettings
+from streams.transcripts.chunking import chunk_transcript
+from streams.transcripts.parse import parse_transcript
 from tests.support import CORPUS, ROOT, manifest
 
 MAX = 16_384

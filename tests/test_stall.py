@@ -14,8 +14,8 @@ import pytest
 
 from agents.stall import STALL_EXIT_CODE, Offsets, StallDetector, StallWatch, broker_offsets
 from agents.worker import Backoff
-from streams import waits
-from streams.health import Health
+from streams.instruments import waits
+from streams.monitoring.health import Health
 from tests.conftest import DeploymentFactory
 from tests.support import produce_raw, supervised_children, wait_until
 
@@ -129,7 +129,7 @@ def test_detection_reads_the_groups_real_offsets(deployment_factory: DeploymentF
     commits, it is not (offsets from the real broker, as the worker reads them)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from streams.kafka import client_config
+    from streams.kafka.clients import client_config
 
     d = deployment_factory()
     d.create_topics()

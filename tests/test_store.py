@@ -22,14 +22,15 @@ from schemas import (
     VideoStatusEvent,
 )
 from schemas.events import utcnow
-from streams.chunking import chunk_transcript
-from streams.config import ResolutionSettings
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
-from streams.ids import chunk_id, entity_id
-from streams.merge import EntityInfo, apply_merge, plan_merge
-from streams.resolution import mention_requests, resolve_extraction, resolve_mention
-from streams.store import GraphStore, video_state
-from streams.transcripts import parse_transcript
+from streams.jobs.merge_pass import apply_merge, plan_merge
+from streams.model.ids import chunk_id, entity_id
+from streams.resolution.merge import EntityInfo
+from streams.resolution.resolve import mention_requests, resolve_extraction, resolve_mention
+from streams.settings import ResolutionSettings
+from streams.store.graph_store import GraphStore, video_state
+from streams.transcripts.chunking import chunk_transcript
+from streams.transcripts.parse import parse_transcript
 from tests.support import CORPUS, Services
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.sources import LocalTranscriptSource
-from streams.transcripts import (
+from streams.transcripts.parse import (
     TranscriptError,
     clean_text,
     decode_transcript,
@@ -19,6 +18,7 @@ from streams.transcripts import (
     parse_transcript,
     parse_vtt,
 )
+from streams.transcripts.sources import LocalTranscriptSource
 from tests.support import manifest
 
 ENTRIES = manifest()

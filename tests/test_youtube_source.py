@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from streams.config import TranscriptSettings
-from streams.sources import TranscriptFetcher, YouTubeTranscriptSource
-from streams.transcripts import Segment, TranscriptError, parse_transcript
+from streams.settings import TranscriptSettings
+from streams.transcripts.parse import Segment, TranscriptError, parse_transcript
+from streams.transcripts.sources import TranscriptFetcher, YouTubeTranscriptSource
 from tests.fake_youtube import API_KEY, UNAVAILABLE, FakeYouTube, Track, Video
 from tests.support import CORPUS
 

@@ -42,10 +42,10 @@ from streams.api.models import (
     VideoRow,
 )
 from streams.api.snapshot import SnapshotHolder
-from streams.config import Settings
-from streams.dlq_reader import DeadLetterCounts, count_dead_letters
-from streams.format import iso
-from streams.store import GraphStore
+from streams.kafka.dlq_reader import DeadLetterCounts, count_dead_letters
+from streams.model.views import iso
+from streams.settings import Settings
+from streams.store.graph_store import GraphStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class ApiState:
     def producer_for_submissions(self) -> Any:
         with self.producer_lock:
             if self.producer is None:
-                from streams.kafka import make_producer
+                from streams.kafka.clients import make_producer
 
                 # A submission the broker has not acknowledged in this time is reported as
                 # failed, so it must not be delivered later either.
@@ -198,7 +198,7 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     async def query(q: Annotated[str, Query(min_length=1, max_length=1000, description="The question.")],
                     mode: Literal["local", "global"] = "local") -> dict[str, Any]:
         """The answer with citations (video ID, mm:ss, youtu.be link with t=), entities and communities used."""
-        from streams.query import answer_global, answer_local, answer_with_llm
+        from streams.query.answers import answer_global, answer_local, answer_with_llm
 
         answer = await run_in_threadpool(answer_local if mode == "local" else answer_global, state.store, q)
         if settings.llm_enabled and answer.citations:
@@ -297,9 +297,9 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.post("/api/videos", tags=["videos"], status_code=202, dependencies=[Depends(authorized)])
     def submit(body: SubmitRequest) -> SubmitResult:
         """Put video IDs on the ingest topic; answers once the broker acknowledged every one."""
-        from streams.kafka import produce_and_confirm
-        from streams.submission import InvalidSubmission, request_messages
-        from streams.topics import topics_for
+        from streams.kafka.clients import produce_and_confirm
+        from streams.kafka.submission import InvalidSubmission, request_messages
+        from streams.kafka.topics import topics_for
 
         if len(body.video_ids) > settings.api.max_videos_per_request:
             raise HTTPException(413, f"{len(body.video_ids)} video IDs in one request; "

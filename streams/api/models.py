@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from schemas.events import LanguageCode
-from streams.format import citation, youtube_link
+from streams.model.citations import citation, youtube_link
 
 
 class Moment(BaseModel):

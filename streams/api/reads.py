@@ -32,9 +32,9 @@ from streams.api.models import (
     VideoRow,
 )
 from streams.api.snapshot import GraphSnapshot
-from streams.format import video_row
-from streams.query import excerpt
-from streams.store import GraphStore
+from streams.model.views import video_row
+from streams.query.answers import excerpt
+from streams.store.graph_store import GraphStore
 
 Doc = dict[str, Any]
 SUMMARY_FIELDS = {"name": 1, "type": 1, "aliases": 1, "mention_count": 1, "video_count": 1}

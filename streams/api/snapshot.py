@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.store import GraphStore
+from streams.store.graph_store import GraphStore
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]

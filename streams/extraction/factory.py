@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from streams.config import Settings
 from streams.extraction.base import Extractor
 from streams.extraction.offline import OfflineExtractor
+from streams.settings import Settings
 
 
 def make_extractor(settings: Settings) -> Extractor:

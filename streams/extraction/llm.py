@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas import ExtractedEntity, ExtractedRelation, TranscriptChunk
-from streams.config import Settings
 from streams.extraction.base import ExtractionFailed, ExtractionResult
 from streams.llm.cache import LLMCache, cache_key
 from streams.llm.client import Completion, LLMClient, LLMRejected
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from streams.config import Settings
-from streams.metrics import LLM_CACHE
+from streams.instruments.metrics import LLM_CACHE
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def cache_key(model: str, prompt_version: str, payload: Any) -> str:
 
 class LLMCache:
     def __init__(self, settings: Settings) -> None:
-        from streams.store import connect
+        from streams.store.graph_store import connect
 
         self.enabled = settings.graphrag.enable_caching
         self.ttl = settings.cache.ttl_seconds

@@ -20,9 +20,9 @@ from typing import Any
 
 import openai
 
-from streams.config import Settings
+from streams.instruments.metrics import CIRCUIT_STATE, LLM_COST, LLM_IN_FLIGHT, LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
 from streams.llm.policy import CircuitBreaker, CircuitState, TokenBucket, backoff_delay, parse_retry_after
-from streams.metrics import CIRCUIT_STATE, LLM_COST, LLM_IN_FLIGHT, LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
+from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streams import waits
+from streams.instruments import waits
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,191 @@
+"""confluent-kafka clients built from the configuration: producer, admin, topic creation.
+
+The CLI, the lag exporter and the tests talk to Kafka through these; the stage workers
+use Faust (aiokafka) with the same connection settings (:func:`faust_broker_settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.kafka.topics import Stage, TopicSpec, app_topics, topic_specs
+from streams.settings import KafkaSettings, Settings
+
+log = logging.getLogger(__name__)
+
+
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka connection properties (bootstrap, TLS, SASL) from the kafka section."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "security.protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism:
+        conf["sasl.mechanism"] = kafka.sasl_mechanism
+    if kafka.sasl_username:
+        conf["sasl.username"] = kafka.sasl_username
+    if kafka.sasl_password:
+        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
+    if kafka.ssl_cafile:
+        conf["ssl.ca.location"] = kafka.ssl_cafile
+    return conf
+
+
+def make_producer(settings: Settings, **overrides: Any) -> Producer:
+    conf = {
+        **client_config(settings.kafka),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.max.bytes": settings.security.max_message_bytes + 65_536,
+        **overrides,
+    }
+    return Producer(conf)
+
+
+def make_admin(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings.kafka))
+
+
+class DeliveryError(RuntimeError):
+    """At least one message was not acknowledged by the broker."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes | None
+    value: bytes | None  # None: a tombstone (deletes the key from a compacted topic)
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+def produce_and_confirm(producer: Producer, messages: Iterable[OutgoingMessage],
+                        timeout: float = 30.0) -> int:
+    """Produce messages and wait until the broker acknowledged every one of them.
+
+    Returns the number delivered; raises :class:`DeliveryError` naming the first failure.
+    """
+    failures: list[str] = []
+    delivered = 0
+
+    def on_delivery(err: KafkaError | None, msg: Any) -> None:
+        nonlocal delivered
+        if err is not None:
+            failures.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
+        else:
+            delivered += 1
+
+    sent = 0
+    for m in messages:
+        while True:
+            try:
+                producer.produce(m.topic, key=m.key, value=m.value, headers=list(m.headers),
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.5)
+        sent += 1
+        producer.poll(0)
+    remaining = producer.flush(timeout)
+    if remaining:
+        failures.append(f"{remaining} message(s) still unacknowledged after {timeout:.0f}s")
+    if failures:
+        raise DeliveryError(f"{len(failures)} of {sent} message(s) not delivered; first: {failures[0]}")
+    return delivered
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    name: str
+    created: bool
+    partitions: int  # as the broker lists it (0: not listed)
+    configured: int  # what topic_specs asks for
+
+    @property
+    def mismatched(self) -> bool:
+        return self.partitions != self.configured
+
+
+def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
+                  timeout: float = 30.0) -> list[TopicResult]:
+    """Create the pipeline's topics that do not exist yet; existing ones are left alone.
+
+    Idempotent. Topics are infrastructure: `topics create` (the Helm Job, compose's
+    topics service) runs this before any app starts; apps only check (:func:`check_topics`).
+    """
+    specs = list(specs or topic_specs(settings))
+    admin = make_admin(settings)
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [s for s in specs if s.name not in existing]
+    created: set[str] = set()
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication_factor,
+                      config=s.config) for s in missing],
+            request_timeout=timeout,
+        )
+        for name, fut in futures.items():
+            try:
+                fut.result()
+                created.add(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    md = _wait_for_leaders(admin, [s.name for s in specs], timeout)
+    return [TopicResult(s.name, s.name in created, len(md[s.name].partitions) if s.name in md else 0, s.partitions)
+            for s in specs]
+
+
+def _wait_for_leaders(admin: AdminClient, names: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Topic metadata once every named topic is listed with all its partitions led (a new
+    topic shows up with no partitions, then without leaders, for a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=timeout).topics
+        ready = all(n in md and md[n].error is None and md[n].partitions
+                    and all(p.leader >= 0 for p in md[n].partitions.values()) for n in names)
+        if ready or time.monotonic() > deadline:
+            return dict(md)
+        time.sleep(0.2)
+
+
+def partition_count(settings: Settings, topic: str, timeout: float = 10.0) -> int:
+    md = make_admin(settings).list_topics(topic, timeout=timeout).topics.get(topic)
+    return len(md.partitions) if md is not None and md.error is None else 0
+
+
+class TopicsNotReady(RuntimeError):
+    """A topic an app needs is missing or has the wrong partition count."""
+
+
+def check_topics(settings: Settings, *stages: Stage, timeout: float = 30.0) -> None:
+    """Stop apps at start when one of their topics is missing or mis-partitioned.
+
+    Faust subscribes once: a topic that is missing then is ignored for good, and a
+    changelog whose partitions differ from its source topic's crashes the table's agent.
+    One metadata request for all the stages given.
+    """
+    wanted = {s.name: s for s in topic_specs(settings)}
+    md = make_admin(settings).list_topics(timeout=timeout).topics
+    problems = []
+    for stage in stages:
+        for name in app_topics(settings, stage):
+            found = md.get(name)
+            if found is None or found.error is not None:
+                problems.append(f"topic {name} does not exist")
+            elif len(found.partitions) != wanted[name].partitions:
+                problems.append(f"topic {name} has {len(found.partitions)} partitions, the configuration says "
+                                f"{wanted[name].partitions} (kafka.partitions)")
+    if problems:
+        names = ", ".join(s.value for s in stages)
+        raise TopicsNotReady(
+            f"stage {names} cannot start: " + "; ".join(dict.fromkeys(problems))
+            + ". Create the topics first with `graphrag-streams topics create` (Helm runs it as the topics Job); "
+            "a topic with the wrong partition count must be recreated or the configuration changed to match.")

@@ -1,0 +1,157 @@
+"""Loading one environment's YAML file: ``${VAR}`` interpolation, ``--set`` overrides, errors.
+
+Values may use ``${VAR}`` and ``${VAR:-default}``; a missing variable without a default is
+an error naming the variable and the key that needs it. Every problem is one
+:class:`ConfigError` naming the file and the dotted key, never the offending value; secrets
+are rendered as ``**********`` by :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from streams.settings.models import ENVIRONMENTS, Settings
+
+
+class ConfigError(Exception):
+    """Raised for any configuration problem; the message names the file and the key."""
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a loaded YAML tree."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set and has no default")
+
+    replaced = _VAR.sub(substitute, value)
+    # A value that was only a variable and came out empty means "not set" (null).
+    if replaced == "" and _VAR.fullmatch(value):
+        return None
+    return replaced
+
+
+def default_config_dir() -> Path:
+    """Where environment files live: $GRAPHRAG_CONFIG_DIR, ./config, the wheel's, or the checkout's.
+
+    An installed wheel carries the top-level config/ as ``streams/config_files``; a source
+    checkout (editable install) has it beside the package.
+    """
+    if os.environ.get("GRAPHRAG_CONFIG_DIR"):
+        return Path(os.environ["GRAPHRAG_CONFIG_DIR"])
+    cwd = Path.cwd() / "config"
+    if (cwd / "development.yaml").exists():
+        return cwd
+    streams_package = Path(__file__).resolve().parents[1]
+    packaged = streams_package / "config_files"
+    if (packaged / "development.yaml").exists():
+        return packaged
+    return streams_package.parent / "config"
+
+
+def config_path(path: str | os.PathLike[str] | None = None, environment: str | None = None) -> Path:
+    if path:
+        return Path(path)
+    if os.environ.get("GRAPHRAG_CONFIG"):
+        return Path(os.environ["GRAPHRAG_CONFIG"])
+    env = environment or os.environ.get("GRAPHRAG_ENV") or "development"
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"GRAPHRAG_ENV={env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    return default_config_dir() / f"{env}.yaml"
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environment: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Sequence[str] = (),
+) -> Settings:
+    """Load, interpolate and validate one environment's configuration file.
+
+    ``overrides`` are ``dotted.key=value`` pairs (values read as YAML) applied after
+    interpolation and validated with the rest (`--set`, and a re-index's options).
+    """
+    file = config_path(path, environment)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {file}") from None
+    except yaml.YAMLError as exc:
+        # Only the position and the kind of problem: the YAML error text quotes the line,
+        # which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    try:
+        data = interpolate(raw, os.environ if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    for item in overrides:
+        apply_override(data, item)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {describe_validation_error(exc)}") from None
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in nested config data (the value parsed as YAML: 8, true, [en])."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", p) for p in parts):
+        raise ConfigError(f"--set {item.split('=', 1)[0]!r}: expected dotted.key=value, e.g. "
+                          "graphrag.extraction.extractor=offline")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: the value is not valid YAML") from None
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the dotted key; never echoes the offending value."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            lines.append(f"{key}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked, for `config show`."""
+    return settings.model_dump(mode="json")

@@ -1,0 +1,245 @@
+"""The configuration's sections: one frozen pydantic model each, unknown keys refused.
+
+Why strict: a typo in a deployment value (``max_concurent_operations``) must stop the
+worker with a message naming the key, not silently fall back to a default in production.
+Secrets are ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+ENVIRONMENTS = ("development", "staging", "production")
+DEFAULT_ENTITY_TYPES = (
+    "PERSON",
+    "ORGANIZATION",
+    "LOCATION",
+    "EVENT",
+    "CONCEPT",
+    "TECHNOLOGY",
+    "WORK",
+    "SPECIES",
+    "SUBSTANCE",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MongoSettings(_Section):
+    uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    database: str = "graphrag"
+    server_selection_timeout_ms: int = Field(default=5000, ge=100)
+    # FerretDB 1.x holds one SQLite connection per matched update until the whole `update`
+    # command ends and deadlocks past its pool of 100, so updates go out in small commands.
+    # Real MongoDB is happy with 1000.
+    max_ops_per_command: int = Field(default=25, ge=1, le=100_000)
+
+
+class OpenAISettings(_Section):
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_output_tokens: int = Field(default=2000, ge=64)
+    requests_per_minute: int = Field(default=500, ge=1)
+    tokens_per_minute: int = Field(default=200_000, ge=100)
+    input_cost_per_million: float = Field(default=0.15, ge=0)
+    output_cost_per_million: float = Field(default=0.60, ge=0)
+    # How long the circuit stays open before one probe call (doubles per failed probe).
+    circuit_reset_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class TranscriptSettings(_Section):
+    # auto: a local file when one exists for the video ID, otherwise YouTube.
+    source: Literal["auto", "local", "youtube"] = "auto"
+    local_dirs: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("en",)
+    max_chars: int = Field(default=2_000_000, ge=1000)
+    youtube_base_url: str | None = None
+    youtube_timeout_seconds: float = Field(default=20.0, gt=0)
+
+
+class ChunkingSettings(_Section):
+    tokens: int = Field(default=300, ge=20, le=8000)
+    overlap: int = Field(default=50, ge=0)
+
+
+class ExtractionSettings(_Section):
+    # auto: the LLM when openai.api_key is set, the offline extractor otherwise.
+    extractor: Literal["auto", "offline", "llm"] = "auto"
+    entity_types: tuple[str, ...] = DEFAULT_ENTITY_TYPES
+    max_entities_per_chunk: int = Field(default=40, ge=1)
+    # Extra LLM passes asking for what the first answer missed (0 = none).
+    gleaning_passes: int = Field(default=0, ge=0, le=3)
+    # A label of the extraction prompt: part of every LLM cache key and recorded on each
+    # chunk. The prompt text is the code's; a new label makes every call new (a re-index
+    # with --prompt-version compares a prompt change side by side).
+    prompt_version: str = Field(default="extract-v1", pattern=r"^[A-Za-z0-9._-]{1,40}$")
+
+
+class ResolutionSettings(_Section):
+    """Entity resolution: in-stream fuzzy matching within blocks, and the periodic merge pass."""
+
+    block_chars: int = Field(default=2, ge=1, le=6)  # names meet on a partition by this prefix
+    fuzzy_threshold: float = Field(default=90.0, ge=50, le=100)  # rapidfuzz ratio, same type
+    min_fuzzy_length: int = Field(default=5, ge=1)  # shorter names only match exactly
+    merge_threshold: float = Field(default=92.0, ge=50, le=100)  # cross-block merge pass
+    merge_interval_seconds: float = Field(default=300.0, gt=0)
+
+
+class CommunitySettings(_Section):
+    """Community detection and summaries (the communities app's leader-only timer)."""
+
+    interval_seconds: float = Field(default=300.0, gt=0)
+    max_community_size: int = Field(default=25, ge=2)  # larger ones are split into a finer level
+    max_levels: int = Field(default=3, ge=1, le=6)
+    min_size: int = Field(default=2, ge=2)
+    resolution: float = Field(default=1.0, gt=0)
+    seed: int = 42
+    findings: int = Field(default=5, ge=1, le=20)
+
+
+class SinkSettings(_Section):
+    batch_size: int = Field(default=200, ge=1)
+    batch_seconds: float = Field(default=1.0, gt=0)
+
+
+class ScalingSettings(_Section):
+    """Inputs of KEDA's Kafka scaler, per stage deployment (see streams/monitoring/scaling.py)."""
+
+    lag_threshold: int = Field(default=100, ge=1)  # target lag per replica
+    activation_lag_threshold: int = Field(default=0, ge=0)  # at or below: scale to min_replicas
+    min_replicas: int = Field(default=0, ge=0)  # 0 allows scale-to-zero when idle
+    max_replicas: int = Field(default=10, ge=1)  # also capped by the input topic's partitions
+
+
+class GraphragSettings(_Section):
+    enable_caching: bool = True
+    enable_monitoring: bool = True
+    max_concurrent_operations: int = Field(default=2, ge=1, le=1000)
+    retry_attempts: int = Field(default=1, ge=0, le=20)
+    circuit_breaker_threshold: int = Field(default=3, ge=1)
+    # An input partition with lag and no progress this long (outside a deliberate pause)
+    # makes the app fail /livez and exit, so that it is restarted (agents/stall.py).
+    stall_seconds: float = Field(default=120.0, ge=5)
+    transcripts: TranscriptSettings = TranscriptSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    extraction: ExtractionSettings = ExtractionSettings()
+    resolution: ResolutionSettings = ResolutionSettings()
+    communities: CommunitySettings = CommunitySettings()
+    sink: SinkSettings = SinkSettings()
+    scaling: ScalingSettings = ScalingSettings()
+
+
+class CacheSettings(_Section):
+    ttl_seconds: int = Field(default=86_400, ge=0)
+    redis_url: SecretStr | None = None
+    # The database of the llm_cache collection (default: mongodb.database). A re-index
+    # shares the live one, so calls it would repeat unchanged cost nothing.
+    database: str | None = None
+
+    @field_validator("redis_url", "database", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class MonitoringSettings(_Section):
+    # Each worker serves /metrics, /livez and /readyz here (0 disables the server).
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    lag_exporter_port: int = Field(default=9410, ge=0, le=65535)
+    lag_interval_seconds: float = Field(default=15.0, gt=0)
+    # Alert when a stage is further behind than this (exported as graphrag_lag_budget_seconds).
+    lag_budget_seconds: float = Field(default=300.0, gt=0)
+
+
+class SecuritySettings(_Section):
+    # Upper bound for one message on the ingest topic; larger ones are dead-lettered unread.
+    max_request_bytes: int = Field(default=16_384, ge=256)
+    # Largest message any stage accepts (the transcript topic carries whole transcripts).
+    max_message_bytes: int = Field(default=8_388_608, ge=65_536)
+    tls_verify: bool = True
+
+
+class ApiSettings(_Section):
+    """`graphrag-streams serve`: the HTTP API and the explorer page."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Bearer token that POST /api/videos requires; with none, submission over HTTP is off.
+    token: SecretStr | None = None
+    max_videos_per_request: int = Field(default=500, ge=1, le=100_000)
+    # How often the server checks whether the graph changed and reloads its in-memory copy
+    # of the adjacency (entity pages read it; an entity newer than it is read from the store).
+    refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Reloaded after this long even when no size changed (an update that keeps every count).
+    snapshot_max_age_seconds: float = Field(default=300.0, gt=0, le=86_400)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    topic_prefix: str = "graphrag."
+    # Read chunks from this topic instead of <topic_prefix>transcripts.chunks: a re-index
+    # reads the live pipeline's chunks (no re-fetch) and writes everything else under its
+    # own prefix.
+    chunks_topic: str | None = None
+    partitions: int = Field(default=6, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return v
+
+    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "sasl_password", "chunks_topic", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v in ("", None) else v
+
+
+class Settings(_Section):
+    environment: Literal["development", "staging", "production"]
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    mongodb: MongoSettings = MongoSettings()
+    openai: OpenAISettings = OpenAISettings()
+    graphrag: GraphragSettings = GraphragSettings()
+    cache: CacheSettings = CacheSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    security: SecuritySettings = SecuritySettings()
+    kafka: KafkaSettings = KafkaSettings()
+    api: ApiSettings = ApiSettings()
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether extraction and summaries go to the LLM (``extractor: auto`` + a key)."""
+        mode = self.graphrag.extraction.extractor
+        return mode == "llm" or (mode == "auto" and self.openai.api_key is not None)
