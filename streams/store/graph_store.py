@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -105,10 +105,21 @@ def video_state(doc: Doc) -> str:
 class GraphStore:
     """All reads and writes of the graph collections."""
 
-    def __init__(self, db: Database[Doc], max_ops_per_command: int = 25) -> None:
-        self.db = db
+    def __init__(self, db: Database[Doc] | Callable[[], Database[Doc]], max_ops_per_command: int = 25) -> None:
+        # A callable is resolved on first use and again after a failure: a process that
+        # starts while MongoDB is down still starts, and never reads the wrong graph.
+        self._db: Database[Doc] | None = None if callable(db) else db
+        self._resolve_db = db if callable(db) else None
+        self._client: MongoClient[Doc] | None = None if callable(db) else db.client
         self.max_ops = max_ops_per_command
         self._refresh_lock = threading.Lock()
+
+    @property
+    def db(self) -> Database[Doc]:
+        if self._db is None:
+            assert self._resolve_db is not None
+            self._db = self._resolve_db()
+        return self._db
 
     @classmethod
     def from_settings(cls, settings: Settings, *, app_name: str = "graphrag-streams",
@@ -118,10 +129,17 @@ class GraphStore:
 
     @classmethod
     def for_reads(cls, settings: Settings, *, app_name: str = "graphrag-streams") -> GraphStore:
-        """The graph queries and the API read: the promoted one (`graph promote`), else the configured one."""
-        store = cls.from_settings(settings, app_name=app_name)
-        promoted = store.read_database()
-        return store if promoted in (None, store.db.name) else cls(store.db.client[promoted], store.max_ops)
+        """The graph queries and the API read: the promoted one (`graph promote`), else the
+        configured one; looked up on first use (nothing is read here)."""
+        live = cls.from_settings(settings, app_name=app_name)
+
+        def resolve() -> Database[Doc]:
+            promoted = live.read_database()
+            return live.db if promoted in (None, live.db.name) else live.db.client[promoted]
+
+        store = cls(resolve, settings.mongodb.max_ops_per_command)
+        store._client = live.db.client
+        return store
 
     # The pointer lives in the configured (live) database: one document naming the
     # database that reads go to. The pipeline always writes where its settings say.
@@ -145,7 +163,9 @@ class GraphStore:
         return entities, relations, communities
 
     def close(self) -> None:
-        self.db.client.close()
+        client = self._db.client if self._db is not None else self._client
+        if client is not None:
+            client.close()
 
     def ping(self) -> bool:
         try:
