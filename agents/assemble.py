@@ -65,6 +65,6 @@ def register(rt: StageRuntime) -> None:
                 if update is None:
                     assembly[chunk_key] = state
                     continue
-                await rt.send_event(t.edges, update.chunk.video_id, update)
+                await rt.send_event(t.graph_updates, update.chunk.video_id, update)
                 if chunk_key in assembly:
                     del assembly[chunk_key]

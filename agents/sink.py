@@ -126,7 +126,7 @@ def register(rt: StageRuntime) -> None:
 
     rt.app.task(create_indexes)
 
-    @rt.app.agent(rt.topic(rt.topics.edges), name="sink-edges")
+    @rt.app.agent(rt.topic(rt.topics.graph_updates), name="sink-edges")
     async def sink_edges(stream: Any) -> None:
         async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
             async with rt.processing(events):

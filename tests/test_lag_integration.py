@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from streams.monitoring.exporter import LagMonitor
-from streams.monitoring.lag import PartitionLag, measure_lag, stage_groups
+from streams.monitoring.lag import LagMonitor, PartitionLag, measure_lag, stage_groups
 from streams.store.graph_store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.support import ROOT, Deployment, produce_raw, wait_quiescent, wait_until

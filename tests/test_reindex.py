@@ -70,13 +70,13 @@ def test_progress_counts_chunks_consumed_since_the_start_and_lag_in_every_stage(
     extract, sink = group_id(r, Stage.EXTRACT), group_id(r, Stage.SINK)
     target = {0: 10, 1: 6}
     rows = [PartitionLag(extract, chunks, 0, 4, 0, 12), PartitionLag(extract, chunks, 1, None, 2, 6),
-            PartitionLag(sink, topics_for(r).edges, 0, 3, 0, 5)]
+            PartitionLag(sink, topics_for(r).graph_updates, 0, 3, 0, 5)]
     p = progress(rows, r, target)
     # Partition 1 starts at 2 (retention): 4 of its 6 offsets are due.
     assert (p.chunks_done, p.chunks_target) == (4, 14)
     assert p.lag_by_stage["extract"] == 8 + 4 and p.lag_by_stage["sink"] == 2 and not p.caught_up
     done = [PartitionLag(extract, chunks, 0, 12, 0, 12), PartitionLag(extract, chunks, 1, 6, 2, 6),
-            PartitionLag(sink, topics_for(r).edges, 0, 5, 0, 5)]
+            PartitionLag(sink, topics_for(r).graph_updates, 0, 5, 0, 5)]
     assert progress(done, r, target).caught_up
     # Chunks that arrived after the start are not due, but lag still counts them.
     later = [PartitionLag(extract, chunks, 0, 10, 0, 12), PartitionLag(extract, chunks, 1, 6, 2, 6)]

@@ -837,7 +837,7 @@ def resolve_merge(obj: Ctx, dry_run: bool, as_json: bool, show: int) -> None:
 @click.pass_obj
 def lag(obj: Ctx, as_json: bool, samples: int) -> None:
     """Consumer lag per stage, topic and partition, and the replicas KEDA would run."""
-    from streams.monitoring.exporter import LagMonitor
+    from streams.monitoring.lag import LagMonitor
 
     settings = obj.settings
     monitor = LagMonitor(settings)

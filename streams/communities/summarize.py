@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from streams.llm.schema import strict_object
 from streams.model.citations import shorten
 from streams.model.reports import CommunityContext, CommunityReport, Finding, RelationInfo
 from streams.resolution.resolve import fold
@@ -88,13 +89,10 @@ class _LLMReport(BaseModel):
 
 
 def report_schema() -> dict[str, Any]:
-    def obj(props: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
-
-    finding = obj({"claim": {"type": "string"}, "entities": {"type": "array", "items": {"type": "string"}}})
-    return obj({"title": {"type": "string"}, "summary": {"type": "string"},
-                "findings": {"type": "array", "items": finding}, "rating": {"type": "number"},
-                "rating_explanation": {"type": "string"}})
+    finding = strict_object({"claim": {"type": "string"}, "entities": {"type": "array", "items": {"type": "string"}}})
+    return strict_object({"title": {"type": "string"}, "summary": {"type": "string"},
+                          "findings": {"type": "array", "items": finding}, "rating": {"type": "number"},
+                          "rating_explanation": {"type": "string"}})
 
 
 class LLMSummarizer:

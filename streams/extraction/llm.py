@@ -17,6 +17,7 @@ from schemas import ExtractedEntity, ExtractedRelation, TranscriptChunk
 from streams.extraction.base import ExtractionFailed, ExtractionResult
 from streams.llm.cache import LLMCache, cache_key
 from streams.llm.client import Completion, LLMClient, LLMRejected
+from streams.llm.schema import strict_object
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,12 @@ class _Answer(BaseModel):
 
 def answer_schema(entity_types: list[str]) -> dict[str, Any]:
     """The strict JSON schema sent as ``response_format`` (all fields required, no extras)."""
-    def obj(props: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
-
-    entity = obj({"name": {"type": "string"}, "type": {"type": "string", "enum": entity_types},
-                  "description": {"type": "string"}})
-    relation = obj({"source": {"type": "string"}, "target": {"type": "string"}, "type": {"type": "string"},
-                    "description": {"type": "string"}, "strength": {"type": "integer"}})
-    return obj({"entities": {"type": "array", "items": entity}, "relations": {"type": "array", "items": relation}})
+    string = {"type": "string"}
+    entity = strict_object({"name": string, "type": {"type": "string", "enum": entity_types}, "description": string})
+    relation = strict_object({"source": string, "target": string, "type": string, "description": string,
+                              "strength": {"type": "integer"}})
+    return strict_object({"entities": {"type": "array", "items": entity},
+                          "relations": {"type": "array", "items": relation}})
 
 
 def parse_answer(raw: str, max_entities: int) -> tuple[list[ExtractedEntity], list[ExtractedRelation]]:

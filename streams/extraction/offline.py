@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from schemas import ExtractedEntity, ExtractedRelation, TranscriptChunk
 from streams.extraction.base import ExtractionResult
+from streams.model.names import PERSONAL_TITLES
 
 PROMPT_VERSION = "offline-plain-v1"
 
@@ -56,8 +57,6 @@ we you they he she my our your their his her some many most all any each every o
 also just let let's today mr mrs ms dr professor president
 """.split())
 
-_TITLES = frozenset({"mr", "mrs", "ms", "dr", "professor", "president", "judge", "justice", "sir",
-                     "senator", "governor", "king", "queen", "prince", "saint", "st"})
 _CONNECTORS = frozenset({"of", "de", "von", "van", "der", "la", "du", "del", "the", "and"})
 
 _TYPE_CUES: dict[str, frozenset[str]] = {
@@ -162,7 +161,7 @@ def _proper_names(sentence: str, s_index: int, mid_sentence_caps: set[str]) -> l
             prev = tokens[i - 1].group(0).lower().rstrip(".") if i > 0 else ""
             name = re.sub(r"['’]s?$", "", " ".join(run))
             if len(name) >= 2 and name.lower() not in STOPWORDS:
-                mentions.append(_Mention(name, _type_of(run, prev in _TITLES), s_index, tokens[i].start()))
+                mentions.append(_Mention(name, _type_of(run, prev in PERSONAL_TITLES), s_index, tokens[i].start()))
         i = j
     return mentions
 

@@ -9,7 +9,8 @@ from typing import TypeVar
 import pydantic
 
 from schemas import Event, VideoRequested, is_video_id
-from streams.kafka.dlq import BadMessage, decode_json_object, describe_validation_error
+from schemas.errors import describe_validation_error
+from streams.kafka.dlq import BadMessage, decode_json_object
 
 E = TypeVar("E", bound=Event)
 
@@ -32,7 +33,7 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
         if any(err["loc"] and err["loc"][-1] == "video_id" and err["type"] != "missing"
                for err in exc.errors()):
             reason = "invalid_video_id"
-        raise BadMessage(reason, describe_validation_error(exc)) from None
+        raise BadMessage(reason, describe_validation_error(exc, limit=5)) from None
 
 
 _BARE_ID = re.compile(rb"\s*[A-Za-z0-9_-]{11}\s*")

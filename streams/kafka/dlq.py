@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pydantic
-
 HEADER_PREFIX = "graphrag.dlq."
 REDRIVE_PREFIX = "graphrag.redrive."
 CONNECT_PREFIX = "__connect.errors."
@@ -142,19 +140,6 @@ def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[st
         if k.startswith(HEADER_PREFIX):
             out[k[len(HEADER_PREFIX):]] = (v or b"").decode("utf-8", "replace")
     return out
-
-
-def describe_validation_error(exc: pydantic.ValidationError, limit: int = 5) -> str:
-    """A short, readable account of what is wrong with a message (field paths first)."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-        parts.append(f"{loc}: {msg}")
-    more = len(exc.errors()) - limit
-    if more > 0:
-        parts.append(f"... and {more} more")
-    return "; ".join(parts)
 
 
 class BadMessage(Exception):

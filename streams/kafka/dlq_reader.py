@@ -1,4 +1,4 @@
-"""Read the dead-letter topic from the beginning without joining a consumer group."""
+"""Read the dead-letter topic from the beginning without joining a consumer group: records, counts."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-from streams.kafka.clients import client_config
 from streams.kafka.dlq import DeadLetterRecord, parse_headers
+from streams.kafka.from_beginning import read_from_beginning
 from streams.kafka.topics import topics_for
 from streams.settings import Settings
 
@@ -23,41 +21,11 @@ def iter_dead_letters(settings: Settings, *, timeout: float = 10.0,
     Without values, ``key`` and ``value`` are empty (the broker still sends them; we only
     skip keeping them).
     """
-    topic = topics_for(settings).dlq
-    consumer = Consumer({**client_config(settings.kafka), "group.id": "graphrag-dlq-reader",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if md is None or md.error is not None:
-            return
-        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
-        ends = {}
-        for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            if high > low:
-                ends[tp.partition] = high
-        if not ends:
-            return
-        consumer.assign([tp for tp in parts if tp.partition in ends])
-        pending = dict(ends)
-        while pending:
-            msg = consumer.poll(timeout)
-            if msg is None:
-                break
-            partition = msg.partition() or 0
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    pending.pop(partition, None)
-                continue
-            offset = msg.offset() or 0
-            key, value = (msg.key(), msg.value()) if with_values else (None, b"")
-            yield DeadLetterRecord(partition, offset, _as_bytes(key), _as_bytes(value) or b"",
-                                   parse_headers(_header_list(msg.headers())))
-            if offset + 1 >= pending.get(partition, 0):
-                pending.pop(partition, None)
-    finally:
-        consumer.close()
+    for msg in read_from_beginning(settings, topics_for(settings).dlq, group_id="graphrag-dlq-reader",
+                                   timeout=timeout):
+        key, value = (msg.key(), msg.value()) if with_values else (None, b"")
+        yield DeadLetterRecord(msg.partition() or 0, msg.offset() or 0, _as_bytes(key), _as_bytes(value) or b"",
+                               parse_headers(_header_list(msg.headers())))
 
 
 def read_dead_letters(settings: Settings, *, limit: int = 1000, timeout: float = 10.0) -> list[DeadLetterRecord]:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from schemas import VideoRequested, is_video_id
+from schemas.errors import describe_validation_error
 from streams.kafka.clients import OutgoingMessage
 from streams.kafka.codec import encode
-from streams.kafka.dlq import describe_validation_error
 from streams.kafka.topics import topics_for
 from streams.settings import Settings
 
@@ -43,5 +43,6 @@ def request_messages(settings: Settings, video_ids: Sequence[str], *, source: st
         events = [VideoRequested(video_id=v, source=source, languages=list(languages))
                   for v in dict.fromkeys(video_ids)]
     except ValidationError as exc:
-        raise InvalidSubmission(f"invalid request, nothing was sent: {describe_validation_error(exc)}") from None
+        problems = describe_validation_error(exc, limit=5)
+        raise InvalidSubmission(f"invalid request, nothing was sent: {problems}") from None
     return [OutgoingMessage(topic, e.video_id.encode(), encode(e)) for e in events]

@@ -65,7 +65,9 @@ class Topics:
         return f"{self.prefix}graph.extractions"
 
     @property
-    def edges(self) -> str:
+    def graph_updates(self) -> str:
+        # One GraphUpdate per chunk (its resolved entities, relations and evidence). The
+        # topic keeps its first name, graph.edges: deployments, dashboards and KEDA use it.
         return f"{self.prefix}graph.edges"
 
     @property
@@ -103,7 +105,7 @@ class Topics:
             Stage.ROUTE: (self.extractions,),
             Stage.RESOLVE: (self.resolve_mentions,),
             Stage.ASSEMBLE: (self.resolve_pending, self.resolve_resolved),
-            Stage.SINK: (self.edges, self.status),
+            Stage.SINK: (self.graph_updates, self.status),
             Stage.COMMUNITIES: (),
         }[stage]
 
@@ -115,7 +117,7 @@ class Topics:
         return inputs if stage is Stage.ASSEMBLE else inputs[:1]
 
     def all(self) -> tuple[str, ...]:
-        return (self.requested, self.transcripts, self.chunks, self.extractions, self.edges,
+        return (self.requested, self.transcripts, self.chunks, self.extractions, self.graph_updates,
                 self.status, self.dlq, self.resolve_mentions, self.resolve_pending, self.resolve_resolved,
                 self.aliases)
 
@@ -180,7 +182,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.transcripts, k.partitions, k.replication_factor, {**week, **big}),
         TopicSpec(t.chunks, k.partitions, k.replication_factor, dict(week)),
         TopicSpec(t.extractions, k.partitions, k.replication_factor, dict(week)),
-        TopicSpec(t.edges, k.partitions, k.replication_factor, dict(week)),
+        TopicSpec(t.graph_updates, k.partitions, k.replication_factor, dict(week)),
         TopicSpec(t.status, k.partitions, k.replication_factor, dict(week)),
         # The DLQ keeps its records for a month: someone has to look at them.
         TopicSpec(t.dlq, k.partitions, k.replication_factor,

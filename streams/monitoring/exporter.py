@@ -10,7 +10,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 
 from streams.instruments.metrics import (
     COMMITTED_OFFSET,
@@ -22,65 +21,11 @@ from streams.instruments.metrics import (
     LOG_END_OFFSET,
     TOPIC_PARTITIONS,
 )
-from streams.kafka.clients import make_admin
-from streams.kafka.topics import PIPELINE, Stage, group_id, topics_for
 from streams.monitoring.health import Health, kafka_check, serve
-from streams.monitoring.lag import LagSecondsEstimator, PartitionLag, measure_lag
-from streams.monitoring.scaling import desired_replicas
+from streams.monitoring.lag import LagMonitor, LagReport
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StageLag:
-    stage: Stage
-    group: str
-    topic: str  # the first topic the stage scales on (Topics.scaling)
-    partitions: int  # of that topic
-    lag: int  # over every scaling topic
-    lag_seconds: float
-    desired_replicas: int
-
-
-@dataclass(frozen=True)
-class LagReport:
-    at: float
-    partitions: list[tuple[PartitionLag, float]]  # each row with its lag in seconds
-    stages: list[StageLag]
-
-
-class LagMonitor:
-    """Measures lag, keeps the samples for lag seconds, computes the scaling signal."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.estimator = LagSecondsEstimator()
-        self.admin = make_admin(settings)  # one client for every measurement
-
-    def measure(self) -> LagReport:
-        now = time.time()
-        rows = measure_lag(self.settings, admin=self.admin)
-        for r in rows:
-            self.estimator.record(r.topic, r.partition, r.log_end, now)
-        with_seconds = [(r, self.estimator.seconds_behind(r.topic, r.partition,
-                                                          r.committed if r.committed is not None else r.log_start,
-                                                          r.log_end, now)) for r in rows]
-        return LagReport(now, with_seconds, self._stages(with_seconds))
-
-    def _stages(self, rows: list[tuple[PartitionLag, float]]) -> list[StageLag]:
-        t = topics_for(self.settings)
-        out = []
-        for stage in PIPELINE:
-            group, scaling = group_id(self.settings, stage), t.scaling(stage)
-            mine = [(r, s) for r, s in rows if r.group == group and r.topic in scaling]
-            # One trigger per scaling topic; the HPA follows the one that asks for most.
-            per_topic = [[r for r, _ in mine if r.topic == topic] for topic in scaling]
-            wanted = max(desired_replicas(sum(r.lag for r in rs), len(rs), self.settings.graphrag.scaling)
-                         for rs in per_topic)
-            out.append(StageLag(stage, group, scaling[0], len(per_topic[0]), sum(r.lag for r, _ in mine),
-                                max((s for _, s in mine), default=0.0), wanted))
-        return out
 
 
 def publish(report: LagReport) -> None:

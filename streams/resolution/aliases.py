@@ -3,7 +3,8 @@
 Why not a Faust GlobalTable: in faust-streaming 0.15 a GlobalTable without
 ``synchronize_all_active_partitions`` stalls partition assignment silently, and with
 several workers it is known to miss keys (faust-streaming issues #283, PR #438). A plain
-consumer that assigns itself every partition from the beginning is small and reliable.
+consumer that assigns itself every partition from the beginning
+(``streams.kafka.from_beginning``) is small and reliable.
 
 Key: a folded name (``streams.resolution.resolve.fold``). Value: ``schemas.EntityAlias`` JSON, or
 null to retract.
@@ -13,14 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
 from schemas import EntityAlias
-from streams.kafka.clients import OutgoingMessage, client_config, make_producer, produce_and_confirm
+from streams.kafka.clients import OutgoingMessage, make_producer, produce_and_confirm
+from streams.kafka.from_beginning import read_from_beginning
 from streams.kafka.topics import topics_for
 from streams.resolution.resolve import Canonical, fold
 from streams.settings import Settings
@@ -33,8 +32,8 @@ class AliasTable:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = topics_for(settings).aliases
-        self._conf = {**client_config(settings.kafka), "group.id": f"alias-reader-{uuid.uuid4().hex[:8]}",
-                      "enable.auto.commit": False, "enable.partition.eof": True}
+        self.settings = settings
+        self._group = f"alias-reader-{uuid.uuid4().hex[:8]}"
         self._aliases: dict[str, Canonical] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -92,43 +91,13 @@ class AliasTable:
             self._aliases[folded] = Canonical(alias.entity_id, alias.type, alias.name)
 
     def _run(self) -> None:
-        consumer = Consumer(self._conf)
         try:
-            while not self._stop.is_set():
-                md = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
-                if md is not None and md.error is None:
-                    break
-                log.warning("alias topic %s not found yet", self.topic)
-                time.sleep(2)
-            else:
-                return
-            parts = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in md.partitions]
-            pending = set()
-            for tp in parts:
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                if high > low:
-                    pending.add(tp.partition)
-            consumer.assign(parts)
-            if not pending:
-                self._caught_up.set()
-            while not self._stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None:
-                    continue
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition() or 0)
-                        if not pending:
-                            self._caught_up.set()
-                    continue
-                value = msg.value()
-                key = msg.key()
+            for msg in read_from_beginning(self.settings, self.topic, group_id=self._group, follow=True,
+                                           stop=self._stop, on_caught_up=self._caught_up.set):
+                key, value = msg.key(), msg.value()
                 self._apply(key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else None)
         except Exception:
             log.exception("alias reader failed")
-        finally:
-            consumer.close()
 
 
 def publish_aliases(settings: Settings, aliases: Mapping[str, EntityAlias | None]) -> int:

@@ -25,14 +25,13 @@ from rapidfuzz import fuzz, process
 
 from schemas import ChunkExtraction, EntityAlias, GraphUpdate, MentionRequest
 from streams.model.ids import entity_id
+from streams.model.names import PERSONAL_TITLES
 from streams.resolution.normalize import normalize_name
 from streams.resolution.resolve import Canonical, block_of, fold, mention_requests, resolve_extraction
 from streams.settings import ResolutionSettings
 
 log = logging.getLogger(__name__)
 
-TITLES = frozenset({"mr", "mrs", "ms", "dr", "professor", "prof", "president", "judge", "justice", "sir",
-                    "senator", "governor", "king", "queen", "saint", "st", "lord", "lady"})
 MINOR_WORDS = frozenset({"of", "the", "and", "for", "in", "on", "at", "de", "la", "a", "an", "to"})
 
 
@@ -58,7 +57,7 @@ class Merge:
 
 
 def _person_tokens(name: str) -> tuple[str, ...]:
-    return tuple(w for w in fold(name).split() if w not in TITLES)
+    return tuple(w for w in fold(name).split() if w not in PERSONAL_TITLES)
 
 
 def _initials(name: str) -> str:

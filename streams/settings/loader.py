@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from schemas.errors import describe_validation_error as describe
 from streams.settings.models import ENVIRONMENTS, Settings
 
 
@@ -139,17 +140,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem, naming the dotted key; never echoes the offending value."""
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{key}: unknown key")
-        elif err["type"] == "missing":
-            lines.append(f"{key}: required key is missing")
-        else:
-            lines.append(f"{key}: {err['msg']}")
-    return "; ".join(lines)
+    """One clause per problem, naming the dotted key; never echoes the offending value."""
+    return describe(exc, noun="key", top="(top level)")
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

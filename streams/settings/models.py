@@ -8,9 +8,19 @@ Secrets are ``SecretStr``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+
+
+def _empty_is_none(v: Any) -> Any:
+    return None if v in ("", None) else v
+
+
+# An empty value means unset: ``${OPENAI_API_KEY:-}`` of an unset variable is no key.
+EMPTY_IS_NONE = BeforeValidator(_empty_is_none)
+OptionalStr = Annotated[str | None, EMPTY_IS_NONE]
+OptionalSecret = Annotated[SecretStr | None, EMPTY_IS_NONE]
 
 ENVIRONMENTS = ("development", "staging", "production")
 DEFAULT_ENTITY_TYPES = (
@@ -41,8 +51,8 @@ class MongoSettings(_Section):
 
 
 class OpenAISettings(_Section):
-    api_key: SecretStr | None = None
-    base_url: str | None = None
+    api_key: OptionalSecret = None
+    base_url: OptionalStr = None
     model: str = "gpt-4o-mini"
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -53,16 +63,6 @@ class OpenAISettings(_Section):
     output_cost_per_million: float = Field(default=0.60, ge=0)
     # How long the circuit stays open before one probe call (doubles per failed probe).
     circuit_reset_seconds: float = Field(default=30.0, gt=0)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, v: Any) -> Any:
-        return None if v in ("", None) else v
-
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _empty_url_is_none(cls, v: Any) -> Any:
-        return None if v in ("", None) else v
 
 
 class TranscriptSettings(_Section):
@@ -149,15 +149,10 @@ class GraphragSettings(_Section):
 
 class CacheSettings(_Section):
     ttl_seconds: int = Field(default=86_400, ge=0)
-    redis_url: SecretStr | None = None
+    redis_url: OptionalSecret = None
     # The database of the llm_cache collection (default: mongodb.database). A re-index
     # shares the live one, so calls it would repeat unchanged cost nothing.
-    database: str | None = None
-
-    @field_validator("redis_url", "database", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v in ("", None) else v
+    database: OptionalStr = None
 
 
 class MonitoringSettings(_Section):
@@ -184,7 +179,7 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Bearer token that POST /api/videos requires; with none, submission over HTTP is off.
-    token: SecretStr | None = None
+    token: OptionalSecret = None
     max_videos_per_request: int = Field(default=500, ge=1, le=100_000)
     # How often the server checks whether the graph changed and reloads its in-memory copy
     # of the adjacency (entity pages read it; an entity newer than it is read from the store).
@@ -192,24 +187,19 @@ class ApiSettings(_Section):
     # Reloaded after this long even when no size changed (an update that keeps every count).
     snapshot_max_age_seconds: float = Field(default=300.0, gt=0, le=86_400)
 
-    @field_validator("token", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v in ("", None) else v
-
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
+    sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None, EMPTY_IS_NONE] = None
+    sasl_username: OptionalStr = None
+    sasl_password: OptionalSecret = None
+    ssl_cafile: OptionalStr = None
     topic_prefix: str = "graphrag."
     # Read chunks from this topic instead of <topic_prefix>transcripts.chunks: a re-index
     # reads the live pipeline's chunks (no re-fetch) and writes everything else under its
     # own prefix.
-    chunks_topic: str | None = None
+    chunks_topic: OptionalStr = None
     partitions: int = Field(default=6, ge=1, le=10_000)
     replication_factor: int = Field(default=1, ge=1, le=10)
 
@@ -219,11 +209,6 @@ class KafkaSettings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", v):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return v
-
-    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "sasl_password", "chunks_topic", mode="before")
-    @classmethod
-    def _empty_is_none(cls, v: Any) -> Any:
-        return None if v in ("", None) else v
 
 
 class Settings(_Section):
