@@ -110,8 +110,20 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     calls = fake.stats()["by_kind"].get("knowledge_graph", 0) - first["by_kind"].get("knowledge_graph", 0)
     print(f"re-index, same prompt: 0 LLM calls; new prompt version: {calls} calls for {chunks} chunks")
     assert same["counts"]["chunks"] == bumped["counts"]["chunks"] == chunks
-    assert same["counts"]["entities"] == store.counts()["entities"]
     assert calls >= chunks
+    # The in-stream resolution is a first guess that depends on arrival order (the outage
+    # reordered the live run), so the graphs are compared where the README promises they
+    # agree: after a merge pass each is a function of the chunks stored, whatever their order.
+    asked = fake.stats()["requests"]
+    d.cli("resolve", "merge", "--json", timeout=600)
+    d.cli("--reindex", "same", "resolve", "merge", "--json", timeout=600)
+    assert fake.stats()["requests"] == asked  # the merge pass asks the LLM nothing
+    diff = json.loads(d.cli("graph", "diff", "live", "same", "--json").stdout)
+    print("graph diff live same after a merge pass of each:",
+          {k: {x: v for x, v in diff[k].items() if x != "examples"} for k in ("entities", "relations")})
+    for kind in ("entities", "relations"):
+        assert diff[kind]["a"] > 0
+        assert (diff[kind]["added"], diff[kind]["removed"], diff[kind]["changed"]) == (0, 0, 0), diff[kind]["examples"]
     assert fake.stats()["max_in_flight"] <= limit
 
 
