@@ -9,62 +9,92 @@ leaves a small entry behind; it completes harmlessly if the chunk is processed a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
 
 from agents.runtime import StageRuntime
-from schemas import ChunkExtraction, MentionResolved
-from streams.kafka.codec import decode
-from streams.kafka.dlq import BadMessage
+from schemas import ChunkExtraction, GraphUpdate, MentionResolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.resolve import Canonical, mention_requests, resolve_extraction
 
 JSON: Any = faust.Schema(key_serializer="json", value_serializer="json")
 
 
-def register(rt: StageRuntime) -> None:
-    app, t, settings = rt.app, rt.topics, rt.settings
-    cfg = settings.graphrag.resolution
-    types = settings.graphrag.extraction.entity_types
-    max_bytes = settings.security.max_message_bytes
-    (table_name,) = TABLES[Stage.ASSEMBLE]
-    assembly = app.Table(table_name, default=dict, partitions=settings.kafka.partitions, schema=JSON,
-                         help="chunk_id -> {extraction, resolved mentions}")
+@dataclass(frozen=True)
+class Assembly:
+    """One chunk's partial state: its extraction once it came, the mentions resolved so far.
 
-    def complete(state: dict[str, Any]) -> Any:
+    Stored in the table as ``{"extraction": {...}, "resolved": {"3": [id, type, name]}}``,
+    the shape the changelogs of running deployments already hold.
+    """
+
+    extraction: ChunkExtraction | None = None
+    resolved: Mapping[int, Canonical] = field(default_factory=dict)
+
+    @classmethod
+    def from_table(cls, value: Mapping[str, Any]) -> Assembly:
+        x = value.get("extraction")
+        return cls(ChunkExtraction.model_validate(x) if x is not None else None,
+                   {int(k): Canonical(*v) for k, v in (value.get("resolved") or {}).items()})
+
+    def to_table(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.extraction is not None:
+            out["extraction"] = self.extraction.model_dump(mode="json")
+        if self.resolved:
+            out["resolved"] = {str(k): [c.entity_id, c.type, c.name] for k, c in self.resolved.items()}
+        return out
+
+    def with_resolved(self, answer: MentionResolved) -> Assembly:
+        canonical = Canonical(answer.entity_id, answer.type, answer.canonical_name)
+        return replace(self, resolved={**self.resolved, answer.mention: canonical})
+
+    def complete(self, *, entity_types: Iterable[str] | None, block_chars: int) -> GraphUpdate | None:
         """The chunk's graph update when its extraction and every mention are in, else None."""
-        if "extraction" not in state:
+        if self.extraction is None:
             return None
-        extraction = ChunkExtraction.model_validate(state["extraction"])
-        wanted = {r.mention for r in mention_requests(extraction, entity_types=types, block_chars=cfg.block_chars)}
-        have = {int(k): Canonical(*v) for k, v in state.get("resolved", {}).items()}
-        if not wanted <= set(have):
+        wanted = {r.mention for r in mention_requests(self.extraction, entity_types=entity_types,
+                                                       block_chars=block_chars)}
+        if not wanted <= set(self.resolved):
             return None
-        return resolve_extraction(extraction, entity_types=types, resolved=have)
+        return resolve_extraction(self.extraction, entity_types=entity_types, resolved=dict(self.resolved))
 
-    @app.agent(rt.topic(t.resolve_pending, t.resolve_resolved), name="assemble")
-    async def assembler(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                msg = event.message
-                chunk_key = (msg.key or b"").decode("utf-8", "replace")
-                state = dict(assembly[chunk_key])
-                try:
-                    if msg.topic == t.resolve_pending:
-                        extraction = decode(ChunkExtraction, msg.value, max_bytes=max_bytes)
-                        state["extraction"] = extraction.model_dump(mode="json")
-                    else:
-                        resolved = decode(MentionResolved, msg.value, max_bytes=max_bytes)
-                        state.setdefault("resolved", {})[str(resolved.mention)] = [
-                            resolved.entity_id, resolved.type, resolved.canonical_name]
-                except BadMessage as exc:
-                    await rt.dead_letter(event, exc.reason, str(exc))
-                    continue
-                update = complete(state)
-                if update is None:
-                    assembly[chunk_key] = state
-                    continue
-                await rt.send_event(t.graph_updates, update.chunk.video_id, update)
-                if chunk_key in assembly:
-                    del assembly[chunk_key]
+
+class AssembleStage:
+    def __init__(self, rt: StageRuntime, table: MutableMapping[str, dict[str, Any]]) -> None:
+        self.rt = rt
+        self.table = table  # chunk_id -> Assembly.to_table()
+
+    async def handle(self, event: Any) -> None:
+        rt, msg = self.rt, event.message
+        chunk_key = (msg.key or b"").decode("utf-8", "replace")
+        state = Assembly.from_table(self.table[chunk_key])
+        if msg.topic == rt.topics.resolve_pending:
+            extraction = await rt.decode_or_dead_letter(event, ChunkExtraction)
+            if extraction is None:
+                return
+            state = replace(state, extraction=extraction)
+        else:
+            answer = await rt.decode_or_dead_letter(event, MentionResolved)
+            if answer is None:
+                return
+            state = state.with_resolved(answer)
+        cfg = rt.settings.graphrag
+        update = state.complete(entity_types=cfg.extraction.entity_types, block_chars=cfg.resolution.block_chars)
+        if update is None:
+            self.table[chunk_key] = state.to_table()
+            return
+        await rt.send_event(rt.topics.graph_updates, update.chunk.video_id, update)
+        if chunk_key in self.table:
+            del self.table[chunk_key]
+
+
+def register(rt: StageRuntime) -> None:
+    (table_name,) = TABLES[Stage.ASSEMBLE]
+    table = rt.app.Table(table_name, default=dict, partitions=rt.settings.kafka.partitions, schema=JSON,
+                         help="chunk_id -> {extraction, resolved mentions}")
+    rt.run_each(AssembleStage(rt, table).handle, rt.topics.resolve_pending, rt.topics.resolve_resolved,
+                name="assemble")

@@ -10,36 +10,33 @@ from typing import Any
 
 from agents.runtime import StageRuntime
 from schemas import TranscriptFetched
-from streams.kafka.codec import decode
-from streams.kafka.dlq import BadMessage
 from streams.transcripts.chunking import chunk_transcript
 
 
-async def handle(rt: StageRuntime, event: Any) -> None:
-    try:
-        t = decode(TranscriptFetched, event.message.value, max_bytes=rt.settings.security.max_message_bytes)
-    except BadMessage as exc:
-        await rt.dead_letter(event, exc.reason, str(exc))
-        return
-    cfg = rt.settings.graphrag.chunking
-    try:
-        chunks = chunk_transcript(t, cfg.tokens, cfg.overlap)
-    except ValueError as exc:  # a pydantic limit, e.g. a single "word" longer than a chunk may be
-        await rt.dead_letter(event, "unchunkable_transcript", str(exc)[:500])
-        await rt.status(t.video_id, "failed", detail=f"unchunkable_transcript: {str(exc)[:300]}")
-        return
-    if not chunks:
-        await rt.dead_letter(event, "empty_transcript", "the transcript has no words to chunk")
-        await rt.status(t.video_id, "failed", detail="empty_transcript")
-        return
-    await rt.send_many(rt.topics.chunks, [(c.chunk_id, c) for c in chunks])
-    await rt.status(t.video_id, "done", detail=f"{len(chunks)} chunks", chunk_count=len(chunks),
-                    requested_at=t.requested_at)
+class ChunkStage:
+    def __init__(self, rt: StageRuntime) -> None:
+        self.rt = rt
+
+    async def handle(self, event: Any) -> None:
+        rt = self.rt
+        t = await rt.decode_or_dead_letter(event, TranscriptFetched)
+        if t is None:
+            return
+        cfg = rt.settings.graphrag.chunking
+        try:
+            chunks = chunk_transcript(t, cfg.tokens, cfg.overlap)
+        except ValueError as exc:  # a pydantic limit, e.g. a single "word" longer than a chunk may be
+            await rt.dead_letter(event, "unchunkable_transcript", str(exc)[:500])
+            await rt.status(t.video_id, "failed", detail=f"unchunkable_transcript: {str(exc)[:300]}")
+            return
+        if not chunks:
+            await rt.dead_letter(event, "empty_transcript", "the transcript has no words to chunk")
+            await rt.status(t.video_id, "failed", detail="empty_transcript")
+            return
+        await rt.send_many(rt.topics.chunks, [(c.chunk_id, c) for c in chunks])
+        await rt.status(t.video_id, "done", detail=f"{len(chunks)} chunks", chunk_count=len(chunks),
+                        requested_at=t.requested_at)
 
 
 def register(rt: StageRuntime) -> None:
-    @rt.app.agent(rt.topic(rt.topics.transcripts), name="chunk")
-    async def chunk(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                await handle(rt, event)
+    rt.run_each(ChunkStage(rt).handle, rt.topics.transcripts, name="chunk")

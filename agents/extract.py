@@ -9,7 +9,6 @@ from agents.runtime import StageRuntime
 from schemas import ChunkExtraction, TranscriptChunk
 from streams.extraction import ExtractionFailed, Extractor
 from streams.extraction.factory import make_extractor
-from streams.kafka.codec import decode
 from streams.kafka.dlq import BadMessage
 from streams.model.ids import chunk_id
 
@@ -31,11 +30,8 @@ class ExtractStage:
 
     async def handle(self, event: Any) -> None:
         rt = self.rt
-        try:
-            chunk = decode(TranscriptChunk, event.message.value, max_bytes=rt.settings.security.max_message_bytes)
-            verify_chunk(chunk)
-        except BadMessage as exc:
-            await rt.dead_letter(event, exc.reason, str(exc))
+        chunk = await rt.decode_or_dead_letter(event, TranscriptChunk, check=verify_chunk)
+        if chunk is None:
             return
         try:
             result = await self.extractor.extract(chunk)
@@ -51,11 +47,5 @@ class ExtractStage:
 
 
 def register(rt: StageRuntime) -> None:
-    stage = ExtractStage(rt)
-
-    @rt.app.agent(rt.topic(rt.topics.chunks), name="extract",
-                  concurrency=rt.settings.graphrag.max_concurrent_operations)
-    async def extract(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                await stage.handle(event)
+    rt.run_each(ExtractStage(rt).handle, rt.topics.chunks, name="extract",
+                concurrency=rt.settings.graphrag.max_concurrent_operations)

@@ -12,8 +12,7 @@ from typing import Any
 from agents.runtime import StageRuntime
 from schemas import TranscriptFetched, TranscriptSegment, VideoRequested
 from schemas.events import utcnow
-from streams.kafka.codec import decode_request, encode
-from streams.kafka.dlq import BadMessage
+from streams.kafka.codec import encode
 from streams.transcripts.parse import TranscriptError
 from streams.transcripts.sources import FetchedTranscript, TranscriptFetcher
 
@@ -46,10 +45,8 @@ class FetchStage:
 
     async def handle(self, event: Any) -> None:
         rt = self.rt
-        try:
-            req = decode_request(event.message.value, max_bytes=rt.settings.security.max_request_bytes)
-        except BadMessage as exc:
-            await rt.dead_letter(event, exc.reason, str(exc))
+        req = await rt.decode_or_dead_letter(event, VideoRequested)
+        if req is None:
             return
         await rt.status(req.video_id, "started", requested_at=req.requested_at)
         try:
@@ -82,11 +79,5 @@ class FetchStage:
 
 
 def register(rt: StageRuntime) -> None:
-    stage = FetchStage(rt)
-
-    @rt.app.agent(rt.topic(rt.topics.requested), name="fetch",
-                  concurrency=rt.settings.graphrag.max_concurrent_operations)
-    async def fetch(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                await stage.handle(event)
+    rt.run_each(FetchStage(rt).handle, rt.topics.requested, name="fetch",
+                concurrency=rt.settings.graphrag.max_concurrent_operations)

@@ -9,44 +9,44 @@ entity its block already knows.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import faust
 
 from agents.runtime import StageRuntime
 from schemas import MentionRequest, MentionResolved
-from streams.kafka.codec import decode
-from streams.kafka.dlq import BadMessage
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.aliases import AliasTable
-from streams.resolution.resolve import resolve_mention
+from streams.resolution.resolve import BlockState, resolve_mention
 
 JSON: Any = faust.Schema(key_serializer="json", value_serializer="json")
 
 
-def register(rt: StageRuntime) -> None:
-    app, t, settings = rt.app, rt.topics, rt.settings
-    cfg = settings.graphrag.resolution
-    max_bytes = settings.security.max_message_bytes
-    (table_name,) = TABLES[Stage.RESOLVE]
-    blocks = app.Table(table_name, default=dict, partitions=settings.kafka.partitions, schema=JSON,
-                       help="blocking key -> {folded name: [entity_id, type, canonical name]}")
-    # Read every merge decision before any mention is resolved (the worker starts after this).
-    aliases = AliasTable(settings).start()
+class ResolveStage:
+    def __init__(self, rt: StageRuntime, blocks: MutableMapping[str, BlockState], aliases: AliasTable) -> None:
+        self.rt = rt
+        self.blocks = blocks  # blocking key -> the block's names (resolution.resolve.BlockState)
+        self.aliases = aliases
 
-    @app.agent(rt.topic(t.resolve_mentions), name="resolve")
-    async def resolver(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                try:
-                    req = decode(MentionRequest, event.message.value, max_bytes=max_bytes)
-                except BadMessage as exc:
-                    await rt.dead_letter(event, exc.reason, str(exc))
-                    continue
-                canonical, how, updated = resolve_mention(blocks[req.block], req.name, req.type, cfg,
-                                                          alias=aliases.get)
-                if updated is not None:
-                    blocks[req.block] = updated
-                await rt.send_event(t.resolve_resolved, req.chunk_id, MentionResolved(
-                    chunk_id=req.chunk_id, mention=req.mention, entity_id=canonical.entity_id,
-                    type=canonical.type, canonical_name=canonical.name, how=how))
+    async def handle(self, event: Any) -> None:
+        rt = self.rt
+        req = await rt.decode_or_dead_letter(event, MentionRequest)
+        if req is None:
+            return
+        canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type,
+                                                  rt.settings.graphrag.resolution, alias=self.aliases.get)
+        if updated is not None:
+            self.blocks[req.block] = updated
+        await rt.send_event(rt.topics.resolve_resolved, req.chunk_id, MentionResolved(
+            chunk_id=req.chunk_id, mention=req.mention, entity_id=canonical.entity_id,
+            type=canonical.type, canonical_name=canonical.name, how=how))
+
+
+def register(rt: StageRuntime) -> None:
+    (table_name,) = TABLES[Stage.RESOLVE]
+    blocks = rt.app.Table(table_name, default=dict, partitions=rt.settings.kafka.partitions, schema=JSON,
+                          help="blocking key -> {folded name: [entity_id, type, canonical name]}")
+    # Read every merge decision before any mention is resolved (the worker starts after this).
+    aliases = AliasTable(rt.settings).start()
+    rt.run_each(ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions, name="resolve")

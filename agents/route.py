@@ -13,28 +13,24 @@ from typing import Any
 
 from agents.runtime import StageRuntime
 from schemas import ChunkExtraction
-from streams.kafka.codec import decode
-from streams.kafka.dlq import BadMessage
 from streams.resolution.resolve import mention_requests
 
 
-async def handle(rt: StageRuntime, event: Any) -> None:
-    t, cfg = rt.topics, rt.settings.graphrag.resolution
-    try:
-        extraction = decode(ChunkExtraction, event.message.value, max_bytes=rt.settings.security.max_message_bytes)
-    except BadMessage as exc:
-        await rt.dead_letter(event, exc.reason, str(exc))
-        return
-    requests = mention_requests(extraction, entity_types=rt.settings.graphrag.extraction.entity_types,
-                                block_chars=cfg.block_chars)
-    # Mentions first: the assembler completes a chunk once its extraction and all its mentions met.
-    await rt.send_many(t.resolve_mentions, [(r.block, r) for r in requests])
-    await rt.send(t.resolve_pending, extraction.chunk.chunk_id, event.message.value)
+class RouteStage:
+    def __init__(self, rt: StageRuntime) -> None:
+        self.rt = rt
+
+    async def handle(self, event: Any) -> None:
+        rt = self.rt
+        extraction = await rt.decode_or_dead_letter(event, ChunkExtraction)
+        if extraction is None:
+            return
+        requests = mention_requests(extraction, entity_types=rt.settings.graphrag.extraction.entity_types,
+                                    block_chars=rt.settings.graphrag.resolution.block_chars)
+        # Mentions first: the assembler completes a chunk once its extraction and all its mentions met.
+        await rt.send_many(rt.topics.resolve_mentions, [(r.block, r) for r in requests])
+        await rt.send(rt.topics.resolve_pending, extraction.chunk.chunk_id, event.message.value)
 
 
 def register(rt: StageRuntime) -> None:
-    @rt.app.agent(rt.topic(rt.topics.extractions), name="route")
-    async def route(stream: Any) -> None:
-        async for event in stream.events():
-            async with rt.processing([event]):
-                await handle(rt, event)
+    rt.run_each(RouteStage(rt).handle, rt.topics.extractions, name="route")

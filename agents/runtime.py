@@ -15,22 +15,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import faust
 
 from agents.faust_commit import SafeCommitApp
 from agents.faust_recovery import FixedTableManager
-from schemas import Event, VideoStatusEvent
+from schemas import Event, VideoRequested, VideoStatusEvent
 from schemas.events import utcnow
 from streams.instruments import waits
 from streams.instruments.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
-from streams.kafka.codec import encode
-from streams.kafka.dlq import DeadLetter, Origin, parse_redrive_headers
+from streams.kafka.codec import decode, decode_request, encode
+from streams.kafka.dlq import BadMessage, DeadLetter, Origin, parse_redrive_headers
 from streams.kafka.topics import Stage, Topics, group_id, topics_for
 from streams.settings import Settings
 
 log = logging.getLogger("graphrag.agents")
+E = TypeVar("E", bound=Event)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -140,6 +141,26 @@ class StageRuntime:
             self._topic_cache[key] = self.app.topic(*names, key_type=bytes, value_type=bytes, allow_empty=True)
         return self._topic_cache[key]
 
+    def run_each(self, handle: Callable[[Any], Awaitable[None]], *topics: str, name: str,
+                 concurrency: int = 1) -> None:
+        """One agent over ``topics`` that counts and times each event, then hands it to ``handle``."""
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                async with self.processing([event]):
+                    await handle(event)
+
+        self.app.agent(self.topic(*topics), name=name, concurrency=concurrency)(agent)
+
+    def run_batches(self, handle: Callable[[Sequence[Any]], Awaitable[None]], topic: str, *, name: str,
+                    size: int, within: float) -> None:
+        """One agent that hands ``handle`` batches of up to ``size`` events (or what came ``within`` s)."""
+        async def agent(stream: Any) -> None:
+            async for events in stream.take_events(size, within=within):
+                async with self.processing(events):
+                    await handle(events)
+
+        self.app.agent(self.topic(topic), name=name)(agent)
+
     @asynccontextmanager
     async def processing(self, events: Sequence[Any]) -> AsyncIterator[None]:
         """Count and time the handling of input messages (one, or one batch)."""
@@ -174,6 +195,23 @@ class StageRuntime:
         stage = self.stage.value
         await self.send_event(self.topics.status, video_id, VideoStatusEvent(
             video_id=video_id, stage=stage, state=state, detail=detail[:2000], at=utcnow(), **extra))
+
+    async def decode_or_dead_letter(self, event: Any, model: type[E], *,
+                                    check: Callable[[E], None] | None = None) -> E | None:
+        """The message as ``model`` (and passing ``check``), or None once it is dead-lettered
+        with its reason: the one place where a stage turns bad input into a DLQ record."""
+        limits = self.settings.security
+        try:
+            if model is VideoRequested:  # the ingest topic also takes a bare video ID
+                value = cast(E, decode_request(event.message.value, max_bytes=limits.max_request_bytes))
+            else:
+                value = decode(model, event.message.value, max_bytes=limits.max_message_bytes)
+            if check is not None:
+                check(value)
+        except BadMessage as exc:
+            await self.dead_letter(event, exc.reason, str(exc))
+            return None
+        return value
 
     async def dead_letter(self, event: Any, reason: str, message: str, *,
                           error_class: str = "BadMessage", extra: dict[str, str] | None = None) -> None:

@@ -27,8 +27,6 @@ from pymongo.errors import (
 from agents.runtime import StageRuntime, retry_forever
 from schemas import Event, GraphUpdate, VideoStatusEvent
 from streams.instruments.metrics import END_TO_END_LATENCY, MONGO_BATCH_SIZE, MONGO_WRITE_LATENCY, VIDEOS_COMPLETED
-from streams.kafka.codec import decode
-from streams.kafka.dlq import BadMessage
 from streams.store.graph_store import GraphStore, WriteSummary
 
 log = logging.getLogger("graphrag.sink")
@@ -55,12 +53,10 @@ class SinkStage:
 
     async def decode_batch(self, events: Sequence[Any], model: type[E]) -> list[tuple[Any, E]]:
         good: list[tuple[Any, E]] = []
-        limit = self.rt.settings.security.max_message_bytes
         for ev in events:
-            try:
-                good.append((ev, decode(model, ev.message.value, max_bytes=limit)))
-            except BadMessage as exc:
-                await self.rt.dead_letter(ev, exc.reason, str(exc))
+            value = await self.rt.decode_or_dead_letter(ev, model)
+            if value is not None:
+                good.append((ev, value))
         return good
 
     async def write(self, items: Sequence[tuple[Any, E]], writer: Callable[[list[E]], Any],
@@ -125,15 +121,7 @@ def register(rt: StageRuntime) -> None:
         await sink.ensure_indexes()
 
     rt.app.task(create_indexes)
-
-    @rt.app.agent(rt.topic(rt.topics.graph_updates), name="sink-edges")
-    async def sink_edges(stream: Any) -> None:
-        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
-            async with rt.processing(events):
-                await sink.handle_edges(events)
-
-    @rt.app.agent(rt.topic(rt.topics.status), name="sink-status")
-    async def sink_status(stream: Any) -> None:
-        async for events in stream.take_events(cfg.batch_size, within=cfg.batch_seconds):
-            async with rt.processing(events):
-                await sink.handle_status(events)
+    rt.run_batches(sink.handle_edges, rt.topics.graph_updates, name="sink-edges",
+                   size=cfg.batch_size, within=cfg.batch_seconds)
+    rt.run_batches(sink.handle_status, rt.topics.status, name="sink-status",
+                   size=cfg.batch_size, within=cfg.batch_seconds)

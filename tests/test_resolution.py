@@ -201,3 +201,29 @@ def test_of_two_names_of_one_entity_the_one_naming_it_is_kept() -> None:
     for names in (["Richard Posner", "Posner"], ["Posner", "Richard Posner"]):
         update = _resolve([(n, "PERSON") for n in names], resolved={0: posner, 1: posner})
         assert [e.surface for e in update.entities] == ["Posner"]
+
+
+def test_an_assembly_completes_once_its_extraction_and_every_mention_are_in_and_keeps_its_table_shape() -> None:
+    from agents.assemble import Assembly
+    from schemas import MentionResolved
+    from streams.resolution.resolve import mention_requests
+
+    extraction = ChunkExtraction(
+        chunk=_chunks()[0], extractor="test", prompt_version="v1",
+        entities=[ExtractedEntity(name="Posner", type="PERSON"), ExtractedEntity(name="Chicago", type="LOCATION")],
+        relations=[ExtractedRelation(source="Posner", target="Chicago", type="LIVES_IN", strength=5)])
+    requests = mention_requests(extraction, entity_types=DEFAULT_ENTITY_TYPES)
+    answers = [MentionResolved(chunk_id=r.chunk_id, mention=r.mention, entity_id=entity_id(r.type, r.name),
+                               type=r.type, canonical_name=r.name, how="new") for r in requests]
+    state = Assembly()
+    assert state.to_table() == {} and state.complete(entity_types=DEFAULT_ENTITY_TYPES, block_chars=2) is None
+    state = state.with_resolved(answers[0])
+    # The table holds what running deployments' changelogs hold: "mention": [id, type, name].
+    table = state.to_table()
+    assert table == {"resolved": {str(answers[0].mention): [answers[0].entity_id, "PERSON", "Posner"]}}
+    state = Assembly.from_table(table)
+    state = Assembly.from_table({**state.to_table(), "extraction": extraction.model_dump(mode="json")})
+    assert state.complete(entity_types=DEFAULT_ENTITY_TYPES, block_chars=2) is None  # one mention still out
+    update = state.with_resolved(answers[1]).complete(entity_types=DEFAULT_ENTITY_TYPES, block_chars=2)
+    assert update is not None
+    assert {e.name for e in update.entities} == {"Posner", "Chicago"} and len(update.relations) == 1
