@@ -10,7 +10,7 @@ import logging
 
 from agents.runtime import StageRuntime
 from streams.jobs.community_run import make_summarizer, run_communities
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 log = logging.getLogger("graphrag.communities")
 

@@ -24,10 +24,10 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from agents.runtime import StageRuntime, retry_forever
+from agents.runtime import InputEvent, StageRuntime, retry_forever
 from schemas import Event, GraphUpdate, VideoStatusEvent
 from streams.instruments.metrics import END_TO_END_LATENCY, MONGO_BATCH_SIZE, MONGO_WRITE_LATENCY, VIDEOS_COMPLETED
-from streams.store.graph_store import GraphStore, WriteSummary
+from streams.store import GraphStore, WriteSummary
 
 log = logging.getLogger("graphrag.sink")
 E = TypeVar("E", bound=Event)
@@ -51,15 +51,15 @@ class SinkStage:
         await retry_forever("create indexes", lambda: self._run(self.store.ensure_indexes),
                             is_transient=is_transient_db_error)
 
-    async def decode_batch(self, events: Sequence[Any], model: type[E]) -> list[tuple[Any, E]]:
-        good: list[tuple[Any, E]] = []
+    async def decode_batch(self, events: Sequence[InputEvent], model: type[E]) -> list[tuple[InputEvent, E]]:
+        good: list[tuple[InputEvent, E]] = []
         for ev in events:
             value = await self.rt.decode_or_dead_letter(ev, model)
             if value is not None:
                 good.append((ev, value))
         return good
 
-    async def write(self, items: Sequence[tuple[Any, E]], writer: Callable[[list[E]], Any],
+    async def write(self, items: Sequence[tuple[InputEvent, E]], writer: Callable[[list[E]], Any],
                     operation: str) -> list[Any]:
         """Write a batch; on a permanent database error, bisect to isolate the bad message.
 
@@ -84,9 +84,9 @@ class SinkStage:
         MONGO_WRITE_LATENCY.labels(operation).observe(time.perf_counter() - started)
         return [result]
 
-    async def handle_edges(self, events: Sequence[Any]) -> None:
+    async def handle_edges(self, events: Sequence[InputEvent]) -> None:
         items = await self.decode_batch(events, GraphUpdate)
-        for summary in await self.write(items, self.store.write_graph_updates, "graph_updates"):
+        for summary in await self.write(items, self.store.graph.write_updates, "graph_updates"):
             assert isinstance(summary, WriteSummary)
             MONGO_BATCH_SIZE.labels("chunks").observe(summary.chunks)
             MONGO_BATCH_SIZE.labels("entity_mentions").observe(summary.mentions_inserted)
@@ -95,9 +95,9 @@ class SinkStage:
             MONGO_BATCH_SIZE.labels("relations").observe(summary.relations)
             observe_completed(summary.completed)
 
-    async def handle_status(self, events: Sequence[Any]) -> None:
+    async def handle_status(self, events: Sequence[InputEvent]) -> None:
         items = await self.decode_batch(events, VideoStatusEvent)
-        for completed in await self.write(items, self.store.apply_status_events, "status_events"):
+        for completed in await self.write(items, self.store.videos.apply_status_events, "status_events"):
             MONGO_BATCH_SIZE.labels("videos").observe(len(items))
             observe_completed(completed)
 

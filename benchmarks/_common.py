@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 import time  # noqa: E402
 
-from streams.store.graph_store import GraphStore  # noqa: E402
+from streams.store import GraphStore  # noqa: E402
 from tests.support import CORPUS, Deployment, Services, WorkerProcess, manifest, wait_until  # noqa: E402
 
 __all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manifest", "percentile"]
@@ -39,8 +39,8 @@ def index_corpus(d: Deployment) -> tuple[GraphStore, WorkerProcess, list[str], f
     store = GraphStore.from_settings(d.settings)
     t0 = time.monotonic()
     d.cli("submit", *ids)
-    wait_until(lambda: len(store.videos(ids)) == len(ids)
-               and all(v["status"] in ("done", "failed") for v in store.videos(ids)), timeout=1800, interval=1)
+    wait_until(lambda: len(store.videos.find(ids)) == len(ids)
+               and all(v["status"] in ("done", "failed") for v in store.videos.find(ids)), timeout=1800, interval=1)
     return store, worker, ids, time.monotonic() - t0
 
 

@@ -27,7 +27,7 @@ from _common import CORPUS, ROOT, deployment, index_corpus, percentile
 
 from streams.api import reads
 from streams.api.snapshot import load_snapshot
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.demo_api import free_port
 from tests.support import wait_quiescent, wait_until
 
@@ -40,7 +40,7 @@ def _build_graph(d: Any) -> GraphStore:
     worker.stop()
     t1 = time.monotonic()
     d.cli("communities", "run", timeout=1800)
-    counts = store.counts()
+    counts = store.reads.counts()
     print(f"corpus graph: {len(ids)} videos in {wall:.0f}s, community run {time.monotonic() - t1:.0f}s; "
           f"{counts['chunks']} chunks, {counts['entities']} entities, {counts['relations']} relations, "
           f"{store.coll('communities').count_documents({})} communities")
@@ -51,8 +51,8 @@ def _cases(store: GraphStore, n: int) -> dict[str, Callable[[int], str]]:
     """Endpoint label -> request path for the i-th request (arguments vary with i)."""
     entities = [e["_id"] for e in store.coll("entities").find({}, {"_id": 1}).sort("mention_count", -1).limit(n)]
     names = [e["name"] for e in store.coll("entities").find({"_id": {"$in": entities}}, {"name": 1})]
-    communities = [c["_id"] for c in store.communities(limit=n)]
-    videos = [v["_id"] for v in store.videos()]
+    communities = [c["_id"] for c in store.communities.find(limit=n)]
+    videos = [v["_id"] for v in store.videos.find()]
     questions = [f"What about {name}?" for name in names]
 
     def pick(items: list[str]) -> Callable[[int], str]:
@@ -80,8 +80,8 @@ def _store_vs_snapshot(store: GraphStore, n: int) -> None:
     snap = load_snapshot(store)
     print(f"\nsnapshot of the graph loaded in {(time.perf_counter() - t) * 1000:.0f} ms; in-process reads, p50 ms:")
     entities = [e["_id"] for e in store.coll("entities").find({}, {"_id": 1}).sort("mention_count", -1).limit(n)]
-    communities = [c["_id"] for c in store.communities(limit=n)]
-    videos = [v["_id"] for v in store.videos()][:n]
+    communities = [c["_id"] for c in store.communities.find(limit=n)]
+    videos = [v["_id"] for v in store.videos.find()][:n]
     cases: list[tuple[str, list[str], Callable[..., Any]]] = [
         ("entity detail", entities, reads.entity_detail), ("neighbourhood", entities, reads.neighbourhood),
         ("community detail", communities, reads.community_detail), ("video detail", videos, reads.video_detail)]
@@ -111,7 +111,7 @@ def main() -> None:
     try:
         store = GraphStore.from_settings(d.settings)
         if args.keep and store.coll("communities").estimated_document_count():
-            counts = store.counts()
+            counts = store.reads.counts()
             print(f"reusing the kept graph {args.keep}: {counts['entities']} entities, "
                   f"{counts['relations']} relations")
         else:

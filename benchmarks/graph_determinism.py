@@ -18,7 +18,7 @@ from typing import Any
 from _common import CORPUS, deployment, index_corpus
 
 from streams.jobs.merge_pass import run_merge_pass
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.support import extractions_by_chunk, wait_quiescent
 
 
@@ -52,7 +52,7 @@ def _run(partitions: int) -> dict[str, Any]:
               f"merge pass {merge_seconds:.1f}s, {report.chunks_rewritten} chunks resolved again, "
               f"{len(report.merges)} cross-block merges -> {len(after['entities'])} entities; "
               f"a second pass rewrote {again.chunks_rewritten}")
-        docs = {name: docs for name, docs in store.snapshot().items() if name != "videos"}
+        docs = {name: docs for name, docs in store.reads.snapshot().items() if name != "videos"}
         return {"chunks": chunks, "extractions": extractions_by_chunk(d.settings), "before": before, "after": after,
                 "docs": docs}
     finally:

@@ -14,7 +14,7 @@ import time
 
 from _common import CORPUS, deployment, manifest
 
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.fake_openai import FakeOpenAI
 from tests.support import wait_quiescent, wait_until
 
@@ -35,8 +35,8 @@ def run(limit: int, ids: list[str], delay: float) -> dict[str, float]:
         time.sleep(8)
         t0 = time.monotonic()
         d.cli("submit", *ids)
-        wait_until(lambda: len(store.videos(ids)) == len(ids)
-                   and all(v["status"] == "done" for v in store.videos(ids)), timeout=1800, interval=1)
+        wait_until(lambda: len(store.videos.find(ids)) == len(ids)
+                   and all(v["status"] == "done" for v in store.videos.find(ids)), timeout=1800, interval=1)
         wall = time.monotonic() - t0
         wait_quiescent(d.settings, workers=[worker])
         first = fake.stats()

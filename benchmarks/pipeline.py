@@ -24,7 +24,7 @@ from streams.jobs.merge_pass import run_merge_pass
 from streams.monitoring.lag import measure_lag, stage_groups
 from streams.resolution.merge import EntityInfo, unmerged_same_name_share
 from streams.resolution.normalize import normalize_type
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.support import consume_all, reset_groups_to_earliest, wait_quiescent, wait_until
 
 
@@ -43,12 +43,12 @@ def main() -> None:
         time.sleep(8)  # let the apps join their groups before the clock starts
         t0 = time.monotonic()
         d.cli("submit", *ids)
-        wait_until(lambda: all(v["status"] in ("done", "failed") for v in store.videos(ids))
-                   and len(store.videos(ids)) == len(ids), timeout=1800, interval=1)
+        wait_until(lambda: all(v["status"] in ("done", "failed") for v in store.videos.find(ids))
+                   and len(store.videos.find(ids)) == len(ids), timeout=1800, interval=1)
         wall = time.monotonic() - t0
         wait_quiescent(d.settings, workers=[worker])
-        videos = store.videos(ids)
-        counts = store.counts()
+        videos = store.videos.find(ids)
+        counts = store.reads.counts()
         e2e = sorted((v["done_at"] - v["requested_at"]).total_seconds() for v in videos if v.get("done_at"))
         dlq = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
         print(f"corpus: {len(ids)} videos, {chars} characters, {counts['chunks']} chunks")
@@ -63,10 +63,10 @@ def main() -> None:
         extractions = [ChunkExtraction.model_validate_json(m.value()) for m in
                        consume_all(d.settings, f"{d.settings.kafka.topic_prefix}graph.extractions")]
         raw = {(normalize_type(e.type), e.name.strip()) for x in extractions for e in x.entities}
-        before = [EntityInfo.from_doc(x) for x in store.entity_infos()]
+        before = [EntityInfo.from_doc(x) for x in store.graph.entity_infos()]
         same_before, pairs_before = unmerged_same_name_share(before)
         report = run_merge_pass(d.settings, store)
-        after = [EntityInfo.from_doc(x) for x in store.entity_infos()]
+        after = [EntityInfo.from_doc(x) for x in store.graph.entity_infos()]
         same_after, pairs_after = unmerged_same_name_share(after)
         print(f"entity resolution: {len(raw)} distinct extracted (type, name) pairs -> {len(before)} entities "
               f"in-stream -> {len(after)} after the merge pass ({len(report.merges)} merges)")
@@ -104,14 +104,14 @@ def main() -> None:
         print(f"  {rows} rows compared, {mismatches} different")
 
         if not args.no_replay:
-            snapshot = store.snapshot()
+            snapshot = store.reads.snapshot()
             d.stop_workers()
             reset_groups_to_earliest(d.settings)
             t0 = time.monotonic()
             worker = d.start_worker("all")
             wait_quiescent(d.settings, timeout=1800, workers=[worker])
             replay = time.monotonic() - t0
-            after = store.snapshot()
+            after = store.reads.snapshot()
             same = after == snapshot
             for name in snapshot:
                 was = {str(doc["_id"]): doc for doc in snapshot[name]}

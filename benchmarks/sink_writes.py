@@ -18,7 +18,8 @@ from pymongo import UpdateOne
 from schemas import ChunkExtraction, GraphUpdate, TranscriptFetched, TranscriptSegment
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
 from streams.resolution.resolve import resolve_extraction
-from streams.store.graph_store import GraphStore, _chunk_doc, _evidence_doc, _mention_doc, connect
+from streams.store import GraphStore, connect
+from streams.store.documents import chunk_doc, evidence_doc, mention_doc
 from streams.transcripts.chunking import chunk_transcript
 from streams.transcripts.parse import parse_transcript
 
@@ -42,9 +43,9 @@ def naive(store: GraphStore, batch: list[GraphUpdate]) -> int:
     """What a sink without batching does: one upsert per chunk, mention, evidence, entity, relation."""
     n = 0
     for u in batch:
-        ms = [_mention_doc(u, e) for e in u.entities]
-        es = [_evidence_doc(u, r) for r in u.relations]
-        store.db.chunks.update_one({"_id": u.chunk.chunk_id}, {"$set": _chunk_doc(u, ms, es)}, upsert=True)
+        ms = [mention_doc(u, e) for e in u.entities]
+        es = [evidence_doc(u, r) for r in u.relations]
+        store.db.chunks.update_one({"_id": u.chunk.chunk_id}, {"$set": chunk_doc(u, ms, es)}, upsert=True)
         for d in ms:
             store.db.entity_mentions.update_one({"_id": d["_id"]}, {"$set": d}, upsert=True)
         for d in es:
@@ -77,13 +78,13 @@ def main() -> None:
         batched.ensure_indexes()
         t0 = time.perf_counter()
         for i in range(0, len(batch), args.batch):
-            batched.write_graph_updates(batch[i:i + args.batch])
+            batched.graph.write_updates(batch[i:i + args.batch])
         t_batched = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(0, len(batch), args.batch):
-            batched.write_graph_updates(batch[i:i + args.batch])
+            batched.graph.write_updates(batch[i:i + args.batch])
         t_replay = time.perf_counter() - t0
-        counts = batched.counts()
+        counts = batched.reads.counts()
         print(f"{len(batch)} chunk updates from {args.videos} videos = {docs} document writes "
               f"({counts['entity_mentions']} mentions, {counts['relation_evidence']} evidence, "
               f"{counts['entities']} entities, {counts['relations']} relations)")

@@ -15,7 +15,7 @@ from schemas import TranscriptChunk
 from schemas.events import utcnow
 from streams.kafka.codec import encode
 from streams.model.ids import chunk_id
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.support import CORPUS, Deployment, Services, manifest, produce_raw, wait_quiescent, wait_until
 
 VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"
@@ -90,7 +90,7 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[dict[str, Any]]:
         def all_finished() -> bool:
             if not worker.alive():
                 raise AssertionError(f"the worker died:\n{worker.log_tail()}")
-            docs = store.videos(ids)
+            docs = store.videos.find(ids)
             return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
 
         wait_until(all_finished, timeout=900, interval=2,

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.support import ROOT, Deployment, Services, produce_raw, wait_until
 
 SAMPLES = ROOT / "samples" / "transcripts"
@@ -40,7 +40,7 @@ class DemoApi:
 
     def most_connected(self) -> dict[str, Any]:
         """The entity with the most relations (so neighbourhoods are not trivial)."""
-        eid, _ = max(self.store.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))
+        eid, _ = max(self.store.reads.entity_degrees().items(), key=lambda kv: (kv[1], kv[0]))
         doc = self.store.coll("entities").find_one({"_id": eid})
         assert doc is not None
         return doc

@@ -206,7 +206,7 @@ def test_the_pipeline_counts_videos_graph_and_dead_letters(demo_api: DemoApi) ->
     assert {(stage, state): n for stage, states in p["videos_by_stage"].items()
             for state, n in states.items()} == dict(stages)
     assert p["videos_by_stage"]["fetch"] == {"done": len(demo_api.video_ids)}
-    assert p["counts"] == demo_api.store.counts()
+    assert p["counts"] == demo_api.store.reads.counts()
     assert p["dead_letters"] == 1 and p["dead_letters_error"] is None, p  # the fixture's undecodable request
     assert sum(p["dead_letters_by_stage"].values()) == sum(p["dead_letters_by_reason"].values()) == 1
     assert p["last_community_run"]["total"] == demo_api.store.coll("communities").count_documents({})
@@ -357,7 +357,7 @@ def test_the_snapshot_and_the_store_give_the_same_answers(demo_api: DemoApi) -> 
     assert reads.entity_types(store, snap) == reads.entity_types(store, None)
     for level in (None, 0):
         assert reads.list_communities(store, snap, level, 1000) == reads.list_communities(store, None, level, 1000)
-    for c in store.communities():
+    for c in store.communities.find():
         assert reads.community_detail(store, snap, c["_id"]) == reads.community_detail(store, None, c["_id"])
     for v in demo_api.video_ids:
         assert reads.video_detail(store, snap, v) == reads.video_detail(store, None, v)
@@ -406,4 +406,4 @@ def test_the_pipeline_answers_without_kafka_and_says_why(demo_api: DemoApi, tmp_
     with TestClient(create_app(load_settings(config, env={}))) as client:
         p = client.get("/api/pipeline").json()
         assert p["dead_letters"] is None and p["dead_letters_error"].startswith("could not read the dead-letter")
-        assert p["counts"] == demo_api.store.counts()
+        assert p["counts"] == demo_api.store.reads.counts()

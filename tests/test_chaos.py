@@ -40,7 +40,7 @@ import pytest
 
 from streams.jobs.merge_pass import run_merge_pass
 from streams.kafka.topics import ALL_APPS
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
@@ -133,7 +133,7 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
         what, fault_at = "none", None
         if fault is not None:
             # Mid-run: once the sink has stored a few chunks.
-            wait_until(lambda: store.counts().get("chunks", 0) >= 20, timeout=300, interval=0.5,
+            wait_until(lambda: store.reads.counts().get("chunks", 0) >= 20, timeout=300, interval=0.5,
                        message="the first chunks stored")
             fault_at = time.monotonic()
             what = fault(d, worker)
@@ -142,7 +142,7 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
             if not worker.alive():
                 raise AssertionError(f"the worker died:\n{worker.log_tail()}")
             try:
-                docs = store.videos(ids)
+                docs = store.videos.find(ids)
             except Exception:  # the database may be coming back
                 return False
             return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
@@ -156,11 +156,12 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
             "fault": what,
             "wall": done - started,
             "recovered_after": done - fault_at if fault_at else None,
-            "videos": {v["_id"]: (v["status"], v.get("chunk_count"), v.get("chunks_stored")) for v in store.videos()},
+            "videos": {v["_id"]: (v["status"], v.get("chunk_count"), v.get("chunks_stored"))
+                       for v in store.videos.find()},
             "chunks": {c["_id"]: (c["video_id"], c["index"], c["text"]) for c in store.db.chunks.find()},
             "extractions": extractions_by_chunk(d.settings),
             "dlq": len(consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")),
-            "counts": store.counts(),
+            "counts": store.reads.counts(),
             "miscounted": evidence_mismatches(store),
             "before_merge": before_merge,
             "graph": _graph(store),
@@ -172,7 +173,7 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
 
 def _graph(store: GraphStore) -> dict[str, dict[str, Any]]:
     """The compared collections, by document ID."""
-    return {name: {d["_id"]: d for d in docs} for name, docs in store.snapshot().items() if name != "videos"}
+    return {name: {d["_id"]: d for d in docs} for name, docs in store.reads.snapshot().items() if name != "videos"}
 
 
 def graph_differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, tuple[int, int, int]]:

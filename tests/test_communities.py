@@ -17,7 +17,7 @@ from streams.model.communities import Edge, PreviousCommunity
 from streams.model.ids import stable_id
 from streams.model.reports import CommunityContext, MemberInfo, RelationInfo
 from streams.query.answers import answer_global, answer_local
-from streams.store.graph_store import GRAPH_COLLECTIONS, GraphStore
+from streams.store import GRAPH_COLLECTIONS, GraphStore
 from tests.support import wait_quiescent, wait_until
 
 
@@ -85,7 +85,7 @@ def test_extractive_report_cites_evidence() -> None:
 # --------------------------------------------------------------------------- on the corpus
 
 def _graph(store: GraphStore) -> dict[str, list[dict[str, Any]]]:
-    snap = store.snapshot()
+    snap = store.reads.snapshot()
     for v in snap["videos"]:  # a new request has a new request time
         v.pop("requested_at", None)
     return {k: snap[k] for k in GRAPH_COLLECTIONS}
@@ -116,7 +116,7 @@ def test_forget_resubmit_and_incremental_summaries(corpus_run: dict[str, Any]) -
     # Adding the video back: the same graph as before, and only the communities it touches
     # are summarised again.
     d.cli("submit", video)
-    wait_until(lambda: store.videos([video]) and store.videos([video])[0]["status"] == "done", timeout=300)
+    wait_until(lambda: store.videos.find([video]) and store.videos.find([video])[0]["status"] == "done", timeout=300)
     wait_quiescent(d.settings, workers=[corpus_run["worker"]])
     assert _graph(store) == full
     # The region the video touches: its entities and every community that holds one of them.
@@ -155,7 +155,7 @@ def test_answers_cite_only_stored_chunks_that_name_an_answer_entity(corpus_run: 
         _community_run(d.settings, store, merge=False)
     # Questions drawn from the corpus: fixed ones, plus one per most connected entity.
     questions = [(q, "local") for q in QUESTIONS_LOCAL] + [(q, "global") for q in QUESTIONS_GLOBAL]
-    questions += [(f"What is said about {e['name']}?", "local") for e in store.top_entities(8)]
+    questions += [(f"What is said about {e['name']}?", "local") for e in store.reads.top_entities(8)]
     cited = answered = 0
     for question, mode in questions:
         answer = answer_local(store, question) if mode == "local" else answer_global(store, question)

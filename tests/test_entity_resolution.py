@@ -212,7 +212,7 @@ def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory)
 @pytest.mark.integration
 def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: DeploymentFactory) -> None:
     from streams.jobs.merge_pass import run_merge_pass
-    from streams.store.graph_store import GraphStore
+    from streams.store import GraphStore
 
     d = deployment_factory(RESTARTS)
     d.cli("topics", "create")
@@ -225,7 +225,7 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     ])
     wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     store = GraphStore.from_settings(d.settings)
-    assert store.counts()["entities"] == 4
+    assert store.reads.counts()["entities"] == 4
     report = run_merge_pass(d.settings, store)
     assert [(m.source.name, m.target.name) for m in report.merges] == [("Posner", "Richard Posner")]
     # Both names of the merged entity are published: "posner" moves, "richard posner" stays.
@@ -236,7 +236,7 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     assert len(rel) == 1 and rel[0]["source_id"] == posner and rel[0]["evidence_count"] == 2
     again = run_merge_pass(d.settings, store)  # idempotent
     assert (again.chunks_rewritten, again.aliases_published, again.entities_after) == (0, 0, 3)
-    snapshot = store.snapshot()
+    snapshot = store.reads.snapshot()
     # A new mention of the merged name now resolves straight to the survivor, via the alias.
     worker.stop()
     worker = d.start_worker("route,resolve,assemble,sink")
@@ -244,6 +244,6 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     assert {m["entity_id"] for m in store.db.entity_mentions.find({"chunk_id": {"$exists": True},
                                                                    "surface": "Posner"})} == {posner}
-    assert store.counts()["entities"] == 3
-    assert snapshot["relations"] == store.snapshot()["relations"]
+    assert store.reads.counts()["entities"] == 3
+    assert snapshot["relations"] == store.reads.snapshot()["relations"]
     assert_no_stall(worker)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from streams.monitoring.lag import LagMonitor, PartitionLag, measure_lag, stage_groups
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.support import ROOT, Deployment, produce_raw, wait_quiescent, wait_until
 
@@ -72,7 +72,7 @@ def test_exporter_matches_kafka_consumer_groups_at_rest_and_while_draining(
     d.cli("submit", SMALL_VIDEO, "-8mO37wHNHo", "FaB41TtgS54")
     wait_quiescent(d.settings, workers=[worker])
     store = GraphStore.from_settings(d.settings)
-    assert {v["status"] for v in store.videos()} == {"done"}
+    assert {v["status"] for v in store.videos.find()} == {"done"}
 
     # 1. Quiescent: the two tables agree exactly, for every group, topic and partition.
     rows = measure_lag(d.settings)

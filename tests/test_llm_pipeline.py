@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from streams.kafka.dlq import parse_headers
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 from tests.support import (
@@ -65,16 +65,16 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     fake.stop()
     down_at = time.monotonic()
     served_before = fake.stats()["requests"]
-    stored_during = [sum(v.get("chunks_stored", 0) for v in store.videos(ids))]
+    stored_during = [sum(v.get("chunks_stored", 0) for v in store.videos.find(ids))]
     time.sleep(OUTAGE_SECONDS)
-    stored_during.append(sum(v.get("chunks_stored", 0) for v in store.videos(ids)))
+    stored_during.append(sum(v.get("chunks_stored", 0) for v in store.videos.find(ids)))
     assert fake.stats()["requests"] == served_before, "the outage was not one: requests were still served"
     fake.start()  # same port
     print(f"\nLLM server down for {time.monotonic() - down_at:.0f}s; chunks stored during the outage: "
           f"{stored_during[0]} -> {stored_during[1]}")
 
     def all_done() -> bool:
-        docs = store.videos(ids)
+        docs = store.videos.find(ids)
         return len(docs) == len(ids) and all(v["status"] == "done" for v in docs)
 
     wait_until(all_done, timeout=900, interval=3, message=lambda: f"videos done; log:\n{worker.log_tail()}")
@@ -88,7 +88,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     assert dead == [] and failed == 0
     assert evidence_mismatches(store) == []
     assert_no_stall(worker)
-    assert chunks == sum(v["chunk_count"] for v in store.videos(ids))
+    assert chunks == sum(v["chunk_count"] for v in store.videos.find(ids))
     assert first["max_in_flight"] <= limit
     assert first["by_kind"].get("knowledge_graph", 0) >= chunks
 

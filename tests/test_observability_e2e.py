@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from agents.worker import parse_stages
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.conftest import DeploymentFactory
 from tests.fake_openai import FakeOpenAI
 from tests.prometheus_harness import (
@@ -169,7 +169,7 @@ def test_every_dashboard_panel_returns_data_in_an_end_to_end_run(
     def done(ids: list[str]) -> bool:
         if not worker.alive():
             raise AssertionError(f"the worker died:\n{worker.log_tail()}")
-        docs = store.videos(ids)
+        docs = store.videos.find(ids)
         return len(docs) == len(ids) and all(v["status"] == "done" for v in docs)
 
     try:

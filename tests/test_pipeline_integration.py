@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.kafka.dlq import parse_headers
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 from tests.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
 from tests.support import Deployment, consume_all, reset_groups_to_earliest, wait_quiescent
 
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.integration
 
 def test_every_corpus_video_is_done(corpus_run: dict[str, Any]) -> None:
     store: GraphStore = corpus_run["store"]
-    docs = store.videos(corpus_run["ids"])
+    docs = store.videos.find(corpus_run["ids"])
     states = Counter(d["status"] for d in docs)
     assert states == {"done": len(corpus_run["ids"])}, [(d["_id"], d["status"], d.get("stages")) for d in docs
                                                   if d["status"] != "done"]
     for d in docs:
         assert d["chunks_stored"] == d["chunk_count"] > 0
-    counts = store.counts()
+    counts = store.reads.counts()
     print(f"\ncorpus run: {len(docs)} videos in {corpus_run['wall_seconds']:.1f}s; {counts}")
     assert counts["entities"] > 0 and counts["relations"] > 0
 
@@ -82,7 +82,7 @@ def test_bad_messages_are_dead_lettered_with_reasons(corpus_run: dict[str, Any])
         assert h["original.topic"].startswith(d.settings.kafka.topic_prefix)
         assert int(h["original.offset"]) >= 0 and h["error.message"]
     # Requests for videos that could not be fetched show up as failed, with the reason.
-    failed = {v["_id"]: v for v in corpus_run["store"].videos([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
+    failed = {v["_id"]: v for v in corpus_run["store"].videos.find([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
     assert failed[VALID_ID_WITHOUT_TRANSCRIPT]["status"] == "failed"
     assert "transcript_not_found" in failed[VALID_ID_WITHOUT_TRANSCRIPT]["stages"]["fetch"]["detail"]
     assert failed[BROKEN_SRT_ID]["status"] == "failed"
@@ -101,13 +101,13 @@ def test_status_command_reports_progress(corpus_run: dict[str, Any]) -> None:
 def test_replaying_every_topic_leaves_the_graph_identical(corpus_run: dict[str, Any]) -> None:
     d: Deployment = corpus_run["deployment"]
     store: GraphStore = corpus_run["store"]
-    before = store.snapshot()
+    before = store.reads.snapshot()
     d.stop_workers()
     reset_groups_to_earliest(d.settings)
     worker = corpus_run["worker"] = d.start_worker("all")  # later tests of the corpus run use it
     # Everything is consumed again, including the duplicates the replay itself produces.
     wait_quiescent(d.settings, timeout=900, workers=[worker])
-    after = store.snapshot()
+    after = store.reads.snapshot()
     for name in before:
         assert len(after[name]) == len(before[name]), name
         assert after[name] == before[name], name

@@ -131,7 +131,7 @@ def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
 def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(corpus_run: dict[str, Any]) -> None:
     d: Deployment = corpus_run["deployment"]
     prefix = d.settings.kafka.topic_prefix
-    live_counts = corpus_run["store"].counts()
+    live_counts = corpus_run["store"].reads.counts()
     live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
     client: MongoClient[dict[str, Any]] = MongoClient(d.services.mongo_uri)
     try:
@@ -149,7 +149,7 @@ def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(corp
             assert Counter(parse_headers(m.headers())["reason"] for m in dlq) == Counter(r for _, r in BAD_CHUNKS)
         assert second["counts"]["entity_mentions"] < first["counts"]["entity_mentions"]
         # The live pipeline saw none of it.
-        assert corpus_run["store"].counts() == live_counts
+        assert corpus_run["store"].reads.counts() == live_counts
         assert len(consume_all(d.settings, f"{prefix}dlq")) == live_dlq
 
         diff = json.loads(d.cli("graph", "diff", "a", "b", "--json", "--top", "3").stdout)

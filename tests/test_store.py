@@ -28,7 +28,7 @@ from streams.model.ids import chunk_id, entity_id
 from streams.resolution.merge import EntityInfo
 from streams.resolution.resolve import mention_requests, resolve_extraction, resolve_mention
 from streams.settings import ResolutionSettings
-from streams.store.graph_store import GraphStore, video_state
+from streams.store import GraphStore, video_state
 from streams.transcripts.chunking import chunk_transcript
 from streams.transcripts.parse import parse_transcript
 from tests.support import CORPUS, Services
@@ -114,26 +114,26 @@ def _entity(store: GraphStore, etype: str, key: str) -> dict[str, Any]:
 def test_writing_the_same_batch_twice_changes_nothing(store: GraphStore) -> None:
     updates = _corpus_updates(POSNER, "YaleCourses/-HxP28QcnIQ.srt")
     assert len(updates) > 5
-    first = store.write_graph_updates(updates)
+    first = store.graph.write_updates(updates)
     assert first.chunks == len(updates) and first.mentions_inserted > 0 and first.evidence_inserted > 0
-    before = store.snapshot()
+    before = store.reads.snapshot()
     assert before["entities"] and before["relations"]
 
-    again = store.write_graph_updates(updates)
+    again = store.graph.write_updates(updates)
     assert (again.chunks, again.mentions_inserted, again.evidence_inserted, again.stale_removed) == (0, 0, 0, 0)
-    assert store.snapshot() == before
+    assert store.reads.snapshot() == before
     # Split differently and in another order: still nothing changes.
     for u in reversed(updates):
-        store.write_graph_updates([u])
-    assert store.snapshot() == before
+        store.graph.write_updates([u])
+    assert store.reads.snapshot() == before
 
 
 def test_a_chunk_twice_in_one_batch_is_stored_once(store: GraphStore) -> None:
     c = _chunk(MARS, 0, "Phobos and Deimos orbit Mars.")
     u = _update(c, [("Phobos", "LOCATION"), ("Mars", "LOCATION")], [("Phobos", "Mars", "orbits", 6)])
-    summary = store.write_graph_updates([u, u, u])
+    summary = store.graph.write_updates([u, u, u])
     assert summary.chunks == 1 and summary.mentions_inserted == 2 and summary.evidence_inserted == 1
-    assert store.counts()["chunks"] == 1
+    assert store.reads.counts()["chunks"] == 1
 
 
 # --------------------------------------------------------------------------- reconciliation
@@ -144,11 +144,11 @@ def test_counts_and_weights_come_from_the_evidence(store: GraphStore) -> None:
     b = _chunk(MARS, 1, "Phobos orbits Mars closely.", count=2, start=10.0)
     other = _chunk(POSNER, 0, "Posner mentions Phobos and Mars.")
     orbit = ("Phobos", "Mars", "orbits", 3)
-    store.write_graph_updates([
+    store.graph.write_updates([
         _update(a, [("Phobos", "LOCATION", "a moon"), ("Mars", "LOCATION")], [orbit]),
         _update(b, [("Phobos", "LOCATION", "a moon"), ("Mars", "LOCATION")], [("phobos", "mars", "ORBITS", 7)]),
     ])
-    store.write_graph_updates([_update(other, [("PHOBOS", "LOCATION", "tiny"), ("Mars", "LOCATION"),
+    store.graph.write_updates([_update(other, [("PHOBOS", "LOCATION", "tiny"), ("Mars", "LOCATION"),
                                                ("Posner", "PERSON")], [orbit, ("Posner", "Mars", "mentions", 2)])])
 
     phobos = _entity(store, "LOCATION", "phobos")
@@ -162,22 +162,22 @@ def test_counts_and_weights_come_from_the_evidence(store: GraphStore) -> None:
     assert rel is not None
     assert rel["type"] == "ORBITS" and rel["target_id"] == entity_id("LOCATION", "mars")
     assert (rel["weight"], rel["evidence_count"], rel["video_count"]) == (3 + 7 + 3, 3, 2)
-    assert store.counts() == {"videos": 0, "chunks": 3, "entities": 3, "relations": 2, "entity_mentions": 7,
+    assert store.reads.counts() == {"videos": 0, "chunks": 3, "entities": 3, "relations": 2, "entity_mentions": 7,
                               "relation_evidence": 4}
 
 
 def test_reextraction_removes_stale_evidence_and_orphans(store: GraphStore) -> None:
     shared = _chunk(MARS, 0, "Phobos and Deimos orbit Mars.", count=2)
     other = _chunk(MARS, 1, "Mars is red.", count=2, start=10.0)
-    store.write_graph_updates([
+    store.graph.write_updates([
         _update(shared, [("Phobos", "LOCATION"), ("Deimos", "LOCATION"), ("Mars", "LOCATION")],
                 [("Phobos", "Mars", "orbits", 6), ("Deimos", "Mars", "orbits", 6)]),
         _update(other, [("Mars", "LOCATION")]),
     ])
-    assert store.counts()["entities"] == 3 and store.counts()["relations"] == 2
+    assert store.reads.counts()["entities"] == 3 and store.reads.counts()["relations"] == 2
 
     # A new prompt version sees Phobos and a new entity, but no longer Deimos.
-    summary = store.write_graph_updates([
+    summary = store.graph.write_updates([
         _update(shared, [("Phobos", "LOCATION"), ("Mars", "LOCATION"), ("Red Planet", "LOCATION")],
                 [("Phobos", "Mars", "orbits", 6), ("Mars", "Red Planet", "is", 4)], prompt="v2")])
     assert summary.stale_removed == 2  # the Deimos mention and its evidence
@@ -191,18 +191,18 @@ def test_reextraction_removes_stale_evidence_and_orphans(store: GraphStore) -> N
     assert store.coll("entity_mentions").count_documents({"chunk_id": shared.chunk_id}) == 3
 
     # A failed re-extraction leaves the chunk with no evidence at all.
-    store.write_graph_updates([_update(shared, [], prompt="v3", error="extraction_failed")])
+    store.graph.write_updates([_update(shared, [], prompt="v3", error="extraction_failed")])
     assert store.coll("entity_mentions").count_documents({"chunk_id": shared.chunk_id}) == 0
-    assert store.counts()["relations"] == 0
+    assert store.reads.counts()["relations"] == 0
     assert [e["name"] for e in store.coll("entities").find()] == ["Mars"]
 
 
 def test_reextraction_with_new_strength_updates_the_weight(store: GraphStore) -> None:
     """PRODUCTION BUG: same entities and relations but different attributes are ignored on re-extraction."""
     c = _chunk(MARS, 0, "Phobos orbits Mars.")
-    store.write_graph_updates([_update(c, [("Phobos", "LOCATION", "old"), ("Mars", "LOCATION")],
+    store.graph.write_updates([_update(c, [("Phobos", "LOCATION", "old"), ("Mars", "LOCATION")],
                                        [("Phobos", "Mars", "orbits", 3)], prompt="v1")])
-    store.write_graph_updates([_update(c, [("Phobos", "LOCATION", "new"), ("Mars", "LOCATION")],
+    store.graph.write_updates([_update(c, [("Phobos", "LOCATION", "new"), ("Mars", "LOCATION")],
                                        [("Phobos", "Mars", "orbits", 9)], prompt="v2")])
     rel = store.coll("relations").find_one()
     assert rel is not None
@@ -221,21 +221,21 @@ def test_batches_larger_than_one_command(store: GraphStore) -> None:
     names = [(f"Entity {i:03d}", "CONCEPT") for i in range(160)]
     a = _chunk(MARS, 0, "chunk a", count=2)
     b = _chunk(MARS, 1, "chunk b", count=2, start=10.0)
-    store.write_graph_updates([_update(a, names)])
-    assert store.counts()["entities"] == 160
+    store.graph.write_updates([_update(a, names)])
+    assert store.reads.counts()["entities"] == 160
 
-    store.write_graph_updates([_update(b, names)])  # 160 existing entities updated at once
+    store.graph.write_updates([_update(b, names)])  # 160 existing entities updated at once
     counts = {e["mention_count"] for e in store.coll("entities").find({}, {"mention_count": 1})}
     assert counts == {2}
 
-    store.write_graph_updates([_update(a, names[:10], prompt="v2")])  # 150 stale mentions removed
-    store.write_graph_updates([_update(b, names[:5], prompt="v2")])  # 150 entities orphaned and deleted
-    assert store.counts()["entities"] == 10
+    store.graph.write_updates([_update(a, names[:10], prompt="v2")])  # 150 stale mentions removed
+    store.graph.write_updates([_update(b, names[:5], prompt="v2")])  # 150 entities orphaned and deleted
+    assert store.reads.counts()["entities"] == 10
     by_count = sorted(e["mention_count"] for e in store.coll("entities").find())
     assert by_count == [1] * 5 + [2] * 5
 
-    store.write_graph_updates([_update(a, names, prompt="v3"), _update(b, names, prompt="v3")])
-    assert store.counts()["entities"] == 160 and store.counts()["entity_mentions"] == 320
+    store.graph.write_updates([_update(a, names, prompt="v3"), _update(b, names, prompt="v3")])
+    assert store.reads.counts()["entities"] == 160 and store.reads.counts()["entity_mentions"] == 320
 
 
 # --------------------------------------------------------------------------- videos
@@ -245,30 +245,30 @@ def test_status_then_chunks_marks_the_video_done_exactly_once(store: GraphStore)
     updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
     n = len(updates)
     assert n >= 2
-    assert store.apply_status_events([_status(MARS, "fetch", "started"), _status(MARS, "fetch", "done"),
+    assert store.videos.apply_status_events([_status(MARS, "fetch", "started"), _status(MARS, "fetch", "done"),
                                       _status(MARS, "chunk", "done", chunk_count=n)]) == []
-    assert store.write_graph_updates(updates[:-1]).completed == []
-    assert store.videos([MARS])[0]["status"] == "extracting"
+    assert store.graph.write_updates(updates[:-1]).completed == []
+    assert store.videos.find([MARS])[0]["status"] == "extracting"
 
-    completed = store.write_graph_updates(updates[-1:]).completed
+    completed = store.graph.write_updates(updates[-1:]).completed
     assert [d["_id"] for d in completed] == [MARS]
-    assert store.refresh_videos([MARS]) == []
-    assert store.write_graph_updates(updates).completed == []  # redelivered chunks
-    assert store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=n)]) == []  # replayed status
-    doc = store.videos([MARS])[0]
+    assert store.videos.refresh([MARS]) == []
+    assert store.graph.write_updates(updates).completed == []  # redelivered chunks
+    assert store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=n)]) == []  # replayed status
+    doc = store.videos.find([MARS])[0]
     assert doc["status"] == "done" and doc["chunks_stored"] == doc["chunk_count"] == n and "done_at" in doc
 
 
 def test_chunks_then_status_marks_the_video_done_exactly_once(store: GraphStore) -> None:
     """The sink may see every chunk before the chunk stage's status event."""
     updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
-    assert store.write_graph_updates(updates).completed == []  # no video document yet
-    assert store.apply_status_events([_status(MARS, "fetch", "done")]) == []
-    assert store.videos([MARS])[0]["status"] == "extracting"
-    completed = store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))])
+    assert store.graph.write_updates(updates).completed == []  # no video document yet
+    assert store.videos.apply_status_events([_status(MARS, "fetch", "done")]) == []
+    assert store.videos.find([MARS])[0]["status"] == "extracting"
+    completed = store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))])
     assert [d["_id"] for d in completed] == [MARS]
-    assert store.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))]) == []
-    assert store.refresh_videos([MARS]) == []
+    assert store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))]) == []
+    assert store.videos.refresh([MARS]) == []
 
 
 def test_video_states_through_the_store(store: GraphStore) -> None:
@@ -276,24 +276,24 @@ def test_video_states_through_the_store(store: GraphStore) -> None:
     chunks = [_chunk(v, i, f"Phobos text {i}", count=2, start=10.0 * i) for i in range(2)]
 
     def state() -> str:
-        return str(store.videos([v])[0]["status"])
+        return str(store.videos.find([v])[0]["status"])
 
-    store.apply_status_events([_status(v, "fetch", "started")])
+    store.videos.apply_status_events([_status(v, "fetch", "started")])
     assert state() == "fetching"
-    store.apply_status_events([_status(v, "fetch", "done")])
+    store.videos.apply_status_events([_status(v, "fetch", "done")])
     assert state() == "fetched"
-    store.apply_status_events([_status(v, "chunk", "done", chunk_count=2)])
+    store.videos.apply_status_events([_status(v, "chunk", "done", chunk_count=2)])
     assert state() == "chunked"
-    store.write_graph_updates([_update(chunks[0], [("Phobos", "LOCATION")])])
+    store.graph.write_updates([_update(chunks[0], [("Phobos", "LOCATION")])])
     assert state() == "extracting"
-    store.write_graph_updates([_update(chunks[1], [], error="extraction_failed")])
-    doc = store.videos([v])[0]
+    store.graph.write_updates([_update(chunks[1], [], error="extraction_failed")])
+    doc = store.videos.find([v])[0]
     assert doc["status"] == "done" and doc["chunks_stored"] == 2 and doc["chunks_failed"] == 1
 
     failed = "bbbbbbbbbbE"
-    store.apply_status_events([_status(failed, "fetch", "started"),
+    store.videos.apply_status_events([_status(failed, "fetch", "started"),
                                _status(failed, "fetch", "failed", detail="transcript_not_found: none")])
-    doc = store.videos([failed])[0]
+    doc = store.videos.find([failed])[0]
     assert doc["status"] == "failed" and doc["stages"]["fetch"]["detail"].startswith("transcript_not_found")
 
 
@@ -302,10 +302,10 @@ def test_requested_at_keeps_the_earliest(store: GraphStore) -> None:
     late = VideoStatusEvent(video_id=v, stage="fetch", state="started", requested_at=T0 + timedelta(hours=1),
                             at=utcnow())
     early = VideoStatusEvent(video_id=v, stage="fetch", state="done", requested_at=T0, at=utcnow())
-    store.apply_status_events([late])
-    store.apply_status_events([early])
-    store.apply_status_events([late])
-    assert store.videos([v])[0]["requested_at"] == T0.replace(microsecond=T0.microsecond // 1000 * 1000)
+    store.videos.apply_status_events([late])
+    store.videos.apply_status_events([early])
+    store.videos.apply_status_events([late])
+    assert store.videos.find([v])[0]["requested_at"] == T0.replace(microsecond=T0.microsecond // 1000 * 1000)
 
 
 @pytest.mark.parametrize(("doc", "state"), [
@@ -325,7 +325,7 @@ def test_video_state(doc: dict[str, Any], state: str) -> None:
 
 def _merge_pass(store: GraphStore) -> int:
     """The merge pass's store part (aliases need a broker; not here)."""
-    before = [EntityInfo.from_doc(d) for d in store.entity_infos()]
+    before = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()]
     return apply_merge(store, plan_merge(store, ResolutionSettings(), None), before)
 
 
@@ -342,27 +342,27 @@ def test_updates_made_before_a_merge_follow_it(store: GraphStore) -> None:
         _update(three, [("Richard Posner", "PERSON"), ("Posner", "PERSON")],
                 [("Richard Posner", "Posner", "KNOWS", 2)]),
     ]
-    store.write_graph_updates(updates)
+    store.graph.write_updates(updates)
     posner, richard = entity_id("PERSON", "posner"), entity_id("PERSON", "richard posner")
     # "Posner" is the short form of the only full name, and the more mentioned: it survives.
     assert _merge_pass(store) == 2  # chunk two names only Posner
-    merged = store.snapshot()
+    merged = store.reads.snapshot()
     assert _find_entity(store, "PERSON", "richard posner") is None
     assert store.db.relations.count_documents({"$or": [{"source_id": richard}, {"target_id": richard}]}) == 0
     assert store.db.relations.count_documents({"type": "KNOWS"}) == 0  # became a self-loop
-    assert store.entity_redirects([posner, richard]) == {richard: (posner, "PERSON")}
-    assert _merge_pass(store) == 0 and store.snapshot() == merged  # a second pass changes nothing
+    assert store.graph.entity_redirects([posner, richard]) == {richard: (posner, "PERSON")}
+    assert _merge_pass(store) == 0 and store.reads.snapshot() == merged  # a second pass changes nothing
 
     # Split differently and in another order: still nothing changes.
-    store.write_graph_updates(updates)
-    assert store.snapshot() == merged
+    store.graph.write_updates(updates)
+    assert store.reads.snapshot() == merged
     for u in reversed(updates):
-        store.write_graph_updates([u])
-    assert store.snapshot() == merged
+        store.graph.write_updates([u])
+    assert store.reads.snapshot() == merged
     # A merge of the survivor later moves the older redirect along with it.
     other = entity_id("PERSON", "judge richard posner")
-    store.record_redirects({posner: (other, "PERSON")})
-    assert store.entity_redirects([posner, richard]) == {posner: (other, "PERSON"), richard: (other, "PERSON")}
+    store.graph.record_redirects({posner: (other, "PERSON")})
+    assert store.graph.entity_redirects([posner, richard]) == {posner: (other, "PERSON"), richard: (other, "PERSON")}
 
 
 def test_a_merge_pass_leaves_the_graph_of_a_set_of_chunks_whatever_came_first(services: Services) -> None:
@@ -389,8 +389,8 @@ def test_a_merge_pass_leaves_the_graph_of_a_set_of_chunks_whatever_came_first(se
                 for r in mention_requests(extraction, block_chars=2):
                     resolved[r.mention], _, state = resolve_mention(block, r.name, r.type, ResolutionSettings())
                     block = state or block
-                s.write_graph_updates([resolve_extraction(extraction, resolved=resolved)])
-            snapshots.append((s.snapshot(), _merge_pass(s), s.snapshot()))
+                s.graph.write_updates([resolve_extraction(extraction, resolved=resolved)])
+            snapshots.append((s.reads.snapshot(), _merge_pass(s), s.reads.snapshot()))
         (first_before, _, first_after), (second_before, _, second_after) = snapshots
         assert first_before["entities"] != second_before["entities"]
         assert first_after == second_after

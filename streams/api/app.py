@@ -42,10 +42,14 @@ from streams.api.models import (
     VideoRow,
 )
 from streams.api.snapshot import SnapshotHolder
+from streams.kafka.clients import make_producer, produce_and_confirm
 from streams.kafka.dlq_reader import DeadLetterCounts, count_dead_letters
+from streams.kafka.submission import InvalidSubmission, request_messages
+from streams.kafka.topics import topics_for
 from streams.model.views import iso
+from streams.query.answers import answer_global, answer_local, answer_with_llm
 from streams.settings import Settings
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,8 +88,6 @@ class ApiState:
     def producer_for_submissions(self) -> Any:
         with self.producer_lock:
             if self.producer is None:
-                from streams.kafka.clients import make_producer
-
                 # A submission the broker has not acknowledged in this time is reported as
                 # failed, so it must not be delivered later either.
                 self.producer = make_producer(self.settings, **{"message.timeout.ms": SUBMIT_TIMEOUT_MS})
@@ -198,11 +200,9 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     async def query(q: Annotated[str, Query(min_length=1, max_length=1000, description="The question.")],
                     mode: Literal["local", "global"] = "local") -> dict[str, Any]:
         """The answer with citations (video ID, mm:ss, youtu.be link with t=), entities and communities used."""
-        from streams.query.answers import answer_global, answer_local, answer_with_llm
-
         answer = await run_in_threadpool(answer_local if mode == "local" else answer_global, state.store, q)
         if settings.llm_enabled and answer.citations:
-            from streams.llm.client import LLMClient
+            from streams.llm.client import LLMClient  # the openai client, only when an LLM answers
 
             client = LLMClient(settings)
             try:
@@ -276,10 +276,10 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     def pipeline() -> Pipeline:
         """Videos per status, graph counts, and dead letters per stage and reason."""
         dlq = state.dead_letters()  # Kafka unreachable: the rest is still answered
-        last = state.store.last_community_run()
+        last = state.store.communities.last_run()
         by_status, by_stage = reads.video_counts(state.store)
         counts = dlq if isinstance(dlq, DeadLetterCounts) else DeadLetterCounts(0, {}, {})
-        return Pipeline(videos_by_status=by_status, videos_by_stage=by_stage, counts=state.store.counts(),
+        return Pipeline(videos_by_status=by_status, videos_by_stage=by_stage, counts=state.store.reads.counts(),
                         dead_letters=counts.total if dlq is counts else None,
                         dead_letters_by_stage=counts.by_stage, dead_letters_by_reason=counts.by_reason,
                         dead_letters_error=dlq if isinstance(dlq, str) else None,
@@ -297,10 +297,6 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     @app.post("/api/videos", tags=["videos"], status_code=202, dependencies=[Depends(authorized)])
     def submit(body: SubmitRequest) -> SubmitResult:
         """Put video IDs on the ingest topic; answers once the broker acknowledged every one."""
-        from streams.kafka.clients import produce_and_confirm
-        from streams.kafka.submission import InvalidSubmission, request_messages
-        from streams.kafka.topics import topics_for
-
         if len(body.video_ids) > settings.api.max_videos_per_request:
             raise HTTPException(413, f"{len(body.video_ids)} video IDs in one request; "
                                      f"at most {settings.api.max_videos_per_request} (api.max_videos_per_request)")

@@ -34,7 +34,7 @@ from streams.api.models import (
 from streams.api.snapshot import GraphSnapshot
 from streams.model.views import video_row
 from streams.query.answers import excerpt
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 Doc = dict[str, Any]
 SUMMARY_FIELDS = {"name": 1, "type": 1, "aliases": 1, "mention_count": 1, "video_count": 1}
@@ -88,7 +88,7 @@ def entity_types(store: GraphStore, snap: GraphSnapshot | None) -> dict[str, int
 
 def redirected_to(store: GraphStore, entity_id: str) -> str | None:
     """The entity a merged-away ID now lives on, if it was merged."""
-    hit = store.entity_redirects([entity_id]).get(entity_id)
+    hit = store.graph.entity_redirects([entity_id]).get(entity_id)
     return hit[0] if hit else None
 
 
@@ -198,7 +198,7 @@ def _community_summary(c: Doc) -> CommunitySummary:
 def list_communities(store: GraphStore, snap: GraphSnapshot | None, level: int | None = None,
                      limit: int = 50) -> list[CommunitySummary]:
     if snap is None:
-        return [_community_summary(c) for c in store.communities(level, limit=limit)]
+        return [_community_summary(c) for c in store.communities.find(level, limit=limit)]
     chosen = [c for c in snap.communities if level is None or c.get("level") == level]
     return [_community_summary(c) for c in chosen[:limit]]
 
@@ -220,11 +220,11 @@ def community_detail(store: GraphStore, snap: GraphSnapshot | None, community_id
 
 
 def list_videos(store: GraphStore) -> list[VideoRow]:
-    return [VideoRow(**video_row(d)) for d in store.videos()]
+    return [VideoRow(**video_row(d)) for d in store.videos.find()]
 
 
 def video_detail(store: GraphStore, snap: GraphSnapshot | None, video_id: str) -> VideoDetail | None:
-    docs = store.videos([video_id])
+    docs = store.videos.find([video_id])
     if not docs:
         return None
     stored = snap.chunks_by_video.get(video_id) if snap is not None else None
@@ -243,7 +243,7 @@ def video_detail(store: GraphStore, snap: GraphSnapshot | None, video_id: str) -
 
 def video_counts(store: GraphStore) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
     """Videos per overall status, and per stage per state (what the pipeline page shows)."""
-    docs = store.videos()
+    docs = store.videos.find()
     by_stage: dict[str, Counter[str]] = {}
     for d in docs:
         for stage, s in (d.get("stages") or {}).items():

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
@@ -34,7 +34,7 @@ class GraphSnapshot:
     entities: dict[str, Doc]
     relations_by_entity: dict[str, list[Doc]]  # strongest first
     mentions_by_entity: dict[str, list[Doc]]   # by video, then time
-    communities: list[Doc]                     # largest first, as store.communities()
+    communities: list[Doc]                     # largest first, as store.communities.find()
     communities_by_entity: dict[str, list[Doc]]
     chunks_by_video: dict[str, list[Doc]]      # by index
     chunk_texts: dict[str, str]                # for evidence excerpts (FerretDB scans for $in)
@@ -48,7 +48,7 @@ class GraphSnapshot:
 
 def graph_signature(store: GraphStore) -> tuple[Any, ...]:
     """Changes whenever chunks are stored, forgotten or resolved again, or communities run."""
-    last = store.last_community_run()
+    last = store.communities.last_run()
     return (*(store.coll(c).estimated_document_count() for c in SIGNATURE_COLLECTIONS),
             last.get("started_at") if last else None)
 
@@ -71,7 +71,7 @@ def load_snapshot(store: GraphStore) -> GraphSnapshot:
         mentions[m["entity_id"]].append(m)
     for ms in mentions.values():
         ms.sort(key=lambda m: (m["video_id"], float(m.get("start", 0)), m["_id"]))
-    communities = store.communities()
+    communities = store.communities.find()
     by_entity: dict[str, list[Doc]] = defaultdict(list)
     for c in communities:
         for member in c.get("members") or []:

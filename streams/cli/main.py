@@ -247,7 +247,7 @@ def topics_list(obj: Ctx) -> None:
 
 
 def _store(settings: Settings) -> Any:
-    from streams.store.graph_store import GraphStore
+    from streams.store import GraphStore
 
     store = GraphStore.from_settings(settings, app_name="graphrag-cli")
     if not store.ping():
@@ -262,11 +262,11 @@ def _store(settings: Settings) -> Any:
 def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
     """Per-video progress through the stages, and totals for the whole graph."""
     store = _store(obj.settings)
-    docs = store.videos(list(video_ids) or None)
+    docs = store.videos.find(list(video_ids) or None)
     rows = [video_row(d) for d in docs]
     unseen = [v for v in video_ids if v not in {r["video_id"] for r in rows}]
-    totals: dict[str, Any] = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.counts()}
-    last = store.last_community_run()
+    totals: dict[str, Any] = {"videos_by_status": dict(Counter(r["status"] for r in rows)), **store.reads.counts()}
+    last = store.communities.last_run()
     totals["last_community_run"] = {k: iso(v) for k, v in last.items() if k != "_id"} if last else None
     if as_json:
         click.echo(json.dumps({"videos": rows, "unseen": unseen, "totals": totals}, indent=2, default=str))
@@ -315,7 +315,7 @@ def wait(obj: Ctx, video_ids: tuple[str, ...], transcript_dirs: tuple[str, ...],
     store = _store(obj.settings)
     started = time.monotonic()
     while True:
-        docs = {d["_id"]: d for d in store.videos(ids)}
+        docs = {d["_id"]: d for d in store.videos.find(ids)}
         states = Counter(docs[v]["status"] if v in docs else "queued" for v in ids)
         stored = sum(d.get("chunks_stored", 0) for d in docs.values())
         total = sum(d.get("chunk_count") or 0 for d in docs.values())
@@ -346,8 +346,8 @@ def graph(ctx: click.Context, top: int, as_json: bool) -> None:
         return
     obj: Ctx = ctx.obj
     store = _read_store(obj.settings)
-    counts = store.counts()
-    entities = store.top_entities(top)
+    counts = store.reads.counts()
+    entities = store.reads.top_entities(top)
     if as_json:
         click.echo(json.dumps({"counts": counts, "top_entities": entities}, indent=2, default=str))
         return
@@ -398,7 +398,7 @@ def _graph_database(obj: Ctx, name: str) -> str:
 def graph_diff(obj: Ctx, a: str, b: str, top: int, as_json: bool) -> None:
     """Compare two graphs (`live` or a re-index name): entities, relations, communities added, removed, changed."""
     from streams.jobs.graph_diff import diff_graphs
-    from streams.store.graph_store import GraphStore
+    from streams.store import GraphStore
 
     settings = obj.live_settings
     graphs = []
@@ -408,7 +408,7 @@ def graph_diff(obj: Ctx, a: str, b: str, top: int, as_json: bool) -> None:
             fail(f"MongoDB is not reachable (database {store.db.name})")
         if store.db.name not in store.db.client.list_database_names():
             fail(f"there is no graph {name!r} (database {store.db.name}); run `reindex --name {name}` first", 2)
-        graphs.append(store.comparable_graph())
+        graphs.append(store.reads.comparable_graph())
         store.close()
     result = diff_graphs(a, graphs[0], b, graphs[1], top=top)
     if as_json:
@@ -434,7 +434,7 @@ def graph_diff(obj: Ctx, a: str, b: str, top: int, as_json: bool) -> None:
 @click.pass_obj
 def graph_promote(obj: Ctx, name: str) -> None:
     """Make graph NAME (a re-index name, or `live` to go back) the one queries and the API read."""
-    from streams.store.graph_store import GraphStore
+    from streams.store import GraphStore
 
     settings = obj.live_settings
     target = _graph_database(obj, name)
@@ -451,7 +451,7 @@ def graph_promote(obj: Ctx, name: str) -> None:
 
 def _read_store(settings: Settings) -> Any:
     """The graph reads go to: the promoted one, else the configured database."""
-    from streams.store.graph_store import GraphStore
+    from streams.store import GraphStore
 
     store = GraphStore.for_reads(settings, app_name="graphrag-cli")
     if not store.ping():
@@ -566,7 +566,7 @@ def reindex(obj: Ctx, name: str, extractor: str | None, prompt_version: str | No
     if not no_communities:
         report = _run_communities(settings, merge=not no_merge)
         click.echo(f"re-index {name}: {report.total} communities, {report.merged_entities} entities merged", err=True)
-    counts = _store(settings).counts()
+    counts = _store(settings).reads.counts()
     click.echo(json.dumps({"name": name, "database": settings.mongodb.database, "chunks": sum(target.values()),
                            "counts": counts}))
 
@@ -722,7 +722,7 @@ def communities_run(obj: Ctx, no_merge: bool, as_json: bool) -> None:
 def communities_list(obj: Ctx, level: int | None, top: int, as_json: bool) -> None:
     """The largest communities with their reports."""
     store = _read_store(obj.settings)
-    docs = store.communities(level, limit=top)
+    docs = store.communities.find(level, limit=top)
     if as_json:
         click.echo(json.dumps(docs, indent=2, default=str))
         return
@@ -778,7 +778,7 @@ def forget(obj: Ctx, video_id: str) -> None:
     if not is_video_id(video_id):
         fail(f"{video_id!r} is not a valid YouTube video ID", 2)
     store = _store(obj.settings)
-    removed = store.forget_video(video_id)
+    removed = store.graph.forget_video(video_id)
     click.echo(f"forgot {video_id}: " + ", ".join(f"{n} {k}" for k, n in removed.items()))
 
 

@@ -8,6 +8,7 @@ follow the change, not the graph size.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -16,10 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.communities.detect import detect
-from streams.communities.summarize import ExtractiveSummarizer, Summarizer
+from streams.communities.summarize import ExtractiveSummarizer, LLMSummarizer, Summarizer
+from streams.jobs.merge_pass import run_merge_pass
+from streams.llm.cache import LLMCache
 from streams.model.reports import CommunityReport
 from streams.settings import Settings
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +58,7 @@ def make_summarizer(settings: Settings) -> tuple[Summarizer, Any]:
     findings = settings.graphrag.communities.findings
     if not settings.llm_enabled:
         return ExtractiveSummarizer(findings), None
-    from streams.communities.summarize import LLMSummarizer
-    from streams.llm.cache import LLMCache
-    from streams.llm.client import LLMClient
+    from streams.llm.client import LLMClient  # the openai client: extractive runs never import it
 
     client, cache = LLMClient(settings), LLMCache(settings)
 
@@ -72,18 +73,14 @@ def make_summarizer(settings: Settings) -> tuple[Summarizer, Any]:
 async def run_communities(settings: Settings, store: GraphStore, summarizer: Summarizer, *,
                           merge: bool = True) -> CommunityRunReport:
     """Merge duplicates, detect communities, summarise only the new and changed ones."""
-    import asyncio
-
     cfg = settings.graphrag.communities
     started_at, t0 = datetime.now(UTC), time.monotonic()
     merged = 0
     if merge:
-        from streams.jobs.merge_pass import run_merge_pass
-
         merge_report = await asyncio.to_thread(run_merge_pass, settings, store)
         merged = merge_report.entities_before - merge_report.entities_after  # this pass (a split: < 0)
-    nodes, edges = await asyncio.to_thread(store.community_graph)
-    previous = await asyncio.to_thread(store.previous_communities)
+    nodes, edges = await asyncio.to_thread(store.communities.graph)
+    previous = await asyncio.to_thread(store.communities.previous)
     detection = await asyncio.to_thread(detect, nodes, edges, previous, max_community_size=cfg.max_community_size,
                                         max_levels=cfg.max_levels, min_size=cfg.min_size,
                                         resolution=cfg.resolution, seed=cfg.seed)
@@ -91,17 +88,17 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     reports: dict[str, CommunityReport] = {}
     for c in detection.communities:
         if c.community_id in todo:
-            ctx = await asyncio.to_thread(store.community_context, c)
+            ctx = await asyncio.to_thread(store.communities.context, c)
             reports[c.community_id] = await summarizer.summarize(ctx)
     run_id = uuid.uuid4().hex[:12]
-    await asyncio.to_thread(store.save_communities, detection.communities, reports, detection.removed, run_id)
+    await asyncio.to_thread(store.communities.save, detection.communities, reports, detection.removed, run_id)
     levels: dict[int, int] = {}
     for c in detection.communities:
         levels[c.level] = levels.get(c.level, 0) + 1
     report = CommunityRunReport(run_id, started_at, round(time.monotonic() - t0, 3), len(detection.communities),
                                 levels, len(detection.new), len(detection.changed), len(detection.unchanged),
                                 len(detection.removed), len(reports), merged, summarizer.name)
-    await asyncio.to_thread(store.record_community_run, report.as_doc())
+    await asyncio.to_thread(store.communities.record_run, report.as_doc())
     log.info("community run %s: %d communities (%d new, %d changed, %d unchanged, %d removed), %d summarised",
              run_id, report.total, report.new, report.changed, report.unchanged, report.removed, report.summarized)
     return report

@@ -26,7 +26,7 @@ from streams.resolution.merge import (
 )
 from streams.resolution.resolve import fold, mention_requests
 from streams.settings import ResolutionSettings, Settings
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def plan_merge(store: GraphStore, cfg: ResolutionSettings, entity_types: Iterabl
     """Read every stored extraction and decide the whole graph's resolution (no writes)."""
     types = list(entity_types) if entity_types is not None else None
     extractions, missing = [], 0
-    for x in store.chunk_extractions():
+    for x in store.graph.chunk_extractions():
         if x is None:
             missing += 1
         else:
@@ -73,11 +73,11 @@ def apply_merge(store: GraphStore, plan: MergePlan, before: Sequence[EntityInfo]
     # collection, so fewer batches cost less (14 s instead of 25 s for the corpus's 35 chunks).
     rewritten = 0
     for i in range(0, len(plan.updates), batch):
-        rewritten += store.write_graph_updates(plan.updates[i:i + batch], merge_pass=True).chunks
-    store.prune_unsupported()
-    alive = {d["_id"] for d in store.entity_infos()}
+        rewritten += store.graph.write_updates(plan.updates[i:i + batch], merge_pass=True).chunks
+    store.graph.prune_unsupported()
+    alive = {d["_id"] for d in store.graph.entity_infos()}
     names = plan.resolution.names
-    store.record_redirects({e.entity_id: (names[fold(e.name)].entity_id, names[fold(e.name)].type)
+    store.graph.record_redirects({e.entity_id: (names[fold(e.name)].entity_id, names[fold(e.name)].type)
                             for e in before if e.entity_id not in alive and fold(e.name) in names})
     return rewritten
 
@@ -85,7 +85,7 @@ def apply_merge(store: GraphStore, plan: MergePlan, before: Sequence[EntityInfo]
 def run_merge_pass(settings: Settings, store: GraphStore, *, dry_run: bool = False) -> MergeReport:
     """Resolve the whole graph again from its extractions, publish the aliases, rewrite the store."""
     cfg = settings.graphrag.resolution
-    before = [EntityInfo.from_doc(d) for d in store.entity_infos()]
+    before = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()]
     plan = plan_merge(store, cfg, settings.graphrag.extraction.entity_types)
     same_before, _ = unmerged_same_name_share(before)
     published = rewritten = 0
@@ -99,7 +99,7 @@ def run_merge_pass(settings: Settings, store: GraphStore, *, dry_run: bool = Fal
         reasons = {m.target.entity_id: m.reason for m in plan.resolution.merges}
         published = publish_aliases(settings, alias_changes(plan.resolution.multi_name(), current, reasons))
         rewritten = apply_merge(store, plan, before)
-    after = [EntityInfo.from_doc(d) for d in store.entity_infos()] if not dry_run else before
+    after = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()] if not dry_run else before
     same_after, _ = unmerged_same_name_share(after)
     log.info("merge pass: %d merge decisions, %d chunks rewritten, entities %d -> %d",
              len(plan.resolution.merges), rewritten, len(before), len(after))

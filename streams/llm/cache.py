@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from streams.instruments.metrics import LLM_CACHE
 from streams.settings import Settings
+from streams.store.mongo import connect
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ def cache_key(model: str, prompt_version: str, payload: Any) -> str:
 
 class LLMCache:
     def __init__(self, settings: Settings) -> None:
-        from streams.store.graph_store import connect
-
         self.enabled = settings.graphrag.enable_caching
         self.ttl = settings.cache.ttl_seconds
         self._coll = connect(settings, app_name="graphrag-llm-cache")[

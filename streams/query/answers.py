@@ -22,7 +22,7 @@ from rapidfuzz import fuzz, process
 from streams.extraction.offline import STOPWORDS
 from streams.model.citations import Citation, shorten
 from streams.resolution.resolve import fold
-from streams.store.graph_store import GraphStore
+from streams.store import GraphStore
 
 QUERY_PROMPT_VERSION = "answer-v1"
 
@@ -170,7 +170,7 @@ def rank_communities(store: GraphStore, question: str, limit: int = 5) -> list[d
     words = _content_words(question)
     names = {e["_id"]: e["name"] for e in store.coll("entities").find({}, {"name": 1})}
     ranked = []
-    for c in store.communities():
+    for c in store.communities.find():
         report = c.get("report") or {}
         text = " ".join([report.get("title", ""), report.get("summary", ""),
                          *(f.get("text", "") for f in report.get("findings", [])),
