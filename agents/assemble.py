@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import ChunkExtraction, GraphUpdate, MentionResolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.resolve import Canonical, mention_requests, resolve_extraction
@@ -68,7 +68,7 @@ class AssembleStage:
         self.rt = rt
         self.table = table  # chunk_id -> Assembly.to_table()
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent) -> None:
         rt, msg = self.rt, event.message
         chunk_key = (msg.key or b"").decode("utf-8", "replace")
         state = Assembly.from_table(self.table[chunk_key])

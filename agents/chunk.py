@@ -6,9 +6,7 @@ topic and its extraction runs in parallel instead of serially.
 
 from __future__ import annotations
 
-from typing import Any
-
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import TranscriptFetched
 from streams.transcripts.chunking import chunk_transcript
 
@@ -17,11 +15,9 @@ class ChunkStage:
     def __init__(self, rt: StageRuntime) -> None:
         self.rt = rt
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent, t: TranscriptFetched) -> None:
+        """Cut one fetched transcript into chunks; a transcript without words is dead-lettered."""
         rt = self.rt
-        t = await rt.decode_or_dead_letter(event, TranscriptFetched)
-        if t is None:
-            return
         cfg = rt.settings.graphrag.chunking
         try:
             chunks = chunk_transcript(t, cfg.tokens, cfg.overlap)
@@ -39,4 +35,4 @@ class ChunkStage:
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_each(ChunkStage(rt).handle, rt.topics.transcripts, name="chunk")
+    rt.run_decoded(TranscriptFetched, ChunkStage(rt).handle, rt.topics.transcripts, name="chunk")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import ChunkExtraction, TranscriptChunk
 from streams.extraction import ExtractionFailed, Extractor
 from streams.extraction.factory import make_extractor
@@ -28,11 +27,8 @@ class ExtractStage:
         self.rt = rt
         self.extractor = extractor or make_extractor(rt.settings)
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent, chunk: TranscriptChunk) -> None:
         rt = self.rt
-        chunk = await rt.decode_or_dead_letter(event, TranscriptChunk, check=verify_chunk)
-        if chunk is None:
-            return
         try:
             result = await self.extractor.extract(chunk)
             out = ChunkExtraction(chunk=chunk, entities=result.entities, relations=result.relations,
@@ -47,5 +43,5 @@ class ExtractStage:
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_each(ExtractStage(rt).handle, rt.topics.chunks, name="extract",
-                concurrency=rt.settings.graphrag.max_concurrent_operations)
+    rt.run_decoded(TranscriptChunk, ExtractStage(rt).handle, rt.topics.chunks, name="extract",
+                   check=verify_chunk, concurrency=rt.settings.graphrag.max_concurrent_operations)

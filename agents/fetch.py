@@ -7,12 +7,11 @@ import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import TranscriptFetched, TranscriptSegment, VideoRequested
 from schemas.events import utcnow
-from streams.kafka.codec import encode
+from streams.kafka.codec import decode_request, encode
 from streams.transcripts.parse import TranscriptError
 from streams.transcripts.sources import FetchedTranscript, TranscriptFetcher
 
@@ -43,11 +42,8 @@ class FetchStage:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent, req: VideoRequested) -> None:
         rt = self.rt
-        req = await rt.decode_or_dead_letter(event, VideoRequested)
-        if req is None:
-            return
         await rt.status(req.video_id, "started", requested_at=req.requested_at)
         try:
             transcript = await self._fetch_with_retries(req)
@@ -79,5 +75,8 @@ class FetchStage:
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_each(FetchStage(rt).handle, rt.topics.requested, name="fetch",
-                concurrency=rt.settings.graphrag.max_concurrent_operations)
+    max_bytes = rt.settings.security.max_request_bytes
+    # The ingest topic takes a bare video ID as well as a VideoRequested document.
+    rt.run_decoded(VideoRequested, FetchStage(rt).handle, rt.topics.requested, name="fetch",
+                   decoder=lambda raw: decode_request(raw, max_bytes=max_bytes),
+                   concurrency=rt.settings.graphrag.max_concurrent_operations)

@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import MentionRequest, MentionResolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.aliases import AliasTable
@@ -29,11 +29,8 @@ class ResolveStage:
         self.blocks = blocks  # blocking key -> the block's names (resolution.resolve.BlockState)
         self.aliases = aliases
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent, req: MentionRequest) -> None:
         rt = self.rt
-        req = await rt.decode_or_dead_letter(event, MentionRequest)
-        if req is None:
-            return
         canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type,
                                                   rt.settings.graphrag.resolution, alias=self.aliases.get)
         if updated is not None:
@@ -49,4 +46,5 @@ def register(rt: StageRuntime) -> None:
                           help="blocking key -> {folded name: [entity_id, type, canonical name]}")
     # Read every merge decision before any mention is resolved (the worker starts after this).
     aliases = AliasTable(rt.settings).start()
-    rt.run_each(ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions, name="resolve")
+    rt.run_decoded(MentionRequest, ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions,
+                   name="resolve")

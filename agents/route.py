@@ -9,9 +9,7 @@ resolves to the same entities.
 
 from __future__ import annotations
 
-from typing import Any
-
-from agents.runtime import StageRuntime
+from agents.runtime import InputEvent, StageRuntime
 from schemas import ChunkExtraction
 from streams.resolution.resolve import mention_requests
 
@@ -20,11 +18,8 @@ class RouteStage:
     def __init__(self, rt: StageRuntime) -> None:
         self.rt = rt
 
-    async def handle(self, event: Any) -> None:
+    async def handle(self, event: InputEvent, extraction: ChunkExtraction) -> None:
         rt = self.rt
-        extraction = await rt.decode_or_dead_letter(event, ChunkExtraction)
-        if extraction is None:
-            return
         requests = mention_requests(extraction, entity_types=rt.settings.graphrag.extraction.entity_types,
                                     block_chars=rt.settings.graphrag.resolution.block_chars)
         # Mentions first: the assembler completes a chunk once its extraction and all its mentions met.
@@ -33,4 +28,4 @@ class RouteStage:
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_each(RouteStage(rt).handle, rt.topics.extractions, name="route")
+    rt.run_decoded(ChunkExtraction, RouteStage(rt).handle, rt.topics.extractions, name="route")

@@ -15,23 +15,49 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import faust
 
 from agents.faust_commit import SafeCommitApp
 from agents.faust_recovery import FixedTableManager
-from schemas import Event, VideoRequested, VideoStatusEvent
+from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams.instruments import waits
 from streams.instruments.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
-from streams.kafka.codec import decode, decode_request, encode
+from streams.kafka.codec import decode, encode
 from streams.kafka.dlq import BadMessage, DeadLetter, Origin, parse_redrive_headers
 from streams.kafka.topics import Stage, Topics, group_id, topics_for
 from streams.settings import Settings
 
 log = logging.getLogger("graphrag.agents")
 E = TypeVar("E", bound=Event)
+
+
+class InputMessage(Protocol):
+    """What a stage reads of a consumed record (a Faust ``Message``)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def timestamp(self) -> float | None: ...
+    @property
+    def headers(self) -> Any: ...  # a list of (name, bytes) or a mapping, as the client delivers them
+
+
+class InputEvent(Protocol):
+    """A consumed record as a stage handles it (a Faust ``Event``)."""
+
+    @property
+    def message(self) -> InputMessage: ...
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -141,7 +167,7 @@ class StageRuntime:
             self._topic_cache[key] = self.app.topic(*names, key_type=bytes, value_type=bytes, allow_empty=True)
         return self._topic_cache[key]
 
-    def run_each(self, handle: Callable[[Any], Awaitable[None]], *topics: str, name: str,
+    def run_each(self, handle: Callable[[InputEvent], Awaitable[None]], *topics: str, name: str,
                  concurrency: int = 1) -> None:
         """One agent over ``topics`` that counts and times each event, then hands it to ``handle``."""
         async def agent(stream: Any) -> None:
@@ -151,7 +177,19 @@ class StageRuntime:
 
         self.app.agent(self.topic(*topics), name=name, concurrency=concurrency)(agent)
 
-    def run_batches(self, handle: Callable[[Sequence[Any]], Awaitable[None]], topic: str, *, name: str,
+    def run_decoded(self, model: type[E], handle: Callable[[InputEvent, E], Awaitable[None]], *topics: str, name: str,
+                    concurrency: int = 1, check: Callable[[E], None] | None = None,
+                    decoder: Callable[[bytes], E] | None = None) -> None:
+        """``run_each`` for a stage with one input model: bad input is dead-lettered here
+        (:meth:`decode_or_dead_letter`), and ``handle`` gets the event with its value."""
+        async def decoded(event: InputEvent) -> None:
+            value = await self.decode_or_dead_letter(event, model, check=check, decoder=decoder)
+            if value is not None:
+                await handle(event, value)
+
+        self.run_each(decoded, *topics, name=name, concurrency=concurrency)
+
+    def run_batches(self, handle: Callable[[Sequence[InputEvent]], Awaitable[None]], topic: str, *, name: str,
                     size: int, within: float) -> None:
         """One agent that hands ``handle`` batches of up to ``size`` events (or what came ``within`` s)."""
         async def agent(stream: Any) -> None:
@@ -162,7 +200,7 @@ class StageRuntime:
         self.app.agent(self.topic(topic), name=name)(agent)
 
     @asynccontextmanager
-    async def processing(self, events: Sequence[Any]) -> AsyncIterator[None]:
+    async def processing(self, events: Sequence[InputEvent]) -> AsyncIterator[None]:
         """Count and time the handling of input messages (one, or one batch)."""
         stage = self.stage.value
         for ev in events:
@@ -196,16 +234,17 @@ class StageRuntime:
         await self.send_event(self.topics.status, video_id, VideoStatusEvent(
             video_id=video_id, stage=stage, state=state, detail=detail[:2000], at=utcnow(), **extra))
 
-    async def decode_or_dead_letter(self, event: Any, model: type[E], *,
-                                    check: Callable[[E], None] | None = None) -> E | None:
-        """The message as ``model`` (and passing ``check``), or None once it is dead-lettered
-        with its reason: the one place where a stage turns bad input into a DLQ record."""
-        limits = self.settings.security
+    async def decode_or_dead_letter(self, event: InputEvent, model: type[E], *,
+                                    check: Callable[[E], None] | None = None,
+                                    decoder: Callable[[bytes], E] | None = None) -> E | None:
+        """The message as ``model`` (read by ``decoder`` when the topic takes more than JSON
+        of it, and passing ``check``), or None once it is dead-lettered with its reason: the
+        one place where a stage turns bad input into a DLQ record."""
         try:
-            if model is VideoRequested:  # the ingest topic also takes a bare video ID
-                value = cast(E, decode_request(event.message.value, max_bytes=limits.max_request_bytes))
+            if decoder is not None:
+                value = decoder(event.message.value)
             else:
-                value = decode(model, event.message.value, max_bytes=limits.max_message_bytes)
+                value = decode(model, event.message.value, max_bytes=self.settings.security.max_message_bytes)
             if check is not None:
                 check(value)
         except BadMessage as exc:
@@ -213,7 +252,7 @@ class StageRuntime:
             return None
         return value
 
-    async def dead_letter(self, event: Any, reason: str, message: str, *,
+    async def dead_letter(self, event: InputEvent, reason: str, message: str, *,
                           error_class: str = "BadMessage", extra: dict[str, str] | None = None) -> None:
         """Send the original message to the DLQ with headers saying why; never raises BadMessage."""
         msg = event.message
@@ -235,8 +274,8 @@ class StageRuntime:
         DLQ_RECORDS.labels(self.stage.value, reason).inc()
 
 
-def _timestamp_ms(msg: Any) -> int | None:
-    ts = getattr(msg, "timestamp", None)
+def _timestamp_ms(msg: InputMessage) -> int | None:
+    ts = msg.timestamp
     return int(ts * 1000) if ts else None
 
 
