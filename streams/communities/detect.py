@@ -46,6 +46,7 @@ def incident_fingerprint(members: Sequence[str] | frozenset[str], edges_of: Mapp
 
 def _leiden(nodes: Sequence[str], edges: Sequence[Edge], initial: Mapping[str, int] | None,
             resolution: float, seed: int, max_size: int = 0) -> list[list[str]]:
+    # C extensions that take a while to load: only a community run pays for them.
     import igraph as ig
     import leidenalg as la
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from streams.llm.cache import cache_key
 from streams.llm.schema import strict_object
 from streams.model.citations import shorten
 from streams.model.reports import CommunityContext, CommunityReport, Finding, RelationInfo
@@ -106,8 +107,6 @@ class LLMSummarizer:
         self.fallback = ExtractiveSummarizer(findings)
 
     async def summarize(self, ctx: CommunityContext) -> CommunityReport:
-        from streams.llm.cache import cache_key
-
         names = {m.entity_id: m.name for m in ctx.members}
         entities = "\n".join(f"- {m.name} ({m.type}): {m.description[:200]}" for m in ctx.members[:40])
         relations = "\n".join(f"- {_relation_text(r, names)[:300]}" for r in ctx.relations[:60])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from streams.extraction.base import Extractor
 from streams.extraction.offline import OfflineExtractor
+from streams.extraction.spacy_ner import SpacyExtractor, load_model
 from streams.settings import Settings
 
 
@@ -16,8 +17,6 @@ def make_extractor(settings: Settings) -> Extractor:
         from streams.extraction.llm import LLMExtractor  # lazily: the offline path needs no openai client
 
         return LLMExtractor.from_settings(settings)
-    from streams.extraction.spacy_ner import SpacyExtractor, load_model
-
     nlp = load_model()
     if nlp is not None:
         return SpacyExtractor(nlp, max_entities=cfg.max_entities_per_chunk)

@@ -20,7 +20,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from streams.kafka.clients import make_admin
 from streams.settings import Settings
+from streams.store.mongo import connect
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,6 @@ Check = Callable[[], bool]
 
 
 def kafka_check(settings: Settings, timeout: float = 3.0) -> Check:
-    from streams.kafka.clients import make_admin
-
     admin = make_admin(settings)
 
     def check() -> bool:
@@ -42,8 +42,6 @@ def kafka_check(settings: Settings, timeout: float = 3.0) -> Check:
 
 
 def mongo_check(settings: Settings) -> Check:
-    from streams.store.graph_store import connect
-
     client = connect(settings, app_name="graphrag-health")
 
     def check() -> bool:

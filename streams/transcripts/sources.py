@@ -16,7 +16,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import youtube_transcript_api as yta
 from requests.adapters import HTTPAdapter
+from youtube_transcript_api import YouTubeTranscriptApi
 
 from schemas import is_video_id
 from streams.settings import TranscriptSettings
@@ -139,8 +141,6 @@ class _TimeoutSession(requests.Session):
 
 
 def _youtube_error(exc: Exception) -> TranscriptError:
-    import youtube_transcript_api as yta
-
     table: list[tuple[type[Exception], str, bool]] = [
         (yta.InvalidVideoId, "invalid_video_id", False),
         (yta.VideoUnavailable, "video_unavailable", False),
@@ -174,8 +174,6 @@ class YouTubeTranscriptSource:
         self.settings = settings
 
     def _client(self) -> Any:
-        from youtube_transcript_api import YouTubeTranscriptApi
-
         session = _TimeoutSession(self.settings.youtube_timeout_seconds)
         if self.settings.youtube_base_url:
             session.mount("https://www.youtube.com", _RebaseAdapter(self.settings.youtube_base_url))
