@@ -21,7 +21,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from streams.instruments import metrics
 from streams.kafka.topics import ALL_APPS, Stage, Topics, group_prefix
-from tests.prometheus_harness import (
+from tests.fakes.prometheus_harness import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
     ENSURE_SCRIPT,

@@ -16,7 +16,7 @@ import pytest
 from streams.kafka.dlq import parse_headers
 from streams.store.graph_store import GraphStore
 from tests.conftest import DeploymentFactory
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
     Deployment,
