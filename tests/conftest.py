@@ -67,8 +67,8 @@ def services() -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The whole corpus through the pipeline once per session (tests/corpus_run.py)."""
-    from tests.corpus_run import corpus_run as run
+    """The whole corpus through the pipeline once per session (tests/integration/corpus_run.py)."""
+    from tests.integration.corpus_run import corpus_run as run
 
     with run(services, tmp_path_factory.mktemp("corpus")) as result:
         yield result
@@ -76,8 +76,8 @@ def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="session")
 def demo_api(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The sample videos' graph behind `graphrag-streams serve` (tests/demo_api.py)."""
-    from tests.demo_api import demo_api as serve
+    """The sample videos' graph behind `graphrag-streams serve` (tests/integration/demo_api.py)."""
+    from tests.integration.demo_api import demo_api as serve
 
     with serve(services, tmp_path_factory.mktemp("demo-api")) as api:
         yield api

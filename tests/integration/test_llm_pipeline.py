@@ -1,8 +1,8 @@
 """The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
 a 60-second outage in the middle loses and dead-letters nothing (the LLM fault of the chaos
-suite, tests/test_chaos.py: a deliberate pause, not a stall); a re-run costs no call, nor does
-a re-index with the same prompt, while one with a new prompt version calls again; the
-in-flight calls never exceed max_concurrent_operations."""
+suite, tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
+call, nor does a re-index with the same prompt, while one with a new prompt version calls
+again; the in-flight calls never exceed max_concurrent_operations."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from streams.kafka.dlq import parse_headers
 from streams.kafka.topics import Stage, group_id, topics_for
 from streams.monitoring.lag import PartitionLag
 from streams.settings import ConfigError, load_settings
-from tests.corpus_run import BAD_CHUNKS
+from tests.integration.corpus_run import BAD_CHUNKS
 from tests.support import ROOT, Deployment, consume_all
 
 LIVE = load_settings(ROOT / "config" / "development.yaml", env={})
