@@ -13,8 +13,7 @@ import pytest
 
 from schemas import VideoRequested
 from streams.kafka.topics import topic_specs, topics_for
-from tests.conftest import DeploymentFactory
-from tests.support import Deployment, consume_all
+from tests.support import Deployment, DeploymentFactory, consume_all
 
 integration = pytest.mark.integration
 

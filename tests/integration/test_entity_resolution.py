@@ -19,8 +19,7 @@ from schemas.events import utcnow
 from streams.kafka.codec import encode
 from streams.kafka.topics import Stage
 from streams.model.ids import chunk_id, entity_id
-from tests.conftest import DeploymentFactory
-from tests.support import assert_no_stall, consume_all, produce_raw, wait_quiescent
+from tests.support import DeploymentFactory, assert_no_stall, consume_all, produce_raw, wait_quiescent
 
 
 def _extraction(index: int, names: Sequence[tuple[str, str]], relations: Sequence[tuple[str, str]] = ()) -> bytes:

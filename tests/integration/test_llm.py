@@ -19,8 +19,8 @@ from streams.llm.client import LLMClient
 from streams.llm.policy import CircuitState
 from streams.model.ids import chunk_id
 from streams.settings import Settings
-from tests.conftest import DeploymentFactory
 from tests.fakes.fake_openai import FakeOpenAI
+from tests.support import DeploymentFactory
 
 pytestmark = pytest.mark.integration
 

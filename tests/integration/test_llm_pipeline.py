@@ -15,11 +15,11 @@ import pytest
 
 from streams.kafka.dlq import parse_headers
 from streams.store.graph_store import GraphStore
-from tests.conftest import DeploymentFactory
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
     Deployment,
+    DeploymentFactory,
     assert_no_stall,
     consume_all,
     evidence_mismatches,

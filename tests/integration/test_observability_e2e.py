@@ -36,7 +36,6 @@ import pytest
 
 from agents.worker import parse_stages
 from streams.store.graph_store import GraphStore
-from tests.conftest import DeploymentFactory
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.fakes.prometheus_harness import (
     DASHBOARDS_DIR,
@@ -45,7 +44,7 @@ from tests.fakes.prometheus_harness import (
     PrometheusHarness,
     dashboard_queries,
 )
-from tests.support import ROOT, Deployment, produce_raw, wait_quiescent, wait_until
+from tests.support import ROOT, Deployment, DeploymentFactory, produce_raw, wait_quiescent, wait_until
 
 pytestmark = pytest.mark.integration
 

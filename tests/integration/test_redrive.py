@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from streams.kafka.dlq import CONNECT_PREFIX, parse_headers
-from tests.conftest import DeploymentFactory
-from tests.support import ROOT, consume_all, produce_raw, wait_until
+from tests.support import ROOT, DeploymentFactory, consume_all, produce_raw, wait_until
 
 VIDEO = "16W7c0mb-rE"
 

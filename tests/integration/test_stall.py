@@ -14,8 +14,7 @@ import time
 import pytest
 
 from agents.stall import StallWatch, broker_offsets
-from tests.conftest import DeploymentFactory
-from tests.support import produce_raw, supervised_children, wait_until
+from tests.support import DeploymentFactory, produce_raw, supervised_children, wait_until
 
 
 @pytest.mark.integration
