@@ -28,7 +28,7 @@ from _common import CORPUS, ROOT, deployment, index_corpus, percentile
 from streams.api import reads
 from streams.api.snapshot import load_snapshot
 from streams.store import GraphStore
-from tests.demo_api import free_port
+from tests.integration.demo_api import free_port
 from tests.support import wait_quiescent, wait_until
 
 TARGET_P95_MS = 300  # entity, community and video endpoints (the target)

@@ -1,4 +1,4 @@
-"""LLM extraction against the local OpenAI-compatible server (tests/fake_openai.py).
+"""LLM extraction against the local OpenAI-compatible server (tests/fakes/fake_openai.py).
 
 For two concurrency limits, side by side: the time to extract a set of corpus videos when
 every call takes --delay seconds, the calls made, the maximum calls in flight seen by the
@@ -15,7 +15,7 @@ import time
 from _common import CORPUS, deployment, manifest
 
 from streams.store import GraphStore
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import wait_quiescent, wait_until
 
 

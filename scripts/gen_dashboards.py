@@ -5,7 +5,7 @@
     python scripts/gen_dashboards.py --check   exit 1 if a file is missing or stale
 
 The JSON files are committed (the Helm chart ships them as they are); edit this script,
-never the JSON, and run it again. tests/test_alerts.py fails while the files are stale.
+never the JSON, and run it again. tests/deploy/test_alerts.py fails while the files are stale.
 
 Every panel and variable uses the `${datasource}` variable (type prometheus), so the
 dashboards import into any Grafana without a hard-coded data source uid. Metric names are

@@ -4,7 +4,7 @@
 # directory, on free loopback ports (a developer's own stack, if running, is not touched).
 # Downloaded and built artefacts stay cached. Exits with pytest's status (5 = no tests is a
 # failure) or 1 when ruff, mypy or the import-linter layer contracts found problems
-# (actionlint runs in tests/test_workflows.py).
+# (actionlint runs in tests/deploy/test_workflows.py).
 # Prints the coverage total; below pyproject's floor the run fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."

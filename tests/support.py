@@ -111,6 +111,11 @@ class Deployment:
         remove_data(self.services, (self.name,), self.name)
 
 
+# What the deployment_factory fixture (tests/integration/conftest.py) gives a test: call it,
+# with config overrides or none, for another isolated deployment.
+DeploymentFactory = Callable[..., Deployment]
+
+
 def remove_data(services: Services, topic_prefixes: tuple[str, ...], database: str) -> None:
     """Delete a deployment's topics (those starting with one of the prefixes) and database."""
     import pymongo

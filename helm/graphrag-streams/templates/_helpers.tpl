@@ -61,7 +61,7 @@ graphrag.io/environment: {{ .Values.environment }}
 
 {{/*
 The topics a stage consumes, without the prefix, as JSON: Topics.inputs(stage) in
-streams/topics.py, in the same order (tests/test_helm.py compares them).
+streams/topics.py, in the same order (tests/deploy/test_helm.py compares them).
 */}}
 {{- define "graphrag-streams.inputs" -}}
 {{- dict
@@ -128,7 +128,7 @@ Called with (dict "prefix" <topic prefix> "stage" <stage>).
 
 {{/*
 The effective configuration as a dict: files/config/<environment>.yaml (identical to
-config/<environment>.yaml, see tests/test_helm.py) with the chart's values written over it.
+config/<environment>.yaml, see tests/deploy/test_helm.py) with the chart's values written over it.
 ${VAR} references (secrets, optional settings) stay in place for the app to resolve from
 the pod's environment.
 */}}

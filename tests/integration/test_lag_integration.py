@@ -16,8 +16,7 @@ import pytest
 
 from streams.monitoring.lag import LagMonitor, PartitionLag, measure_lag, stage_groups
 from streams.store import GraphStore
-from tests.conftest import DeploymentFactory
-from tests.support import ROOT, Deployment, produce_raw, wait_quiescent, wait_until
+from tests.support import ROOT, Deployment, DeploymentFactory, produce_raw, wait_quiescent, wait_until
 
 pytestmark = pytest.mark.integration
 

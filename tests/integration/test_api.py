@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from streams.api import create_app, reads
 from streams.api.snapshot import SnapshotHolder, load_snapshot
 from streams.settings import load_settings
-from tests.demo_api import DemoApi
+from tests.integration.demo_api import DemoApi
 from tests.support import Deployment, consume_all
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from streams.instruments import metrics
 from streams.kafka.topics import ALL_APPS, Stage, Topics, group_prefix
-from tests.prometheus_harness import (
+from tests.fakes.prometheus_harness import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
     ENSURE_SCRIPT,
@@ -379,7 +379,7 @@ def test_dashboards_show_what_issue_5_asks_for() -> None:
 def test_stall_and_restart_panels_show_zero_rather_than_no_data() -> None:
     """graphrag_stalls_total has no series until a stall; the panels on it fall back to a
     series that every worker exports, so they show 0 (per stage) instead of "No data"
-    (tests/test_observability_e2e.py evaluates every panel on a run without stalls)."""
+    (tests/integration/test_observability_e2e.py evaluates every panel on a run without stalls)."""
     panels = {q.panel: q.raw for q in dashboard_queries() if q.dashboard == "GraphRAG pipeline"}
     for title in ("Stalls seen (range)", "Worker restarts (range)", "Stalled partitions now",
                   "Supervisor restarts (now)"):

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
 from streams.instruments import metrics
-from tests.prometheus_harness import (
+from tests.fakes.prometheus_harness import (
     ALERTS_FILE,
     LAG_EXPORTER_JOB,
     WORKERS_JOB,

@@ -11,7 +11,7 @@ import pytest
 
 from streams.kafka.dlq import parse_headers
 from streams.store import GraphStore
-from tests.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
+from tests.integration.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
 from tests.support import Deployment, consume_all, reset_groups_to_earliest, wait_quiescent
 
 pytestmark = pytest.mark.integration

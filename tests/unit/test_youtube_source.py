@@ -1,4 +1,4 @@
-"""YouTubeTranscriptSource against a local fake of YouTube (tests/fake_youtube.py).
+"""YouTubeTranscriptSource against a local fake of YouTube (tests/fakes/fake_youtube.py).
 
 The real youtube-transcript-api client and the real requests stack run; only the server is
 local. Each test checks the server was really called.
@@ -15,7 +15,7 @@ import pytest
 from streams.settings import TranscriptSettings
 from streams.transcripts.parse import Segment, TranscriptError, parse_transcript
 from streams.transcripts.sources import TranscriptFetcher, YouTubeTranscriptSource
-from tests.fake_youtube import API_KEY, UNAVAILABLE, FakeYouTube, Track, Video
+from tests.fakes.fake_youtube import API_KEY, UNAVAILABLE, FakeYouTube, Track, Video
 from tests.support import CORPUS
 
 VID = "Pw0IZg7_4mo"

@@ -32,7 +32,7 @@ from streams.cli.main import cli
 from streams.kafka.topics import ALL_APPS, Stage
 from streams.settings import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"

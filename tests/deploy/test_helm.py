@@ -34,7 +34,7 @@ import yaml
 from streams.kafka.topics import ALL_APPS, PIPELINE, Stage, Topics, group_id, topics_for
 from streams.settings import ENVIRONMENTS, Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "graphrag-streams"
 RELEASE = "graphrag"
 NAMESPACE = "graphrag-test"

@@ -1,8 +1,8 @@
 """The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
 a 60-second outage in the middle loses and dead-letters nothing (the LLM fault of the chaos
-suite, tests/test_chaos.py: a deliberate pause, not a stall); a re-run costs no call, nor does
-a re-index with the same prompt, while one with a new prompt version calls again; the
-in-flight calls never exceed max_concurrent_operations."""
+suite, tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
+call, nor does a re-index with the same prompt, while one with a new prompt version calls
+again; the in-flight calls never exceed max_concurrent_operations."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 
 from streams.kafka.dlq import parse_headers
 from streams.store import GraphStore
-from tests.conftest import DeploymentFactory
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
     Deployment,
+    DeploymentFactory,
     assert_no_stall,
     consume_all,
     evidence_mismatches,

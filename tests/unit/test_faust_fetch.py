@@ -3,8 +3,8 @@
 Upstream passes its live set of active partitions to aiokafka; when the set is empty for a
 moment (the end of table recovery) aiokafka returns every partition's buffered records,
 Faust skips them because their partitions are paused, and they are never fetched again.
-The restart tests in tests/test_entity_resolution.py show it on the real broker; these
-show the rule itself, with a stand-in for the consumer thread.
+The restart tests in tests/integration/test_entity_resolution.py show it on the real
+broker; these show the rule itself, with a stand-in for the consumer thread.
 """
 
 from __future__ import annotations

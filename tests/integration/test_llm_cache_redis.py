@@ -14,8 +14,7 @@ import pytest
 import redis
 
 from streams.llm.cache import LLMCache, cache_key
-from tests.conftest import DeploymentFactory
-from tests.support import ROOT
+from tests.support import ROOT, DeploymentFactory
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """Contract tests of the LLM extractor and its call policy against a local server that speaks
-the OpenAI chat completions API (tests/fake_openai.py); the cache lives in FerretDB."""
+the OpenAI chat completions API (tests/fakes/fake_openai.py); the cache lives in FerretDB."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from streams.llm.client import LLMClient
 from streams.llm.policy import CircuitState
 from streams.model.ids import chunk_id
 from streams.settings import Settings
-from tests.conftest import DeploymentFactory
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.support import DeploymentFactory
 
 pytestmark = pytest.mark.integration
 

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENSURE_SCRIPT = ROOT / "scripts" / "ensure-prometheus.sh"
 HELM_FILES = ROOT / "helm" / "graphrag-streams" / "files"
 DASHBOARDS_DIR = HELM_FILES / "dashboards"

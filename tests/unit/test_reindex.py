@@ -1,29 +1,22 @@
-"""Re-index side by side, `graph diff` and `graph promote`.
+"""Re-index side by side, `graph diff` and `graph promote`: the rules (names, derived
+settings, progress, --set, the diff).
 
-The rules first (names, derived settings, progress, --set, the diff), then two re-indexes of
-the session's corpus run with the offline extractor under two settings, beside the live
-pipeline: what each consumed, that the live graph and DLQ are untouched, the diff of the
-two, and promoting one and going back.
+Two re-indexes of the session's corpus run: tests/integration/test_reindex.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections import Counter
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
 
 from streams.jobs.graph_diff import diff_graphs
 from streams.jobs.reindex import InvalidReindexName, database_for, progress, reindex_settings
-from streams.kafka.dlq import parse_headers
 from streams.kafka.topics import Stage, group_id, topics_for
 from streams.monitoring.lag import PartitionLag
 from streams.settings import ConfigError, load_settings
-from tests.corpus_run import BAD_CHUNKS
-from tests.support import ROOT, Deployment, consume_all
+from tests.support import ROOT
 
 LIVE = load_settings(ROOT / "config" / "development.yaml", env={})
 
@@ -114,72 +107,3 @@ def test_diff_reports_added_removed_and_changed_of_each_kind() -> None:
     same = diff_graphs("a", a, "a", a)
     assert all(getattr(same, k).added == getattr(same, k).removed == getattr(same, k).changed == 0
                for k in ("entities", "relations", "communities"))
-
-
-# --------------------------------------------------------------------------- on the corpus
-
-
-def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
-    proc = d.cli(*root, "reindex", "--name", name, "--extractor", "offline", "--until-caught-up",
-                 "--timeout", "1200", "--interval", "2", timeout=1800)
-    assert "chunks extracted; lag" in proc.stderr  # progress on the way
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
-
-
-@pytest.mark.integration
-def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
-    prefix = d.settings.kafka.topic_prefix
-    live_counts = corpus_run["store"].reads.counts()
-    live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
-    client: MongoClient[dict[str, Any]] = MongoClient(d.services.mongo_uri)
-    try:
-        first = _reindex(d, "a")
-        second = _reindex(d, "b", "--set", "graphrag.extraction.max_entities_per_chunk=4")
-        # Each consumed every chunk of the live topic: the same chunks as the live graph.
-        live_chunks = {c["_id"] for c in corpus_run["store"].db.chunks.find({}, {"_id": 1})}
-        for name, out in (("a", first), ("b", second)):
-            db = client[out["database"]]
-            assert out["database"] == f"{d.settings.mongodb.database}_{name}"
-            assert {c["_id"] for c in db.chunks.find({}, {"_id": 1})} == live_chunks
-            assert out["counts"]["entities"] > 0 and db.communities.estimated_document_count() > 0
-            # The bad chunks of the live topic went to the re-index's own DLQ, with the same reasons.
-            dlq = consume_all(d.settings, f"{prefix}reindex.{name}.dlq")
-            assert Counter(parse_headers(m.headers())["reason"] for m in dlq) == Counter(r for _, r in BAD_CHUNKS)
-        assert second["counts"]["entity_mentions"] < first["counts"]["entity_mentions"]
-        # The live pipeline saw none of it.
-        assert corpus_run["store"].reads.counts() == live_counts
-        assert len(consume_all(d.settings, f"{prefix}dlq")) == live_dlq
-
-        diff = json.loads(d.cli("graph", "diff", "a", "b", "--json", "--top", "3").stdout)
-        print("\ngraph diff a b:", json.dumps({k: {x: v for x, v in diff[k].items() if x != "examples"}
-                                               for k in ("entities", "relations", "communities")}))
-        for kind, count in (("entities", "entities"), ("relations", "relations")):
-            k = diff[kind]
-            assert (k["a"], k["b"]) == (first["counts"][count], second["counts"][count])
-            assert k["b"] - k["a"] == k["added"] - k["removed"]
-            assert k["a"] == k["removed"] + k["changed"] + k["unchanged"]
-        assert diff["entities"]["removed"] > 0 and len(diff["entities"]["examples"]["removed"]) == 3
-        assert diff["entities"]["changed"] > 0  # fewer mentions kept per chunk
-        text = d.cli("graph", "diff", "a", "b").stdout
-        assert text.startswith("graph diff a -> b") and "entities" in text and "communities" in text
-        same = json.loads(d.cli("graph", "diff", "a", "a", "--json").stdout)
-        assert all(same[k][c] == 0 for k in ("entities", "relations", "communities")
-                   for c in ("added", "removed", "changed"))
-
-        # Promote b: `graph` and `query` read it; the pipeline still writes live.
-        assert "now read b" in d.cli("graph", "promote", "b").stdout
-        counts = json.loads(d.cli("graph", "--json").stdout)["counts"]
-        assert counts["entities"] == second["counts"]["entities"] != live_counts["entities"]
-        d.cli("graph", "promote", "live")
-        assert json.loads(d.cli("graph", "--json").stdout)["counts"]["entities"] == live_counts["entities"]
-        missing = d.cli("graph", "diff", "a", "nosuch", check=False)
-        assert missing.returncode == 2 and "there is no graph 'nosuch'" in missing.stderr
-        bad = d.cli("graph", "promote", "Not-A-Name", check=False)
-        assert bad.returncode == 2 and "a re-index name is" in bad.stderr
-    finally:
-        d.cli("graph", "promote", "live", check=False)
-        for name in ("a", "b"):
-            client.drop_database(f"{d.settings.mongodb.database}_{name}")
-        client.close()

@@ -2,8 +2,8 @@
 
 One isolated deployment runs `worker --stages all` (one process per app, app i on
 metrics port base+i: base..base+7 for the seven pipeline stages and communities) with LLM extraction
-against tests/fake_openai, plus the lag exporter as its own process; a real Prometheus
-(tests/prometheus_harness.py) scrapes all of them every second with the repo's alert
+against tests/fakes/fake_openai, plus the lag exporter as its own process; a real Prometheus
+(tests/fakes/prometheus_harness.py) scrapes all of them every second with the repo's alert
 rules loaded. The run submits corpus videos in two waves
 (the first creates every series, the second makes the counters and histograms move while
 Prometheus watches, so rates and quantiles are defined; it re-submits the first video,
@@ -36,16 +36,15 @@ import pytest
 
 from agents.worker import parse_stages
 from streams.store import GraphStore
-from tests.conftest import DeploymentFactory
-from tests.fake_openai import FakeOpenAI
-from tests.prometheus_harness import (
+from tests.fakes.fake_openai import FakeOpenAI
+from tests.fakes.prometheus_harness import (
     DASHBOARDS_DIR,
     LAG_EXPORTER_JOB,
     WORKERS_JOB,
     PrometheusHarness,
     dashboard_queries,
 )
-from tests.support import ROOT, Deployment, produce_raw, wait_quiescent, wait_until
+from tests.support import ROOT, Deployment, DeploymentFactory, produce_raw, wait_quiescent, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ report and query prompts from their content. Tests script faults (429 with Retry
 500, timeouts, invalid JSON, schema violations, 400), take it down and up again, and
 read what it saw: requests, the maximum number of concurrent requests, prompts.
 
-    python -m tests.fake_openai --port 8765     # standalone, for benchmarks and demos
+    python -m tests.fakes.fake_openai --port 8765     # standalone, for benchmarks and demos
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.demo_api import DemoApi
+from tests.integration.demo_api import DemoApi
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration

@@ -41,7 +41,7 @@ import pytest
 from streams.jobs.merge_pass import run_merge_pass
 from streams.kafka.topics import ALL_APPS
 from streams.store import GraphStore
-from tests.fake_openai import FakeOpenAI
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
     ROOT,
