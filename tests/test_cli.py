@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from schemas import VideoRequested
-from streams.cli.main import cli
+from streams.cli import cli
 from streams.kafka.topics import topic_specs, topics_for
 from tests.conftest import DeploymentFactory
 from tests.support import ROOT, Deployment, consume_all, deep_merge
