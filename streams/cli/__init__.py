@@ -1,5 +1,30 @@
-"""The command line: `graphrag-streams`. Imports the core; nothing imports it."""
+"""The command line: `graphrag-streams`. Imports the core; nothing imports it.
 
-from streams.cli.main import cli, main
+`root` holds the root group, its options and the helpers the commands share; every other
+module holds one command group and registers it on the root group when imported here.
+"""
+
+from collections.abc import Iterable
+
+# Imported for their side effect: each registers its commands on `cli`.
+from streams.cli import (  # noqa: F401
+    communities,
+    config,
+    dlq,
+    graph,
+    lag,
+    query,
+    reindex,
+    resolve,
+    services,
+    topics,
+    videos,
+)
+from streams.cli.root import cli
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="graphrag-streams")
+
 
 __all__ = ["cli", "main"]

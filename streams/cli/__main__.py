@@ -1,5 +1,5 @@
 """`python -m streams.cli`: what the supervisor runs in each stage's child process."""
 
-from streams.cli.main import main
+from streams.cli import main
 
 main()

@@ -28,7 +28,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from agents.worker import parse_stages, uses_mongo
-from streams.cli.main import cli
+from streams.cli import cli
 from streams.kafka.topics import ALL_APPS, Stage
 from streams.settings import load_settings
 

@@ -19,7 +19,7 @@ import click
 import pytest
 import yaml
 
-from streams.cli.main import cli
+from streams.cli import cli
 from tests.support import ROOT, deep_merge
 
 integration = pytest.mark.integration
