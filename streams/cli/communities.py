@@ -56,6 +56,7 @@ def communities_run(obj: Ctx, no_merge: bool, as_json: bool) -> None:
     click.echo(f"{report.total} communities ({levels}): {report.new} new, {report.changed} changed, "
                f"{report.unchanged} unchanged, {report.removed} removed; {report.summarized} summarised "
                f"({report.summarizer}) in {report.duration_seconds:.1f}s; {report.merged_entities} entities merged")
+    click.echo("phases: " + ", ".join(f"{name} {s:.1f}s" for name, s in report.phases.items()))
 
 
 @communities.command("list", context_settings=CONTEXT)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +20,7 @@ from streams.communities.detect import detect
 from streams.communities.summarize import ExtractiveSummarizer, LLMSummarizer, Summarizer
 from streams.jobs.merge_pass import run_merge_pass
 from streams.llm.cache import LLMCache
-from streams.model.reports import CommunityReport
+from streams.model.reports import CommunityContext, CommunityReport
 from streams.settings import Settings
 from streams.store import GraphStore
 
@@ -41,13 +41,15 @@ class CommunityRunReport:
     summarized: int
     merged_entities: int
     summarizer: str
+    # Seconds per phase (merge, read, detect, summarize, save): where a slow run spends its time.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def as_doc(self) -> dict[str, Any]:
         return {"_id": self.run_id, "started_at": self.started_at, "duration_seconds": self.duration_seconds,
                 "total": self.total, "levels": {str(k): v for k, v in self.levels.items()}, "new": self.new,
                 "changed": self.changed, "unchanged": self.unchanged, "removed": self.removed,
                 "summarized": self.summarized, "merged_entities": self.merged_entities,
-                "summarizer": self.summarizer}
+                "summarizer": self.summarizer, "phases": self.phases}
 
 
 def make_summarizer(settings: Settings) -> tuple[Summarizer, Any]:
@@ -70,34 +72,59 @@ def make_summarizer(settings: Settings) -> tuple[Summarizer, Any]:
     return LLMSummarizer(client, cache, findings), _Closer()
 
 
+class _Phases:
+    """Seconds since the previous phase ended, by phase name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+
 async def run_communities(settings: Settings, store: GraphStore, summarizer: Summarizer, *,
                           merge: bool = True) -> CommunityRunReport:
     """Merge duplicates, detect communities, summarise only the new and changed ones."""
     cfg = settings.graphrag.communities
     started_at, t0 = datetime.now(UTC), time.monotonic()
+    phases = _Phases()
     merged = 0
     if merge:
         merge_report = await asyncio.to_thread(run_merge_pass, settings, store)
         merged = merge_report.entities_before - merge_report.entities_after  # this pass (a split: < 0)
+        phases.done("merge")
     nodes, edges = await asyncio.to_thread(store.communities.graph)
     previous = await asyncio.to_thread(store.communities.previous)
+    phases.done("read")
     detection = await asyncio.to_thread(detect, nodes, edges, previous, max_community_size=cfg.max_community_size,
                                         max_levels=cfg.max_levels, min_size=cfg.min_size,
                                         resolution=cfg.resolution, seed=cfg.seed)
+    phases.done("detect")
     todo = set(detection.new) | set(detection.changed)
-    reports: dict[str, CommunityReport] = {}
-    for c in detection.communities:
-        if c.community_id in todo:
-            ctx = await asyncio.to_thread(store.communities.context, c)
-            reports[c.community_id] = await summarizer.summarize(ctx)
+    contexts = await asyncio.to_thread(store.communities.contexts,
+                                       [c for c in detection.communities if c.community_id in todo])
+    # In parallel: LLM summaries wait on the model, and the call policy bounds them anyway.
+    limit = asyncio.Semaphore(settings.graphrag.max_concurrent_operations)
+
+    async def summarize(ctx: CommunityContext) -> CommunityReport:
+        async with limit:
+            return await summarizer.summarize(ctx)
+
+    done = await asyncio.gather(*(summarize(ctx) for ctx in contexts.values()))
+    reports: dict[str, CommunityReport] = dict(zip(contexts, done, strict=True))
+    phases.done("summarize")
     run_id = uuid.uuid4().hex[:12]
     await asyncio.to_thread(store.communities.save, detection.communities, reports, detection.removed, run_id)
+    phases.done("save")
     levels: dict[int, int] = {}
     for c in detection.communities:
         levels[c.level] = levels.get(c.level, 0) + 1
     report = CommunityRunReport(run_id, started_at, round(time.monotonic() - t0, 3), len(detection.communities),
                                 levels, len(detection.new), len(detection.changed), len(detection.unchanged),
-                                len(detection.removed), len(reports), merged, summarizer.name)
+                                len(detection.removed), len(reports), merged, summarizer.name, phases.seconds)
     await asyncio.to_thread(store.communities.record_run, report.as_doc())
     log.info("community run %s: %d communities (%d new, %d changed, %d unchanged, %d removed), %d summarised",
              run_id, report.total, report.new, report.changed, report.unchanged, report.removed, report.summarized)

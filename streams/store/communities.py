@@ -12,6 +12,7 @@ from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
 from streams.model.citations import Citation
 from streams.model.communities import Community, Edge, PreviousCommunity
 from streams.model.reports import CommunityContext, CommunityReport, MemberInfo, RelationInfo
+from streams.store.documents import differs
 from streams.store.mongo import Collections, Doc
 
 
@@ -36,48 +37,90 @@ class CommunityStore(Collections):
                 "" if dirty else c.get("summarized_fingerprint", "")))
         return out
 
-    def context(self, community: Community, max_relations: int = 60) -> CommunityContext:
-        members = set(community.members)
-        entities = {e["_id"]: e for e in self.coll("entities").find({"_id": {"$in": list(members)}})}
-        relations = [r for r in self.coll("relations").find({"source_id": {"$in": list(members)}})
-                     if r["target_id"] in members]
-        relations.sort(key=lambda r: (-float(r.get("weight", 0)), r["_id"]))
-        relations = relations[:max_relations]
-        evidence: dict[str, list[Citation]] = defaultdict(list)
-        for ev in self.coll("relation_evidence").find({"relation_id": {"$in": [r["_id"] for r in relations]}},
-                                                      {"relation_id": 1, "video_id": 1, "chunk_id": 1, "start": 1,
-                                                       "strength": 1}).sort([("strength", DESCENDING),
-                                                                             ("_id", ASCENDING)]):
-            if len(evidence[ev["relation_id"]]) < 3:
-                evidence[ev["relation_id"]].append(Citation(video_id=ev["video_id"], chunk_id=ev["chunk_id"],
-                                                            seconds=float(ev.get("start", 0))))
-        degree: Counter[str] = Counter()
-        for r in relations:
-            degree[r["source_id"]] += 1
-            degree[r["target_id"]] += 1
-        infos = [MemberInfo(eid, e.get("name", "?"), e.get("type", "CONCEPT"), e.get("description", ""),
-                            int(e.get("mention_count", 0)), degree[eid]) for eid, e in entities.items()]
-        infos.sort(key=lambda m: (-m.degree, -m.mention_count, m.name))
-        rels = [RelationInfo(r["_id"], r["source_id"], r["target_id"], r.get("type", "RELATED_TO"),
-                             r.get("description", ""), float(r.get("weight", 0)), tuple(evidence[r["_id"]]))
-                for r in relations]
-        return CommunityContext(community.community_id, community.level, infos, rels)
+    def contexts(self, communities: Sequence[Community], max_relations: int = 60) -> dict[str, CommunityContext]:
+        """What each community's summary is written from: its members, its heaviest inner
+        relations and their strongest evidence (three citations each).
+
+        Three reads in all (entities, relations, the evidence of the chosen relations), not
+        three per community: a run that summarises hundreds of communities would otherwise
+        spend its time in round trips (and on FerretDB's SQLite backend, in collection scans).
+        """
+        if not communities:
+            return {}
+        entities = {e["_id"]: e for e in self.coll("entities").find(
+            {}, {"name": 1, "type": 1, "description": 1, "mention_count": 1})}
+        incident: dict[str, list[Doc]] = defaultdict(list)
+        for r in self.coll("relations").find({}, {"source_id": 1, "target_id": 1, "type": 1, "description": 1,
+                                                   "weight": 1}):
+            incident[r["source_id"]].append(r)
+        chosen: dict[str, list[Doc]] = {}
+        for c in communities:
+            members = set(c.members)
+            inner = [r for m in c.members for r in incident.get(m, ()) if r["target_id"] in members]
+            inner.sort(key=lambda r: (-float(r.get("weight", 0)), r["_id"]))
+            chosen[c.community_id] = inner[:max_relations]
+        evidence = self._citations({r["_id"] for rels in chosen.values() for r in rels})
+        out: dict[str, CommunityContext] = {}
+        for c in communities:
+            relations = chosen[c.community_id]
+            degree: Counter[str] = Counter()
+            for r in relations:
+                degree[r["source_id"]] += 1
+                degree[r["target_id"]] += 1
+            infos = [MemberInfo(eid, e.get("name", "?"), e.get("type", "CONCEPT"), e.get("description", ""),
+                                int(e.get("mention_count", 0)), degree[eid])
+                     for eid in c.members if (e := entities.get(eid)) is not None]
+            infos.sort(key=lambda m: (-m.degree, -m.mention_count, m.name))
+            rels = [RelationInfo(r["_id"], r["source_id"], r["target_id"], r.get("type", "RELATED_TO"),
+                                 r.get("description", ""), float(r.get("weight", 0)), tuple(evidence.get(r["_id"], ())))
+                    for r in relations]
+            out[c.community_id] = CommunityContext(c.community_id, c.level, infos, rels)
+        return out
+
+    def _citations(self, relation_ids: set[str], per_relation: int = 3) -> dict[str, list[Citation]]:
+        """The strongest evidence of each relation (ties: the lower ``_id``), as citations."""
+        if not relation_ids:
+            return {}
+        found: dict[str, list[Doc]] = defaultdict(list)
+        for ev in self.coll("relation_evidence").find({}, {"relation_id": 1, "video_id": 1, "chunk_id": 1,
+                                                            "start": 1, "strength": 1}):
+            if ev["relation_id"] in relation_ids:
+                found[ev["relation_id"]].append(ev)
+        out: dict[str, list[Citation]] = {}
+        for rid, evs in found.items():
+            evs.sort(key=lambda ev: (-int(ev.get("strength", 0)), ev["_id"]))
+            out[rid] = [Citation(video_id=ev["video_id"], chunk_id=ev["chunk_id"], seconds=float(ev.get("start", 0)))
+                        for ev in evs[:per_relation]]
+        return out
 
     def save(self, communities: Sequence[Community], reports: dict[str, CommunityReport],
-                         removed: Sequence[str], run_id: str) -> None:
+             removed: Sequence[str], run_id: str) -> None:
+        """Write what the run changed: new communities in bulk inserts, changed or
+        re-summarised ones as updates, removed ones deleted; the rest is not written.
+        ``run_id`` marks the run that last changed a community (``summarized_run`` the one
+        that last summarised it)."""
+        current = {d["_id"]: d for d in self.coll("communities").find({}, {"report": 0})}
+        new: list[Doc] = []
         ops: list[UpdateOne | DeleteOne] = []
         for c in communities:
-            update: Doc = {"$set": {"level": c.level, "parent": c.parent, "members": list(c.members),
-                                    "size": len(c.members), "fingerprint": c.fingerprint,
-                                    "incident_fingerprint": c.incident_fingerprint, "run_id": run_id,
-                                    "dirty": False}}
+            fields: Doc = {"level": c.level, "parent": c.parent, "members": list(c.members), "size": len(c.members),
+                           "fingerprint": c.fingerprint, "incident_fingerprint": c.incident_fingerprint,
+                           "dirty": False}
             report = reports.get(c.community_id)
             if report is not None:
-                update["$set"].update({"report": report.model_dump(mode="json"),
-                                       "summarized_fingerprint": c.fingerprint, "summarized_run": run_id})
-                update["$inc"] = {"version": 1}
-            ops.append(UpdateOne({"_id": c.community_id}, update, upsert=True))
-        ops += [DeleteOne({"_id": cid}) for cid in removed]
+                fields.update({"report": report.model_dump(mode="json"), "summarized_fingerprint": c.fingerprint,
+                               "summarized_run": run_id})
+            stored = current.get(c.community_id)
+            if stored is None:
+                new.append({"_id": c.community_id, **fields, "run_id": run_id,
+                            **({"version": 1} if report is not None else {})})
+            elif report is not None or differs(stored, fields):
+                update: Doc = {"$set": {**fields, "run_id": run_id}}
+                if report is not None:
+                    update["$inc"] = {"version": 1}
+                ops.append(UpdateOne({"_id": c.community_id}, update))
+        ops += [DeleteOne({"_id": cid}) for cid in removed if cid in current]
+        self.mongo.insert_new("communities", new)
         self.mongo.bulk("communities", ops)
 
     def record_run(self, run: Doc) -> None:
