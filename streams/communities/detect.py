@@ -32,10 +32,12 @@ class Detection:
     removed: list[str] = field(default_factory=list)
 
 
-def fingerprint(members: Sequence[str], edges: Sequence[Edge]) -> str:
+def fingerprint(members: Sequence[str], edges_of: Mapping[str, list[Edge]]) -> str:
+    """Members and the weights of the edges between them (found through each member's own
+    edges: a run over thousands of communities never scans every edge per community)."""
     inside = set(members)
-    internal = sorted((e.relation_id, round(e.weight, 6)) for e in edges
-                      if e.source in inside and e.target in inside)
+    internal = sorted({(e.relation_id, round(e.weight, 6)) for m in members for e in edges_of.get(m, [])
+                       if e.source in inside and e.target in inside})
     return stable_id("community", *sorted(members), "|", *(f"{r}:{w}" for r, w in internal))
 
 
@@ -105,7 +107,7 @@ def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[Previ
     def keep(p: PreviousCommunity) -> None:
         """Carry a stable community (and its sub-communities) over unchanged."""
         members = tuple(sorted(p.members))
-        fp = fingerprint(members, edges)
+        fp = fingerprint(members, edges_of)
         detection.communities.append(Community(p.community_id, p.level, p.parent, members, fp,
                                                incident_fingerprint(members, edges_of)))
         (detection.unchanged if p.summarized_fingerprint == fp else detection.changed).append(p.community_id)
@@ -134,7 +136,8 @@ def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[Previ
     while queue:
         level, parent, subset = queue.pop(0)
         inside = set(subset)
-        sub_edges = [e for e in edges if e.source in inside and e.target in inside]
+        sub_edges = list({id(e): e for m in subset for e in edges_of.get(m, [])
+                          if e.source in inside and e.target in inside}.values())
         # Below the top level: at least the standard resolution and a size bound, so that an
         # oversized community divides (on its own subgraph, its inner structure shows).
         max_size = max_community_size if level else 0
@@ -150,16 +153,22 @@ def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[Previ
     # Stable IDs: each new community takes the ID of the previous one (same level) it
     # overlaps most (Jaccard >= 0.5), each previous ID used at most once.
     ids: dict[tuple[int, str], str] = {}
+    holding: dict[tuple[int, str], list[PreviousCommunity]] = defaultdict(list)  # (level, member) -> previous
+    for p in previous:
+        for m in p.members:
+            holding[(p.level, m)].append(p)
     for level, parent_key, members in sorted(raw, key=lambda r: (r[0], -len(r[2]), r[2])):
         mset = frozenset(members)
         best, best_score = None, 0.5
-        for p in by_level_prev[level]:
+        # Only a previous community sharing a member can overlap (Jaccard > 0).
+        candidates = {p.community_id: p for m in members for p in holding.get((level, m), ())}
+        for p in (candidates[k] for k in sorted(candidates)):
             if p.community_id in claimed:
                 continue
             score = len(mset & p.members) / len(mset | p.members)
             if score >= best_score and (best is None or score > best_score or p.community_id < best.community_id):
                 best, best_score = p, score
-        fp = fingerprint(members, edges)
+        fp = fingerprint(members, edges_of)
         if best is not None:
             cid = best.community_id
             claimed.add(cid)
