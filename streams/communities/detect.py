@@ -32,12 +32,17 @@ class Detection:
     removed: list[str] = field(default_factory=list)
 
 
-def fingerprint(members: Sequence[str], edges_of: Mapping[str, list[Edge]]) -> str:
-    """Members and the weights of the edges between them (found through each member's own
-    edges: a run over thousands of communities never scans every edge per community)."""
+def inner_edges(members: Sequence[str], edges_of: Mapping[str, list[Edge]]) -> list[Edge]:
+    """The edges between ``members``, found through each member's own edges: a run over
+    thousands of communities never scans every edge per community."""
     inside = set(members)
-    internal = sorted({(e.relation_id, round(e.weight, 6)) for m in members for e in edges_of.get(m, [])
-                       if e.source in inside and e.target in inside})
+    return list({e.relation_id: e for m in members for e in edges_of.get(m, [])
+                 if e.source in inside and e.target in inside}.values())
+
+
+def fingerprint(members: Sequence[str], edges_of: Mapping[str, list[Edge]]) -> str:
+    """Members and the weights of the edges between them."""
+    internal = sorted((e.relation_id, round(e.weight, 6)) for e in inner_edges(members, edges_of))
     return stable_id("community", *sorted(members), "|", *(f"{r}:{w}" for r, w in internal))
 
 
@@ -135,9 +140,7 @@ def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[Previ
     queue: list[tuple[int, str | None, list[str]]] = [(0, None, rest)] if rest else []
     while queue:
         level, parent, subset = queue.pop(0)
-        inside = set(subset)
-        sub_edges = list({id(e): e for m in subset for e in edges_of.get(m, [])
-                          if e.source in inside and e.target in inside}.values())
+        sub_edges = inner_edges(subset, edges_of)
         # Below the top level: at least the standard resolution and a size bound, so that an
         # oversized community divides (on its own subgraph, its inner structure shows).
         max_size = max_community_size if level else 0

@@ -106,7 +106,8 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     todo = set(detection.new) | set(detection.changed)
     contexts = await asyncio.to_thread(store.communities.contexts,
                                        [c for c in detection.communities if c.community_id in todo])
-    # In parallel: LLM summaries wait on the model, and the call policy bounds them anyway.
+    # In parallel, as LLM summaries wait on the model; bounded, so that cache lookups and
+    # calls of thousands of communities are not all started at once.
     limit = asyncio.Semaphore(settings.graphrag.max_concurrent_operations)
 
     async def summarize(ctx: CommunityContext) -> CommunityReport:
