@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from bson.errors import BSONError
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -31,6 +32,11 @@ from streams.store import GraphStore, WriteSummary
 
 log = logging.getLogger("graphrag.sink")
 E = TypeVar("E", bound=Event)
+
+
+# A write error the database returns, or what the driver raises for a value it cannot encode
+# as BSON (an integer beyond 8 bytes, a lone surrogate in a string): rejected for good.
+PERMANENT_WRITE_ERRORS = (PyMongoError, BSONError, OverflowError, UnicodeEncodeError)
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -73,7 +79,7 @@ class SinkStage:
             result = await retry_forever(f"write {len(values)} {type(values[0]).__name__}(s)",
                                          lambda: self._run(lambda: writer(values)),
                                          is_transient=is_transient_db_error)
-        except PyMongoError as exc:
+        except PERMANENT_WRITE_ERRORS as exc:
             if len(items) == 1:
                 await self.rt.dead_letter(items[0][0], "store_rejected", f"{type(exc).__name__}: {exc}"[:1000],
                                           error_class=type(exc).__name__)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import bson
 from pymongo import ASCENDING, DeleteOne, UpdateOne
 
 from schemas import ChunkExtraction, ExtractedGraph, GraphUpdate, TranscriptChunk
@@ -77,6 +78,10 @@ class GraphWrites(Collections):
             mentions[cid], evidence[cid] = redirect_evidence([mention_doc(u, e) for e in u.entities],
                                                              [evidence_doc(u, r) for r in u.relations], redirects)
             chunk_docs[cid] = chunk_doc(u, mentions[cid], evidence[cid])
+            # A document the driver cannot encode fails the batch here, before anything of it
+            # is written: its evidence must not count once the sink dead-letters it.
+            for doc in (chunk_docs[cid], *mentions[cid], *evidence[cid]):
+                bson.encode(doc)
 
         existing = {d["_id"]: d.get("evidence_fingerprint")
                     for d in self.coll("chunks").find({"_id": {"$in": list(latest)}},
