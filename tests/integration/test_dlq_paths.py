@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from agents.worker import parse_stages
 from schemas import GraphUpdate, ResolvedEntity, ResolvedRelation, TranscriptChunk, TranscriptFetched
@@ -77,6 +78,23 @@ def dead_letters(d: Deployment) -> list[Any]:
     return consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
 
 
+NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT)
+
+
+def settled(predicate: Callable[[], Any]) -> Callable[[], Any]:
+    """A wait_until predicate that reads topics: just after `topics create` a partition may
+    have no leader yet (NOT_LEADER_FOR_PARTITION), which means "not yet", not a failure."""
+    def check() -> Any:
+        try:
+            return predicate()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() in NO_LEADER_YET:
+                return False
+            raise
+    return check
+
+
 # --------------------------------------------------------------------------- sink: store_rejected
 
 SINK_VIDEO = "dlqSinkTst0"
@@ -112,7 +130,7 @@ def test_store_rejected_dead_letters_only_the_rejected_record_of_a_batch(
     store = GraphStore.from_settings(d.settings)
     valid = [u for i, u in enumerate(updates) if i != 3]
 
-    wait_until(lambda: store.db.chunks.count_documents({}) >= len(valid) and dead_letters(d), 120,
+    wait_until(settled(lambda: store.db.chunks.count_documents({}) >= len(valid) and dead_letters(d)), 120,
                message=lambda: f"the valid chunks stored and a dead letter; log:\n{worker.log_tail()}")
     wait_quiescent(d.settings, workers=[worker], stages=[Stage.SINK])
     dlq = dead_letters(d)
@@ -160,7 +178,7 @@ def test_a_transcript_without_words_is_dead_lettered_by_the_chunk_stage_which_go
         return [m for m in consume_all(d.settings, f"{prefix}transcripts.chunks")
                 if json.loads(m.value())["video_id"] == fine]
 
-    wait_until(lambda: dead_letters(d) and fine_chunks(), 120,
+    wait_until(settled(lambda: dead_letters(d) and fine_chunks()), 120,
                message=lambda: f"a dead letter and the valid video's chunks; log:\n{worker.log_tail()}")
     wait_quiescent(d.settings, workers=[worker], stages=[Stage.CHUNK])
     dlq = dead_letters(d)
