@@ -44,7 +44,7 @@ def _run(path: str) -> tuple[dict[str, str], set[tuple[str, str, str]], list[Ext
 def test_named_entities_of_the_mars_video_and_their_types() -> None:
     names, relations, _ = _run(MARS)
     assert {"Phobos", "Deimos", "Mars", "Jupiter"} <= set(names)
-    assert names["Mars"] == "LOCATION" and names["Jupiter"] == "LOCATION"  # GPE/LOC -> LOCATION
+    assert names["Mars"] == "LOCATION" and names["Jupiter"] == "LOCATION"  # spaCy LOC -> LOCATION
     assert ("Mars", "HAS", "Phobos") in relations  # "Mars has two moons, Phobos ..." (HAVE -> HAS)
 
 
