@@ -32,7 +32,9 @@ SECRET_OPENAI = "sk-proj-Zq9SECRETopenaiKEY"
 SECRET_MONGO_PASSWORD = "m0ng0-SECRET-pw"
 SECRET_MONGO_URI = f"mongodb://indexer:{SECRET_MONGO_PASSWORD}@db.internal:27017/graphrag"
 SECRET_SASL = "kafka-SECRET-sasl-pw"
-SECRETS = (SECRET_OPENAI, SECRET_MONGO_PASSWORD, SECRET_SASL)
+SECRET_REDIS_PASSWORD = "r3dis-SECRET-pw"
+SECRET_REDIS_URL = f"redis://:{SECRET_REDIS_PASSWORD}@cache.internal:6379/0"
+SECRETS = (SECRET_OPENAI, SECRET_MONGO_PASSWORD, SECRET_SASL, SECRET_REDIS_PASSWORD)
 
 REQUIRED_ENV = {"MONGODB_URI": "mongodb://db.internal:27017", "KAFKA_BOOTSTRAP_SERVERS": "kafka-0.internal:9093"}
 SECRET_ENV = {
@@ -41,6 +43,7 @@ SECRET_ENV = {
     "KAFKA_SASL_PASSWORD": SECRET_SASL,
     "KAFKA_SASL_USERNAME": "indexer",
     "OPENAI_API_KEY": SECRET_OPENAI,
+    "REDIS_URL": SECRET_REDIS_URL,
 }
 
 
@@ -247,6 +250,7 @@ def test_redacted_masks_every_secret() -> None:
     assert shown["openai"]["api_key"] == MASK
     assert shown["mongodb"]["uri"] == MASK
     assert shown["kafka"]["sasl_password"] == MASK
+    assert shown["cache"]["redis_url"] == MASK
     # Non-secret values are shown as they are.
     assert shown["kafka"]["sasl_username"] == "indexer"
     assert shown["kafka"]["bootstrap_servers"] == "kafka-0.internal:9093"
@@ -264,6 +268,7 @@ def test_secrets_do_not_appear_in_repr() -> None:
     {"mongodb": {"uri": SECRET_MONGO_URI, "databse": "typo"}},
     {"kafka": {"sasl_password": SECRET_SASL, "partitions": 0}},
     {"kafka": {"sasl_password": {"value": SECRET_SASL}}},
+    {"cache": {"redis_url": SECRET_REDIS_URL, "ttl_seconds": -1}},
 ])
 def test_validation_errors_never_echo_secrets(tmp_path: Path, override: dict[str, Any]) -> None:
     message = _config_error(_dev_with(tmp_path, override))
@@ -314,4 +319,5 @@ def test_cli_config_show_masks_secrets() -> None:
     shown = json.loads(proc.stdout)
     assert shown["environment"] == "production"
     assert shown["openai"]["api_key"] == shown["mongodb"]["uri"] == shown["kafka"]["sasl_password"] == MASK
+    assert shown["cache"]["redis_url"] == MASK
     assert shown["graphrag"]["max_concurrent_operations"] == 20
