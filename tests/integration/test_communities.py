@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from streams.communities.summarize import ExtractiveSummarizer
 from streams.jobs.community_run import run_communities
 from streams.query.answers import answer_global, answer_local
 from streams.store import GRAPH_COLLECTIONS, GraphStore
-from tests.support import wait_quiescent, wait_until
+from tests.support import evidence_mismatches, wait_quiescent, wait_until
 
 
 def _graph(store: GraphStore) -> dict[str, list[dict[str, Any]]]:
@@ -38,14 +39,33 @@ def test_forget_resubmit_and_incremental_summaries(corpus_run: dict[str, Any]) -
 
     video = "16W7c0mb-rE"  # Kurzgesagt on emergence: ant colonies
     its_entities = {m["entity_id"] for m in store.db.entity_mentions.find({"video_id": video})}
-    out = json.loads(json.dumps(d.cli("forget", video).stdout))
+    its_relations = {e["relation_id"] for e in store.db.relation_evidence.find({"video_id": video})}
+    assert its_entities and its_relations
+    out = d.cli("forget", video).stdout
     assert "forgot 16W7c0mb-rE" in out
     assert store.db.chunks.count_documents({"video_id": video}) == 0
     assert store.db.entity_mentions.count_documents({"video_id": video}) == 0
+    assert store.db.relation_evidence.count_documents({"video_id": video}) == 0
+    # What the video supported is recomputed from the evidence left: counts match it exactly,
+    # and an entity or relation that only this video supported is gone.
+    assert evidence_mismatches(store) == []
+    kept_entities = {m["entity_id"] for m in store.db.entity_mentions.find({"entity_id": {"$in": list(its_entities)}})}
+    kept_relations = {e["relation_id"] for e in
+                      store.db.relation_evidence.find({"relation_id": {"$in": list(its_relations)}})}
+    assert kept_entities < its_entities and kept_relations < its_relations  # some were this video's alone
+    assert {e["_id"] for e in store.db.entities.find({"_id": {"$in": list(its_entities)}})} == kept_entities
+    assert {r["_id"] for r in store.db.relations.find({"_id": {"$in": list(its_relations)}})} == kept_relations
     assert store.db.communities.count_documents({"dirty": True}) > 0
-    assert "0 entity_mentions" in d.cli("forget", video).stdout  # idempotent
+    again = d.cli("forget", video).stdout  # idempotent: nothing left to remove
+    assert re.search(r"(?<!\d)0 entity_mentions", again) and re.search(r"(?<!\d)0 relation_evidence", again), again
+    assert re.search(r"(?<!\d)0 chunks", again), again
+    dirty = {c["_id"] for c in store.db.communities.find({"dirty": True})}
     second = _community_run(d.settings, store, merge=False)
-    assert second.summarized == second.new + second.changed
+    # Only what the forgotten video touched is summarised again, and each of those once.
+    redone_after_forget = {c["_id"] for c in store.db.communities.find({"summarized_run": second.run_id})}
+    assert 0 < second.summarized == len(redone_after_forget) < second.total
+    assert second.removed + second.changed > 0  # forgetting a video changed the partition
+    assert store.db.communities.count_documents({"dirty": True}) == 0, dirty
 
     # Adding the video back: the same graph as before, and only the communities it touches
     # are summarised again.

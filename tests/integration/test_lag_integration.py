@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from streams.monitoring.lag import LagMonitor, PartitionLag, measure_lag, stage_groups
+from streams.monitoring.lag import LagMonitor, LagReport, PartitionLag, StageLag, measure_lag, stage_groups
 from streams.store import GraphStore
 from tests.support import ROOT, Deployment, DeploymentFactory, produce_raw, wait_quiescent, wait_until
 
@@ -97,8 +97,12 @@ def test_exporter_matches_kafka_consumer_groups_at_rest_and_while_draining(
                 [(SMALL_VIDEO.encode(), SMALL_VIDEO.encode())] * n)
     monitor = LagMonitor(d.settings)
     report = monitor.measure()
-    fetch = next(s for s in report.stages if s.stage.value == "fetch")
+    fetch = _fetch_lag(report)
     assert fetch.lag == n
+    # Nobody consumes: the oldest waiting request gets older, and lag seconds says so.
+    waiting = wait_until(lambda: (f := _fetch_lag(monitor.measure())).lag_seconds > 0 and f, timeout=30,
+                         interval=0.5, message="a positive lag in seconds for the stopped fetch stage")
+    assert waiting.lag == n
     assert fetch.desired_replicas == d.settings.kafka.partitions  # ceil(600/20)=30, capped at 3 partitions
     group = fetch.group
     tool = kafka_tool_describe(d, group)
@@ -109,8 +113,11 @@ def test_exporter_matches_kafka_consumer_groups_at_rest_and_while_draining(
     # 3. While the backlog drains, Kafka's numbers lie between ours just before and after.
     worker = d.start_worker("fetch")
     compared = 0
+    seconds_while_draining: list[tuple[int, float]] = []  # (lag, lag seconds) per measurement
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        during = _fetch_lag(monitor.measure())
+        seconds_while_draining.append((during.lag, during.lag_seconds))
         before = ours_by_partition(measure_lag(d.settings), group)
         tool = kafka_tool_describe(d, group)
         after = ours_by_partition(measure_lag(d.settings), group)
@@ -123,11 +130,18 @@ def test_exporter_matches_kafka_consumer_groups_at_rest_and_while_draining(
         compared += 1
     assert compared >= 1, "the backlog drained before it could be compared"
     wait_until(lambda: sum(r.lag for r in measure_lag(d.settings) if r.group == group) == 0, timeout=300)
-    drained = next(s for s in monitor.measure().stages if s.stage.value == "fetch")
+    drained = _fetch_lag(monitor.measure())
     assert drained.lag == 0 and drained.desired_replicas == 0
-    # The replayed requests waited: lag seconds was positive while they did.
-    assert fetch.lag_seconds >= 0
+    # The replayed requests waited: lag seconds was positive whenever some were left, and
+    # back to 0 once the backlog drained.
+    backlog = [(lag, sec) for lag, sec in seconds_while_draining if lag > 0]
+    assert backlog and all(sec > 0 for _, sec in backlog), seconds_while_draining
+    assert drained.lag_seconds == 0.0
     worker.stop()
+
+
+def _fetch_lag(report: LagReport) -> StageLag:
+    return next(s for s in report.stages if s.stage.value == "fetch")
 
 
 def _free_port() -> int:

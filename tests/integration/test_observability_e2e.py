@@ -182,7 +182,10 @@ def test_every_dashboard_panel_returns_data_in_an_end_to_end_run(
                        message=lambda: f"wave 1 done; worker log:\n{worker.log_tail()}")
             prom.wait_for("sum(graphrag_videos_completed_total) >= 1", timeout=30)
             prom.wait_for('sum(graphrag_dlq_records_total{stage="fetch"}) >= 2', timeout=30)
-            time.sleep(3)  # a few scrapes with the counters at rest
+            # A few scrapes with the counters at rest (counted by Prometheus, not by a sleep).
+            scrapes = 'sum(count_over_time(up{job="' + WORKERS_JOB + '"}[10m]))'
+            at_rest = float(prom.query(scrapes)[0]["value"][1]) + 3 * len(APPS)
+            prom.wait_for(f"{scrapes} >= {at_rest}", timeout=30)
 
             # Wave 2: the same series move while Prometheus scrapes every second. The first
             # wave's video again: its chunks are answered from the LLM cache (hits).
@@ -197,23 +200,30 @@ def test_every_dashboard_panel_returns_data_in_an_end_to_end_run(
             prom.wait_for('sum(graphrag_llm_cache_requests_total{result="hit"}) > 0', timeout=30)
             # The exporter has seen the drained pipeline, and Prometheus scraped that.
             prom.wait_for("sum(graphrag_consumer_lag_messages) == 0", timeout=60)
-            time.sleep(3)
-            retried = prom.query('sum(graphrag_llm_requests_total{outcome="retry"})')
-            assert retried and float(retried[0]["value"][1]) >= 1, ("the scripted 500 left no retry", fake.stats())
+            try:
+                prom.wait_for('sum(graphrag_llm_requests_total{outcome="retry"}) >= 1', timeout=30)
+            except TimeoutError as err:
+                raise AssertionError(f"the scripted 500 left no retry: {fake.stats()}") from err
             assert exporter.proc.poll() is None, exporter.log_tail()
 
             # Every panel query of every dashboard, evaluated now.
             kinds = panel_kinds()
             queries = dashboard_queries()
             assert len(queries) >= 20
-            empty = []
-            for q in queries:
-                result = prom.query(q.expr)
-                if not finite_values(result):
-                    values = [s.get("value") for s in result if isinstance(s, dict)]
-                    empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}] ({kinds.get((q.dashboard, q.panel))}): "
-                                 f"{q.expr} -> {values or 'no series'}")
-            assert not empty, f"{len(empty)} of {len(queries)} panel queries without data:\n" + "\n".join(empty)
+
+            def empty_panels() -> list[str]:
+                empty = []
+                for q in queries:
+                    result = prom.query(q.expr)
+                    if not finite_values(result):
+                        values = [s.get("value") for s in result if isinstance(s, dict)]
+                        empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}] ({kinds.get((q.dashboard, q.panel))}): "
+                                     f"{q.expr} -> {values or 'no series'}")
+                return empty
+
+            # Rates and recording rules catch up within a few scrapes; a panel that never gets data fails.
+            wait_until(lambda: not empty_panels(), timeout=30, interval=1,
+                       message=lambda: "panel queries with data:\n" + "\n".join(empty_panels()))
 
             # The alert rules are loaded and evaluate without errors.
             groups = prom.rule_groups()

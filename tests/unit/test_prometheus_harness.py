@@ -5,7 +5,6 @@ dashboard query."""
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.fakes.prometheus_harness import (
     free_port,
     substitute_variables,
 )
+from tests.support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -179,18 +179,21 @@ def test_every_dashboard_panel_returns_data_from_contract_shaped_series() -> Non
             _feed(w, x, 1)
             prom.wait_for_targets_up()
             prom.wait_for('graphrag_consumer_lag_messages{partition="1"}')
-            for step in (2, 3):  # rates need samples that differ
-                time.sleep(2.5)
+            for step in (2, 3):  # rates need samples that differ: each step is scraped before the next
                 _feed(w, x, step)
-            prom.wait_for("graphrag_consumer_lag_messages == 30")
-            time.sleep(1.5)
+                prom.wait_for(f"graphrag_consumer_lag_messages == {10 * step}")
 
-            empty = []
-            for q in prom.dashboard_queries():
-                values = [float(s["value"][1]) for s in prom.query(q.expr)]
-                if not any(math.isfinite(v) for v in values):
-                    empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}]: {q.expr} -> {values}")
-            assert not empty, "panels without data:\n" + "\n".join(empty)
+            def empty_panels() -> list[str]:
+                empty = []
+                for q in prom.dashboard_queries():
+                    values = [float(s["value"][1]) for s in prom.query(q.expr)]
+                    if not any(math.isfinite(v) for v in values):
+                        empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}]: {q.expr} -> {values}")
+                return empty
+
+            # Rules and rates catch up within a few evaluations; a panel that never gets data fails.
+            wait_until(lambda: not empty_panels(), timeout=30, interval=0.5,
+                       message=lambda: "panels with data:\n" + "\n".join(empty_panels()))
     finally:
         for server, thread in servers:
             server.shutdown()
