@@ -59,8 +59,8 @@ def test_the_demo_path_finishes_every_sample_video_within_120s(fresh_services: S
         log.flush()
         with open(log.name, errors="replace") as f:
             tail = "\n".join(f.read().splitlines()[-40:])
+        # `wait --timeout` is the deadline: it exits non-zero unless every video is done by then.
         assert waited.returncode == 0, f"{waited.stdout}\n{waited.stderr}\nworker log:\n{tail}"
-        assert took <= DEADLINE
         assert worker.poll() is None, tail
     finally:
         if worker is not None and worker.poll() is None:
