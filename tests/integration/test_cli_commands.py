@@ -288,6 +288,7 @@ def test_communities_run_and_list_print_what_the_communities_collection_holds(
 
     report = json.loads(d.cli("communities", "run", "--no-merge", "--json").stdout)
     docs = list(store.db.communities.find())
+    print(f"\ncommunities of {len(VIDEOS)} videos: {report['total']} ({report['levels']})")
     assert len(docs) == report["total"] > 0
     assert {str(k): v for k, v in Counter(c["level"] for c in docs).items()} == {
         str(k): v for k, v in report["levels"].items()}
@@ -504,6 +505,10 @@ def test_no_secret_leaks_into_logs_outputs_metrics_topics_or_the_store(
     assert "dead-lettered" in places[f"worker log {worker.log_path.name}"]
     for log in d.tmp.rglob("*.log"):
         places[f"file {log.name}"] = log.read_text(errors="replace")
+    kinds = Counter(where.split("[")[0].split()[0] if where.startswith(("worker", "file")) else
+                    where.split("[")[0] for where in places)
+    print(f"\ncanary scan: {len(places)} places, {sum(len(t) for t in places.values())} characters: "
+          + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
     leaks = [where for where, text in places.items() if CANARY in text]
     assert leaks == [], f"the canary secret appears in: {leaks}"
     # The scan sees a leak where there is one.
