@@ -149,18 +149,21 @@ def assert_lag_matches_broker(d: Deployment) -> dict[tuple[str, str, int], tuple
 
 # --------------------------------------------------------------------------- the small run
 
-def _dlq_record(d: Deployment, key: bytes, value: bytes) -> tuple[int, int]:
-    """Where a record we produced onto the ingest topic landed (partition, offset)."""
+def _landed(d: Deployment, key: bytes, value: bytes) -> list[tuple[int, int]]:
+    """Where the records we produced onto the ingest topic landed: (partition, offset) each."""
     found = [(m.partition(), m.offset()) for m in consume_all(d.settings, topics_for(d.settings).requested)
              if m.key() == key and m.value() == value]
-    assert len(found) == 1, found
-    return found[0]
+    assert len(found) == COPIES, found
+    return found
 
 
 BAD_RECORDS = [  # (key, value, reason)
     (b"bad-json-record", b'{"video_id": "4ClLMrfYmmw", ', "invalid_json"),
     (b"bad-id-record", json.dumps({"video_id": "not/a/video!"}).encode(), "invalid_video_id"),
 ]
+# Each bad record is sent this often (same key, so on one partition at successive offsets):
+# every copy is a dead letter of its own, and no partition number equals all its offsets.
+COPIES = 3
 
 
 def test_wait_graph_dlq_and_lag_report_what_the_store_and_the_broker_hold(
@@ -170,7 +173,7 @@ def test_wait_graph_dlq_and_lag_report_what_the_store_and_the_broker_hold(
     worker = d.start_worker("all")
     store = GraphStore.from_settings(d.settings)
     d.cli("submit", *VIDEOS[:2])
-    produce_raw(d.settings, requested, [(k, v) for k, v, _ in BAD_RECORDS])
+    produce_raw(d.settings, requested, [(k, v) for k, v, _ in BAD_RECORDS for _ in range(COPIES)])
 
     # wait: returns 0 once both videos are done, and not before.
     started = time.monotonic()
@@ -226,32 +229,33 @@ def test_wait_graph_dlq_and_lag_report_what_the_store_and_the_broker_hold(
         assert e["mention_count"] == store.db.entity_mentions.count_documents({"entity_id": eid})
     assert evidence_mismatches(store) == []
 
-    # dlq: exactly the two bad records, with their reasons, keys and origins.
-    where = {key: _dlq_record(d, key, value) for key, value, _ in BAD_RECORDS}
+    # dlq: exactly the bad records, each copy once, with their reasons, keys and origins.
+    where = {key: _landed(d, key, value) for key, value, _ in BAD_RECORDS}
+    n_bad = len(BAD_RECORDS) * COPIES
     listed = [json.loads(line) for line in d.cli("dlq", "--json").stdout.splitlines()]
     got = sorted((r["key"], r["value"], r["headers"]["stage"], r["headers"]["reason"], r["headers"]["original.topic"],
                   int(r["headers"]["original.partition"]), int(r["headers"]["original.offset"])) for r in listed)
-    assert got == sorted((k.decode(), v.decode(), "fetch", reason, requested, *where[k])
-                         for k, v, reason in BAD_RECORDS)
+    assert got == sorted((k.decode(), v.decode(), "fetch", reason, requested, p, o)
+                         for k, v, reason in BAD_RECORDS for p, o in where[k])
     dlq = d.cli("dlq")
-    assert dlq.stderr.strip() == "2 record(s)"
+    assert dlq.stderr.strip() == f"{n_bad} record(s)"
     rows = dlq.stdout.splitlines()
-    assert len(rows) == 2
+    assert len(rows) == n_bad
     for key, _, reason in BAD_RECORDS:
-        p, o = where[key]
-        assert sum(bool(re.match(rf"^fetch\s+{reason}\s+{re.escape(requested)}\[{p}\]@{o} attempt 1: \S", row))
-                   for row in rows) == 1, (reason, rows)
-    assert len(d.cli("dlq", "--limit", "1", "--json").stdout.splitlines()) == 1
+        for p, o in where[key]:
+            origin = rf"^fetch\s+{reason}\s+{re.escape(requested)}\[{p}\]@{o} attempt 1: \S"
+            assert sum(bool(re.match(origin, row)) for row in rows) == 1, (reason, p, o, rows)
+    assert len(d.cli("dlq", "--limit", "4", "--json").stdout.splitlines()) == 4
     # What `dlq` read is what the broker holds.
     in_topic = consume_all(d.settings, topics_for(d.settings).dlq)
     assert sorted((m.key(), parse_headers(m.headers())["reason"]) for m in in_topic) == sorted(
-        (k, reason) for k, _, reason in BAD_RECORDS)
+        (k, reason) for k, _, reason in BAD_RECORDS for _ in range(COPIES))
 
     # lag at rest: every group has committed every partition to its end.
     at_rest = assert_lag_matches_broker(d)
     assert all(expected_lag(c, low, high) == 0 for c, low, high in at_rest.values())
     ingest = {k: v for k, v in at_rest.items() if k[1] == requested}
-    assert sum(high for _, _, high in ingest.values()) == 2 + len(BAD_RECORDS)
+    assert sum(high for _, _, high in ingest.values()) == 2 + n_bad
     assert_no_stall(worker)
 
     # lag with the worker stopped and requests queued: the fetch stage lags by exactly them.
