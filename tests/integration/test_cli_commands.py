@@ -350,6 +350,7 @@ def test_communities_run_and_list_print_what_the_communities_collection_holds(
                                                              "--top", "1000").stdout.splitlines()
                 if line.startswith("[")]
     assert sorted(h[1] for h in at_level if h) == sorted(i for i, c in by_id.items() if c["level"] == level)
+    assert d.cli("communities", "list", "--level", str(level + 1)).stdout == ""  # no such level
     assert_no_stall(worker)
 
 
