@@ -90,7 +90,7 @@ class LLMClient:
         last: _Transient | None = None
         for attempt in range(self.retry_attempts + 1):
             if attempt:
-                assert last is not None
+                assert last is not None  # narrows a type  # nosec B101
                 delay = backoff_delay(attempt - 1, retry_after=last.retry_after)
                 log.info("LLM call failed (%s); retry %d/%d in %.1fs", last, attempt, self.retry_attempts, delay)
                 await asyncio.sleep(delay)
@@ -98,7 +98,7 @@ class LLMClient:
                 return await self._send(messages, json_schema, schema_name)
             except _Transient as exc:
                 last = exc
-        assert last is not None
+        assert last is not None  # narrows a type  # nosec B101
         raise last
 
     async def _send(self, messages: list[dict[str, str]], json_schema: dict[str, Any] | None,

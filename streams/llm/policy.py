@@ -150,7 +150,7 @@ class TokenBucket:
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
-    delay = random.uniform(0, min(cap, base * 2 ** attempt))
+    delay = random.uniform(0, min(cap, base * 2 ** attempt))  # backoff jitter, not a secret  # nosec B311
     if retry_after is not None:
         delay = max(delay, min(retry_after, 300.0))
     return delay

@@ -47,7 +47,7 @@ class Mongo:
     @property
     def db(self) -> Database[Doc]:
         if self._db is None:
-            assert self._resolve_db is not None
+            assert self._resolve_db is not None  # narrows a type  # nosec B101
             self._db = self._resolve_db()
         return self._db
 
