@@ -99,7 +99,7 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
             return found
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} (or {name}{FILE_SUFFIX}) is not set "
+        raise ConfigError(f"{path}: environment variable {name} is not set (nor {name}{FILE_SUFFIX}) "
                           "and has no default")
 
     replaced = _VAR.sub(substitute, value)

@@ -456,5 +456,5 @@ def test_an_empty_file_is_treated_like_an_empty_value(tmp_path: Path, content: b
 
 
 def test_the_missing_variable_error_mentions_the_file_alternative() -> None:
-    with pytest.raises(ConfigError, match=r"MONGODB_URI \(or MONGODB_URI_FILE\) is not set"):
+    with pytest.raises(ConfigError, match=r"MONGODB_URI is not set \(nor MONGODB_URI_FILE\) and has no default"):
         interpolate({"mongodb": {"uri": "${MONGODB_URI}"}}, {})
