@@ -63,6 +63,11 @@ class OpenAISettings(_Section):
     output_cost_per_million: float = Field(default=0.60, ge=0)
     # How long the circuit stays open before one probe call (doubles per failed probe).
     circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    # Spend caps in US dollars (from the costs per million tokens above), per process: when
+    # the last hour's or day's calls cost this much, calls wait until the window allows
+    # more (messages stay unacknowledged; nothing is dead-lettered). Unset: no cap.
+    max_cost_per_hour: float | None = Field(default=None, gt=0)
+    max_cost_per_day: float | None = Field(default=None, gt=0)
 
 
 class TranscriptSettings(_Section):
@@ -90,7 +95,7 @@ class ExtractionSettings(_Section):
     # A label of the extraction prompt: part of every LLM cache key and recorded on each
     # chunk. The prompt text is the code's; a new label makes every call new (a re-index
     # with --prompt-version compares a prompt change side by side).
-    prompt_version: str = Field(default="extract-v1", pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    prompt_version: str = Field(default="extract-v2", pattern=r"^[A-Za-z0-9._-]{1,40}$")
 
 
 class ResolutionSettings(_Section):

@@ -61,7 +61,7 @@ def extraction_answer(messages: list[dict[str, Any]], schema: dict[str, Any]) ->
     for m in messages:
         found = re.search(r"<<<\n(.*)\n>>>", str(m.get("content", "")), re.S)
         if found:
-            text = found.group(1)
+            text = json.loads(found.group(1))  # the transcript is sent as a JSON string
             break
     allowed = schema["properties"]["entities"]["items"]["properties"]["type"].get("enum") or ["CONCEPT"]
     result = extract_offline(text)

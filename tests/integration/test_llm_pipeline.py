@@ -107,7 +107,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     # a new prompt version is a new cache key for every chunk.
     same = _reindex(d, "same")
     assert fake.stats()["requests"] - before == 0
-    bumped = _reindex(d, "bumped", "--prompt-version", "extract-v2")
+    bumped = _reindex(d, "bumped", "--prompt-version", "extract-v3")
     calls = fake.stats()["by_kind"].get("knowledge_graph", 0) - first["by_kind"].get("knowledge_graph", 0)
     print(f"re-index, same prompt: 0 LLM calls; new prompt version: {calls} calls for {chunks} chunks")
     assert same["counts"]["chunks"] == bumped["counts"]["chunks"] == chunks
