@@ -335,8 +335,8 @@ class Settings(_Section):
         value = security.pop("tls_verify")
         kafka = dict(data["kafka"]) if isinstance(data.get("kafka"), dict) else {}
         if "ssl_verify" in kafka:
-            raise setting_problem("security.tls_verify", "is the deprecated name of kafka.ssl_verify, which is set too: "
-                                  "remove security.tls_verify")
+            raise setting_problem("security.tls_verify", "is the deprecated name of kafka.ssl_verify, "
+                                  "which is set too: remove security.tls_verify")
         warnings.warn("security.tls_verify is deprecated: set kafka.ssl_verify instead (it now applies to "
                       "every Kafka client)", FutureWarning, stacklevel=2)
         kafka["ssl_verify"] = value
