@@ -93,6 +93,15 @@ class MongoSettings(_Section):
     # command ends and deadlocks past its pool of 100, so updates go out in small commands.
     # Real MongoDB is happy with 1000.
     max_ops_per_command: int = Field(default=25, ge=1, le=100_000)
+    # A CA bundle for a MongoDB with a private CA (pymongo's tlsCAFile, which turns TLS on);
+    # the URI's own tls options work too. Checked at load like kafka.ssl_cafile.
+    tls_ca_file: OptionalStr = None
+
+    @model_validator(mode="after")
+    def _ca_file_parses(self) -> MongoSettings:
+        if self.tls_ca_file is not None:
+            check_ca_file("tls_ca_file", self.tls_ca_file)
+        return self
 
 
 class OpenAISettings(_Section):

@@ -281,3 +281,24 @@ def test_kafka_ssl_verify_without_the_old_key_warns_nothing(tls: TLSMaterial, tm
 def test_both_verification_keys_are_an_error(tmp_path: Path) -> None:
     message = load_error(tmp_path, {"ssl_verify": True}, {"tls_verify": True})
     assert "security.tls_verify: is the deprecated name of kafka.ssl_verify, which is set too" in message
+
+
+# --------------------------------------------------------------------------- MongoDB's CA, the same way
+
+
+def test_mongodb_ca_file_reaches_the_client_and_is_checked_at_load(tls: TLSMaterial, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.store.mongo as mongo
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(mongo, "MongoClient", lambda uri, **kw: seen.update(kw))
+    s = Settings.model_validate({"environment": "development", "mongodb": {"tls_ca_file": str(tls.ca)}})
+    mongo.connect(s)
+    assert seen["tlsCAFile"] == str(tls.ca)
+    seen.clear()
+    mongo.connect(settings())
+    assert "tlsCAFile" not in seen  # none configured: the URI decides, as before
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"environment": "development", "mongodb": {"tls_ca_file": str(tls.not_pem)}}))
+    with pytest.raises(ConfigError, match=r"mongodb\.tls_ca_file: .* is not a PEM certificate file"):
+        load_settings(path, env={})
