@@ -19,11 +19,13 @@ Go module proxy once and prints the cached binary's path.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,9 @@ import pytest
 import yaml
 
 from streams.kafka.topics import ALL_APPS, PIPELINE, Stage, Topics, group_id, topics_for
+from streams.kafka.clients import client_config
 from streams.settings import ENVIRONMENTS, Settings, load_settings
+from tests.tls_material import TLSMaterial, make_tls_material
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "graphrag-streams"
@@ -132,11 +136,32 @@ def container_env(container: Doc) -> dict[str, Doc]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
+@functools.cache
+def tls_stand_ins() -> TLSMaterial:
+    return make_tls_material(Path(tempfile.mkdtemp(prefix="helm-tls-")))
+
+
+def secret_files(pod_spec: Doc, container: Doc) -> dict[str, str]:
+    """Path in the container -> a local stand-in, for every file a Secret volume mounts there
+    (CA bundles get a CA certificate, tls.crt/tls.key a client certificate and its key)."""
+    tls = tls_stand_ins()
+    stand_ins = {"ca.crt": tls.ca, "tls.crt": tls.client_cert, "tls.key": tls.client_key}
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    files = {}
+    for m in container["volumeMounts"]:
+        secret = volumes[m["name"]].get("secret")
+        for item in (secret or {}).get("items", []):
+            files[f"{m['mountPath']}/{item['path']}"] = str(stand_ins[item["path"]])
+    return files
+
+
 def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stage.SINK) -> Settings:
     """The configuration a stage's pod loads: the ConfigMap's file and the pod's environment.
 
     Plain env values are used as they are; values from a Secret get a stand-in, so a
     variable the config requires but the pod does not get fails here as it would at start-up.
+    A path to a file that a Secret volume mounts in the container gets a local stand-in
+    file of that kind; a path nothing mounts stays, and fails the load as it would in the pod.
     """
     cm = one(docs, "ConfigMap", f"{FULLNAME}-config")
     name = stage.value if isinstance(stage, Stage) else stage
@@ -149,6 +174,8 @@ def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stag
         else:
             ref = e["valueFrom"]["secretKeyRef"]
             env[name] = f"from-secret-{ref['name']}-{ref['key']}"
+    files = secret_files(deployment["spec"]["template"]["spec"], container)
+    env = {k: files.get(v, v) for k, v in env.items()}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     config_volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
     assert config_volume["configMap"]["name"] == cm["metadata"]["name"]
@@ -294,7 +321,8 @@ def test_rendered_config_is_the_environment_tier(render: Render, env: str, tmp_p
     assert g.stall_seconds == tier["stall_seconds"]
     # ... and the values file mirrors the app's own config file for that environment.
     own = load_settings(ROOT / "config" / f"{env}.yaml", env={
-        "MONGODB_URI": "mongodb://x", "KAFKA_BOOTSTRAP_SERVERS": "x:9092"})
+        "MONGODB_URI": "mongodb://x", "KAFKA_BOOTSTRAP_SERVERS": "x:9092",
+        "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"})
     assert settings.log_level == own.log_level
     assert settings.openai.model == own.openai.model
     assert settings.graphrag.model_dump() == own.graphrag.model_dump()
@@ -319,15 +347,15 @@ def test_production_differs_from_development_where_the_plan_says(render: Render,
         assert (p["spec"]["minReplicaCount"], p["spec"]["maxReplicaCount"]) == (1, 12)
         assert (kafka_trigger(d)["metadata"]["lagThreshold"], kafka_trigger(p)["metadata"]["lagThreshold"]) == (
             "20", "100")
-    # Production Kafka is SASL_SSL: KEDA authenticates with the same Secret, by reference.
+    # Production Kafka is SASL_SSL: KEDA authenticates with the same Secrets, by reference
+    # (the TLS details: test_production_renders_the_trigger_authentication_with_tls_and_sasl).
     assert not by_kind(dev_docs, "TriggerAuthentication")
     (auth,) = by_kind(prod_docs, "TriggerAuthentication").values()
     params = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
-    assert set(params) == {"username", "password"}
+    assert set(params) == {"username", "password", "ca"}
     for stage in PIPELINE:
         for trig in kafka_triggers(one(prod_docs, "ScaledObject", f"{FULLNAME}-{stage.value}")):
             assert trig["authenticationRef"]["name"] == auth["metadata"]["name"]
-            assert (trig["metadata"]["sasl"], trig["metadata"]["tls"]) == ("scram_sha512", "enable")
     assert prod.kafka.security_protocol == "SASL_SSL"
 
 
@@ -643,7 +671,8 @@ def test_secrets_only_by_reference(helm: Path, render: Render, tmp_path: Path) -
                 assert "value" not in env[var], f"{var} rendered as a value"
                 assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "graphrag-creds"
     (auth,) = by_kind(docs, "TriggerAuthentication").values()
-    assert {r["name"] for r in auth["spec"]["secretTargetRef"]} == {"graphrag-creds"}
+    refs = {r["parameter"]: r["name"] for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {"username": "graphrag-creds", "password": "graphrag-creds", "ca": "kafka-cluster-ca-cert"}
     # The ConfigMap keeps ${VAR} references for the secret settings, never their values.
     raw = yaml.safe_load(one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
     for section, key in (("mongodb", "uri"), ("openai", "api_key"), ("kafka", "sasl_password"),
