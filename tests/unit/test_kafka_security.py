@@ -23,7 +23,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from agents.runtime import faust_credentials
 from streams.kafka.clients import client_config, ssl_context
-from streams.settings import ConfigError, Settings, load_settings
+from streams.settings import ConfigError, Settings, load_settings, redacted
 from tests.tls_material import KEY_PASSWORD, TLSMaterial, handshake, make_tls_material, server_context
 
 CANARY = "canary-sasl-pw-8e41b7"  # the SASL password; must never be in an error message
@@ -258,6 +258,9 @@ def test_good_tls_settings_load(tls: TLSMaterial, tmp_path: Path) -> None:
                              "ssl_key_password": KEY_PASSWORD})
     assert s.kafka.ssl_key_password is not None and s.kafka.ssl_key_password.get_secret_value() == KEY_PASSWORD
     assert KEY_PASSWORD not in repr(s) and CANARY not in repr(s)
+    shown = redacted(s)["kafka"]  # what `config show` prints
+    assert shown["ssl_key_password"] == shown["sasl_password"] == "**********"
+    assert shown["ssl_certfile"] == str(tls.client_cert)  # paths are not secrets
 
 
 # --------------------------------------------------------------------------- security.tls_verify
