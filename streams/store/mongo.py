@@ -25,11 +25,13 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def connect(settings: Settings, *, app_name: str = "graphrag-streams") -> MongoClient[Doc]:
+    tls: dict[str, Any] = {"tlsCAFile": settings.mongodb.tls_ca_file} if settings.mongodb.tls_ca_file else {}
     return MongoClient(
         settings.mongodb.uri.get_secret_value(),
         serverSelectionTimeoutMS=settings.mongodb.server_selection_timeout_ms,
         appname=app_name,
         tz_aware=True,
+        **tls,
     )
 
 
