@@ -68,7 +68,7 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     k = settings.kafka
     ctx = ssl_context(k)
     if k.uses_sasl:
-        assert k.sasl_mechanism and k.sasl_password  # validated at load
+        assert k.sasl_mechanism and k.sasl_password  # validated at load; narrows types  # nosec B101
         return faust.SASLCredentials(
             username=k.sasl_username,
             password=k.sasl_password.get_secret_value(),

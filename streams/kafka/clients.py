@@ -36,7 +36,7 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
         "security.protocol": kafka.security_protocol,
     }
     if kafka.uses_sasl:
-        assert kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password  # validated at load
+        assert kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password  # validated at load; narrows types  # nosec B101
         conf["sasl.mechanism"] = kafka.sasl_mechanism
         conf["sasl.username"] = kafka.sasl_username
         conf["sasl.password"] = kafka.sasl_password.get_secret_value()
