@@ -36,7 +36,7 @@ class FetchStage:
             except TranscriptError as exc:
                 if not exc.retryable or attempt == attempts:
                     raise
-                delay = min(30.0, 2 ** attempt) * (0.5 + random.random() / 2)
+                delay = min(30.0, 2 ** attempt) * (0.5 + random.random() / 2)  # retry jitter, not a secret  # nosec B311
                 log.info("fetch %s: %s (attempt %d/%d); retrying in %.1fs", req.video_id, exc, attempt,
                          attempts, delay)
                 await asyncio.sleep(delay)

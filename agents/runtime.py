@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import faust
+from faust.types.auth import CredentialsT
 
 from agents.faust_commit import SafeCommitApp
 from agents.faust_recovery import FixedTableManager
@@ -25,6 +25,7 @@ from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams.instruments import waits
 from streams.instruments.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
+from streams.kafka.clients import ssl_context
 from streams.kafka.codec import decode, encode
 from streams.kafka.dlq import BadMessage, DeadLetter, Origin, parse_redrive_headers
 from streams.kafka.topics import Stage, Topics, group_id, topics_for
@@ -60,22 +61,23 @@ class InputEvent(Protocol):
     def message(self) -> InputMessage: ...
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's broker credentials: the same TLS context and SASL settings as librdkafka's
+    (streams.kafka.clients.client_config); the kafka section was validated at load, so SASL
+    has its mechanism, username and password (nothing is assumed)."""
     k = settings.kafka
-    ctx: ssl.SSLContext | None = None
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        ctx = ssl.create_default_context(cafile=k.ssl_cafile)
-        if not settings.security.tls_verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-    if k.security_protocol.startswith("SASL"):
+    ctx = ssl_context(k)
+    if k.uses_sasl:
+        assert k.sasl_mechanism and k.sasl_password  # validated at load; narrows types  # nosec B101
         return faust.SASLCredentials(
             username=k.sasl_username,
-            password=k.sasl_password.get_secret_value() if k.sasl_password else None,
-            mechanism=k.sasl_mechanism or "PLAIN",
-            ssl_context=ctx,
+            password=k.sasl_password.get_secret_value(),
+            mechanism=k.sasl_mechanism,
+            ssl_context=ctx,  # None: SASL_PLAINTEXT
         )
-    return ctx
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
 
 
 def faust_datadir(app_id: str) -> str:

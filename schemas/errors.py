@@ -16,6 +16,10 @@ def describe_validation_error(exc: pydantic.ValidationError, *, noun: str = "fie
         loc = ".".join(str(p) for p in err["loc"]) or top
         if err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown {noun}")
+        elif err["type"] == "setting_problem":  # a model validator naming one of its keys
+            ctx = err.get("ctx") or {}
+            where = f"{loc}.{ctx['key']}" if err["loc"] else str(ctx["key"])
+            parts.append(f"{where}: {ctx['problem']}")
         elif err["type"] == "missing":
             parts.append(f"{loc}: required {noun} is missing")
         else:

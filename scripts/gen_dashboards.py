@@ -380,6 +380,11 @@ def pipeline_dashboard() -> Json:
                      "1": {"text": "half-open", "color": "orange", "index": 1},
                      "2": {"text": "open", "color": "red", "index": 2}}}],
                  description="Worst state of any worker's circuit breaker per model."), 6, 6)
+    lay.add(stat("LLM calls waiting for the spend cap", [("sum by (model) (graphrag_llm_spend_cap_waiting)",
+                                                           "{{model}}")],
+                 thresholds=[(None, "green"), (1, "orange")],
+                 description="Calls held back because openai.max_cost_per_hour or per_day is reached; "
+                             "they go out when the window allows."), 6, 6)
     lay.add(timeseries("LLM request latency p50 / p95",
                        quantiles("graphrag_llm_request_latency_seconds", "model"), unit="s"), 8, 8)
     lay.add(timeseries("LLM error ratio",

@@ -163,6 +163,13 @@ class WorkerProcess:
         self._log.close()
         self.proc = None
 
+    def log_count(self, text: str) -> int:
+        """How many lines of the worker's log (every app's) contain ``text``."""
+        try:
+            return sum(text in line for line in self.log_path.read_text(errors="replace").splitlines())
+        except OSError:
+            return 0
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -189,6 +196,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 1
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {text}")
         time.sleep(interval)
+
+
+def wait_llm_outage_waited_out(worker: WorkerProcess, opened_before: int, down_at: float,
+                               longer_than: float) -> None:
+    """Until the worker's LLM circuit has opened (more often than ``opened_before``), two
+    half-open probes have failed, and the server has been down for longer than ``longer_than``
+    seconds since ``down_at``: an outage the pipeline has visibly waited out, not a fixed sleep."""
+    wait_until(lambda: worker.log_count("LLM circuit closed -> open") > opened_before, timeout=120, interval=0.5,
+               message=lambda: f"the circuit open; log:\n{worker.log_tail()}")
+    wait_until(lambda: worker.log_count("LLM circuit half_open -> open") >= 2
+               and time.monotonic() - down_at > longer_than, timeout=longer_than + 120, interval=0.5,
+               message=lambda: f"two failed probes and {longer_than:.0f} s down; log:\n{worker.log_tail()}")
 
 
 def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:

@@ -46,6 +46,9 @@ LLM_LATENCY = Histogram("graphrag_llm_request_latency_seconds", "LLM API call la
 LLM_COST = Counter("graphrag_llm_cost_usd", "Estimated LLM cost in US dollars.", ["model"])
 LLM_IN_FLIGHT = Gauge("graphrag_llm_in_flight", "LLM calls in flight in this process.")
 LLM_CACHE = Counter("graphrag_llm_cache_requests", "LLM cache lookups by result (hit, miss).", ["result"])
+LLM_SPEND_CAP_WAITING = Gauge("graphrag_llm_spend_cap_waiting",
+                              "LLM calls waiting because a spend cap (openai.max_cost_per_*) is reached.",
+                              ["model"])
 CIRCUIT_STATE = Gauge("graphrag_llm_circuit_state", "LLM circuit breaker: 0 closed, 1 half-open, 2 open.",
                       ["model"])
 

@@ -1,12 +1,16 @@
 """confluent-kafka clients built from the configuration: producer, admin, topic creation.
 
 The CLI, the lag exporter and the tests talk to Kafka through these; the stage workers
-use Faust (aiokafka) with the same connection settings (:func:`faust_broker_settings`).
+use Faust (aiokafka) with the same connection settings: :func:`client_config` for
+librdkafka and :func:`ssl_context` for aiokafka (agents/runtime.py) are the one mapping of
+the kafka section's security keys, so both client stacks verify, authenticate and present
+a client certificate in the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,20 +26,47 @@ log = logging.getLogger(__name__)
 
 
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:
-    """librdkafka connection properties (bootstrap, TLS, SASL) from the kafka section."""
+    """librdkafka connection properties (bootstrap, TLS, SASL) from the kafka section.
+
+    The settings were validated at load (KafkaSettings): SASL has its mechanism, username
+    and password, TLS files exist and parse, TLS keys come only with a TLS protocol.
+    """
     conf: dict[str, Any] = {
         "bootstrap.servers": kafka.bootstrap_servers,
         "security.protocol": kafka.security_protocol,
     }
-    if kafka.sasl_mechanism:
+    if kafka.uses_sasl:
+        assert kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password  # validated at load; narrows types  # nosec B101
         conf["sasl.mechanism"] = kafka.sasl_mechanism
-    if kafka.sasl_username:
         conf["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password:
         conf["sasl.password"] = kafka.sasl_password.get_secret_value()
-    if kafka.ssl_cafile:
-        conf["ssl.ca.location"] = kafka.ssl_cafile
+    if kafka.uses_tls:
+        if kafka.ssl_cafile:
+            conf["ssl.ca.location"] = kafka.ssl_cafile
+        if kafka.ssl_certfile and kafka.ssl_keyfile:
+            conf["ssl.certificate.location"] = kafka.ssl_certfile
+            conf["ssl.key.location"] = kafka.ssl_keyfile
+        if kafka.ssl_key_password is not None:
+            conf["ssl.key.password"] = kafka.ssl_key_password.get_secret_value()
+        conf["enable.ssl.certificate.verification"] = kafka.ssl_verify
+        # Host name checking is librdkafka's default (https); without verification it is off too.
+        conf["ssl.endpoint.identification.algorithm"] = "https" if kafka.ssl_verify else "none"
     return conf
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The aiokafka (Faust) side of :func:`client_config`: None unless the protocol uses TLS."""
+    if not kafka.uses_tls:
+        return None
+    ctx = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.ssl_certfile and kafka.ssl_keyfile:
+        secret = kafka.ssl_key_password.get_secret_value().encode() if kafka.ssl_key_password else b""
+        # A callable, never None: OpenSSL would prompt on the terminal for an encrypted key.
+        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password=lambda: secret)
+    if not kafka.ssl_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def make_producer(settings: Settings, **overrides: Any) -> Producer:

@@ -20,8 +20,23 @@ from typing import Any
 
 import openai
 
-from streams.instruments.metrics import CIRCUIT_STATE, LLM_COST, LLM_IN_FLIGHT, LLM_LATENCY, LLM_REQUESTS, LLM_TOKENS
-from streams.llm.policy import CircuitBreaker, CircuitState, TokenBucket, backoff_delay, parse_retry_after
+from streams.instruments.metrics import (
+    CIRCUIT_STATE,
+    LLM_COST,
+    LLM_IN_FLIGHT,
+    LLM_LATENCY,
+    LLM_REQUESTS,
+    LLM_SPEND_CAP_WAITING,
+    LLM_TOKENS,
+)
+from streams.llm.policy import (
+    CircuitBreaker,
+    CircuitState,
+    SpendCap,
+    TokenBucket,
+    backoff_delay,
+    parse_retry_after,
+)
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +60,18 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     return sum(len(m.get("content", "")) for m in messages) // 4 + 16
 
 
+def spend_cap(settings: Settings) -> SpendCap | None:
+    """The spend windows of ``openai.max_cost_per_hour`` / ``per_day``, or None when neither is set."""
+    o = settings.openai
+    limits = tuple((window, cap) for window, cap in ((3600.0, o.max_cost_per_hour), (86_400.0, o.max_cost_per_day))
+                   if cap is not None)
+    if not limits:
+        return None
+    waiting = LLM_SPEND_CAP_WAITING.labels(o.model)
+    waiting.set(0)
+    return SpendCap(limits, on_wait=lambda on: waiting.inc() if on else waiting.dec())
+
+
 class LLMClient:
     def __init__(self, settings: Settings) -> None:
         o = settings.openai
@@ -65,6 +92,7 @@ class LLMClient:
         self.breaker = CircuitBreaker(g.circuit_breaker_threshold, reset_seconds=o.circuit_reset_seconds,
                                       on_change=lambda s: CIRCUIT_STATE.labels(self.model).set(int(s)))
         CIRCUIT_STATE.labels(self.model).set(int(CircuitState.CLOSED))
+        self.spend = spend_cap(settings)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -90,7 +118,7 @@ class LLMClient:
         last: _Transient | None = None
         for attempt in range(self.retry_attempts + 1):
             if attempt:
-                assert last is not None
+                assert last is not None  # narrows a type  # nosec B101
                 delay = backoff_delay(attempt - 1, retry_after=last.retry_after)
                 log.info("LLM call failed (%s); retry %d/%d in %.1fs", last, attempt, self.retry_attempts, delay)
                 await asyncio.sleep(delay)
@@ -98,12 +126,14 @@ class LLMClient:
                 return await self._send(messages, json_schema, schema_name)
             except _Transient as exc:
                 last = exc
-        assert last is not None
+        assert last is not None  # narrows a type  # nosec B101
         raise last
 
     async def _send(self, messages: list[dict[str, str]], json_schema: dict[str, Any] | None,
                     schema_name: str) -> Completion:
         estimate = estimate_tokens(messages) + self.max_output_tokens
+        if self.spend is not None:
+            await self.spend.allow()
         async with self.slots:
             await self.requests.acquire(1)
             await self.tokens.acquire(estimate)
@@ -137,7 +167,10 @@ class LLMClient:
         LLM_REQUESTS.labels(self.model, "ok").inc()
         LLM_TOKENS.labels(self.model, "prompt").inc(prompt)
         LLM_TOKENS.labels(self.model, "completion").inc(completion)
-        LLM_COST.labels(self.model).inc(prompt * self.input_cost + completion * self.output_cost)
+        cost = prompt * self.input_cost + completion * self.output_cost
+        LLM_COST.labels(self.model).inc(cost)
+        if self.spend is not None:
+            self.spend.record(cost)
         choice = resp.choices[0] if resp.choices else None
         content = (choice.message.content or "") if choice else ""
         return Completion(content, prompt, completion, resp.model or self.model,

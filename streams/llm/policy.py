@@ -14,7 +14,8 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
@@ -148,9 +149,82 @@ class TokenBucket:
         self._level -= actual - estimated
 
 
+@dataclass
+class SpendCap:
+    """Rolling spend windows (seconds, US dollars): a call waits while any window is used up.
+
+    Why wait and not fail: a cap is a budget, not an error; the caller's message stays
+    unacknowledged and goes on once the oldest spend leaves the window. Spend is kept in
+    ``bucket``-second sums (a day is 8,640 of them at 10 s), so a spend leaves its window
+    up to one bucket late, never early. Calls already in flight when a window fills still
+    finish: the overshoot is at most what ``max_concurrent_operations`` calls cost.
+    """
+
+    limits: tuple[tuple[float, float], ...]
+    bucket: float = 10.0
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    on_wait: Callable[[bool], None] | None = None
+    _spent: deque[list[float]] = field(default_factory=deque)
+
+    def __len__(self) -> int:
+        """How many spend buckets are kept."""
+        return len(self._spent)
+
+    def record(self, cost: float) -> None:
+        start = self.clock() // self.bucket * self.bucket
+        if self._spent and self._spent[-1][0] == start:
+            self._spent[-1][1] += cost
+        else:
+            self._spent.append([start, cost])
+
+    def spent(self, window: float) -> float:
+        """Dollars spent in the last ``window`` seconds (whole buckets)."""
+        now = self.clock()
+        return sum(c for start, c in self._spent if start + self.bucket > now - window)
+
+    def wait_seconds(self) -> float:
+        """0 when a call may go out; else how long until every window is under its limit."""
+        now = self.clock()
+        longest = max((w for w, _ in self.limits), default=0.0)
+        while self._spent and self._spent[0][0] + self.bucket <= now - longest:
+            self._spent.popleft()
+        wait = 0.0
+        for window, limit in self.limits:
+            inside = [(start, c) for start, c in self._spent if start + self.bucket > now - window]
+            total = sum(c for _, c in inside)
+            for start, c in inside:  # oldest first: when does enough of it leave?
+                if total < limit:
+                    break
+                total -= c
+                wait = max(wait, start + self.bucket + window - now)
+        return wait
+
+    async def allow(self) -> None:
+        """Return when a call may go out under every window."""
+        delay = self.wait_seconds()
+        if delay <= 0:
+            return
+        log.warning("LLM spend cap reached (%s); calls wait %.0fs for the window to allow more",
+                    ", ".join(f"${self.spent(w):.2f} of ${limit:.2f} in {w / 3600:g}h" for w, limit in self.limits),
+                    delay)
+        waits.enter("llm spend cap")  # a pause on purpose: not a stall
+        if self.on_wait:
+            self.on_wait(True)
+        try:
+            while delay > 0:
+                await self.sleep(min(delay, 60.0))
+                delay = self.wait_seconds()
+        finally:
+            waits.leave("llm spend cap")
+            if self.on_wait:
+                self.on_wait(False)
+        log.info("LLM spend cap: the window allows calls again")
+
+
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter; a server's Retry-After wins when it is longer."""
-    delay = random.uniform(0, min(cap, base * 2 ** attempt))
+    delay = random.uniform(0, min(cap, base * 2 ** attempt))  # backoff jitter, not a secret  # nosec B311
     if retry_after is not None:
         delay = max(delay, min(retry_after, 300.0))
     return delay

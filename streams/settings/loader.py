@@ -1,7 +1,8 @@
 """Loading one environment's YAML file: ``${VAR}`` interpolation, ``--set`` overrides, errors.
 
 Values may use ``${VAR}`` and ``${VAR:-default}``; a missing variable without a default is
-an error naming the variable and the key that needs it. Every problem is one
+an error naming the variable and the key that needs it. Any variable may instead be read
+from a file named by ``VAR_FILE`` (Kubernetes secret mounts; see :func:`lookup`). Every problem is one
 :class:`ConfigError` naming the file and the dotted key, never the offending value; secrets
 are rendered as ``**********`` by :func:`redacted`.
 """
@@ -28,8 +29,62 @@ class ConfigError(Exception):
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+FILE_SUFFIX = "_FILE"
+
+
+def lookup(name: str, env: Mapping[str, str], path: str = "") -> str | None:
+    """The value of ``${name}``: ``env[name]``, or the content of the file ``env[name_FILE]``.
+
+    The convention of the official postgres/mysql images, for secrets mounted as files
+    (Kubernetes, Docker secrets): ``MONGODB_URI_FILE=/run/secrets/mongodb-uri`` stands for
+    ``MONGODB_URI`` set to that file's content with one trailing newline (``\\n`` or
+    ``\\r\\n``) removed; everything else in the file, spaces, ``$`` and inner line breaks
+    included, is kept exactly (the file is read as bytes, decoded as UTF-8, never re-read
+    with newline translation).
+
+    It applies to every variable, not to a list of secret ones. The images list their own
+    few variables; these files are edited by their users, so a list here would have to
+    follow every ``${...}`` added (and miss the next secret, as a list of the four obvious
+    ones would have missed ``GRAPHRAG_API_TOKEN``), while for a non-secret variable
+    ``VAR_FILE`` is simply never set: the general rule costs nothing and is one less thing
+    to keep in sync. As everywhere in interpolation, an empty value counts
+    as not set: an empty file is the same as ``VAR=""`` (the default, or null, or the
+    missing-variable error), and an empty ``VAR_FILE`` is ignored.
+
+    Errors name the key, the variable and the file's path, never its content: both
+    ``VAR`` and ``VAR_FILE`` set (which one was meant is unknowable), a missing or
+    unreadable file, a file that is not UTF-8. ``None`` means neither is set.
+    """
+    file_var = name + FILE_SUFFIX
+    direct = env.get(name, "")
+    file_name = env.get(file_var, "")
+    if not file_name:
+        return direct if direct != "" else None
+    if direct != "":
+        raise ConfigError(f"{path}: both {name} and {file_var} are set; set only one of them")
+    try:
+        data = Path(file_name).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{path}: {file_var}={file_name}: cannot read the file ({reason})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not the decoder's message: it quotes the offending byte.
+        raise ConfigError(f"{path}: {file_var}={file_name}: the file is not valid UTF-8") from None
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    return text if text != "" else None
+
+
 def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a loaded YAML tree."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a loaded YAML tree.
+
+    ``env`` is the only source of values (``os.environ`` in :func:`load_settings`); a
+    variable's value may come from the file its ``VAR_FILE`` names (:func:`lookup`).
+    """
     if isinstance(value, dict):
         return {k: interpolate(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -39,11 +94,13 @@ def interpolate(value: Any, env: Mapping[str, str], path: str = "") -> Any:
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env and env[name] != "":
-            return env[name]
+        found = lookup(name, env, path)
+        if found is not None:
+            return found
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} is not set and has no default")
+        raise ConfigError(f"{path}: environment variable {name} is not set (nor {name}{FILE_SUFFIX}) "
+                          "and has no default")
 
     replaced = _VAR.sub(substitute, value)
     # A value that was only a variable and came out empty means "not set" (null).

@@ -7,10 +7,14 @@ Secrets are ``SecretStr``.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
+import warnings
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 
 def _empty_is_none(v: Any) -> Any:
@@ -40,6 +44,47 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def setting_problem(key: str, problem: str) -> PydanticCustomError:
+    """A model validator's finding about one of its keys: told as ``<section>.<key>: <problem>``
+    (schemas.errors.describe_validation_error). ``problem`` must never contain a value."""
+    return PydanticCustomError("setting_problem", "{key}: {problem}", {"key": key, "problem": problem})
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    return str(exc.reason or exc.__class__.__name__)
+
+
+def check_ca_file(key: str, path: str) -> None:
+    """The file exists and holds at least one PEM certificate (what both clients load)."""
+    if not os.path.isfile(path):
+        raise setting_problem(key, f"file not found: {path}")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        raise setting_problem(key, f"{path} is not a PEM certificate file ({_ssl_reason(exc)})") from None
+    except OSError as exc:
+        raise setting_problem(key, f"cannot read {path} ({exc.strerror})") from None
+
+
+def check_client_certificate(certfile: str, keyfile: str, password: SecretStr | None) -> None:
+    """The certificate parses, and the key loads with it (and with the password, if any)."""
+    check_ca_file("ssl_certfile", certfile)  # a PEM certificate, whatever its CA flag
+    if not os.path.isfile(keyfile):
+        raise setting_problem("ssl_keyfile", f"file not found: {keyfile}")
+    secret = password.get_secret_value().encode() if password is not None else b""
+    try:
+        # A callable, never None: OpenSSL would otherwise prompt on the terminal for an
+        # encrypted key. An empty password fails to decrypt one, with the message below.
+        ssl.create_default_context().load_cert_chain(certfile, keyfile, password=lambda: secret)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise setting_problem("ssl_keyfile", f"{keyfile} is not the private key of ssl_certfile") from None
+        raise setting_problem("ssl_keyfile", f"cannot load the private key {keyfile}: not a PEM key, or "
+                              "ssl_key_password is wrong or missing for an encrypted key") from None
+    except OSError as exc:
+        raise setting_problem("ssl_keyfile", f"cannot read {keyfile} ({exc.strerror})") from None
+
+
 class MongoSettings(_Section):
     uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     database: str = "graphrag"
@@ -48,6 +93,15 @@ class MongoSettings(_Section):
     # command ends and deadlocks past its pool of 100, so updates go out in small commands.
     # Real MongoDB is happy with 1000.
     max_ops_per_command: int = Field(default=25, ge=1, le=100_000)
+    # A CA bundle for a MongoDB with a private CA (pymongo's tlsCAFile, which turns TLS on);
+    # the URI's own tls options work too. Checked at load like kafka.ssl_cafile.
+    tls_ca_file: OptionalStr = None
+
+    @model_validator(mode="after")
+    def _ca_file_parses(self) -> MongoSettings:
+        if self.tls_ca_file is not None:
+            check_ca_file("tls_ca_file", self.tls_ca_file)
+        return self
 
 
 class OpenAISettings(_Section):
@@ -63,6 +117,11 @@ class OpenAISettings(_Section):
     output_cost_per_million: float = Field(default=0.60, ge=0)
     # How long the circuit stays open before one probe call (doubles per failed probe).
     circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    # Spend caps in US dollars (from the costs per million tokens above), per process: when
+    # the last hour's or day's calls cost this much, calls wait until the window allows
+    # more (messages stay unacknowledged; nothing is dead-lettered). Unset: no cap.
+    max_cost_per_hour: float | None = Field(default=None, gt=0)
+    max_cost_per_day: float | None = Field(default=None, gt=0)
 
 
 class TranscriptSettings(_Section):
@@ -90,7 +149,7 @@ class ExtractionSettings(_Section):
     # A label of the extraction prompt: part of every LLM cache key and recorded on each
     # chunk. The prompt text is the code's; a new label makes every call new (a re-index
     # with --prompt-version compares a prompt change side by side).
-    prompt_version: str = Field(default="extract-v1", pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    prompt_version: str = Field(default="extract-v2", pattern=r"^[A-Za-z0-9._-]{1,40}$")
 
 
 class ResolutionSettings(_Section):
@@ -170,7 +229,7 @@ class SecuritySettings(_Section):
     max_request_bytes: int = Field(default=16_384, ge=256)
     # Largest message any stage accepts (the transcript topic carries whole transcripts).
     max_message_bytes: int = Field(default=8_388_608, ge=65_536)
-    tls_verify: bool = True
+    # security.tls_verify is the deprecated name of kafka.ssl_verify (see Settings).
 
 
 class ApiSettings(_Section):
@@ -194,7 +253,16 @@ class KafkaSettings(_Section):
     sasl_mechanism: Annotated[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None, EMPTY_IS_NONE] = None
     sasl_username: OptionalStr = None
     sasl_password: OptionalSecret = None
+    # TLS (security_protocol SSL or SASL_SSL), the same for librdkafka and aiokafka
+    # (streams/kafka/clients.py): the CA bundle that signs the brokers' certificates (none:
+    # the system's trust store), a client certificate and its key for mTLS, the key's
+    # password if it is encrypted, and whether the brokers' certificates and host names are
+    # verified (false only for a throwaway test cluster).
     ssl_cafile: OptionalStr = None
+    ssl_certfile: OptionalStr = None
+    ssl_keyfile: OptionalStr = None
+    ssl_key_password: OptionalSecret = None
+    ssl_verify: bool = True
     topic_prefix: str = "graphrag."
     # Read chunks from this topic instead of <topic_prefix>transcripts.chunks: a re-index
     # reads the live pipeline's chunks (no re-fetch) and writes everything else under its
@@ -210,6 +278,50 @@ class KafkaSettings(_Section):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return v
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        """Refuse at load what would fail (or silently downgrade) at the first connection.
+
+        SASL needs a mechanism, a username and a password: nothing is assumed (Faust would
+        pick PLAIN and librdkafka GSSAPI). TLS files with a protocol that does not use TLS
+        are an error, not a warning: whoever set them expects an encrypted connection, and
+        SASL_PLAINTEXT would send the password in clear. Every TLS file must exist and parse
+        as the clients load it. SASL settings with a non-SASL protocol are ignored, so that
+        an environment file's default mechanism does not stand in the way of SSL.
+        """
+        protocol = self.security_protocol
+        if not self.uses_tls:
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password"):
+                if getattr(self, key) is not None:
+                    raise setting_problem(key, f"is set, but security_protocol {protocol} does not use TLS "
+                                          "(SSL or SASL_SSL do)")
+        if self.uses_sasl:
+            if self.sasl_mechanism is None:
+                raise setting_problem("sasl_mechanism", f"is required with security_protocol {protocol} "
+                                      "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; none is assumed)")
+            for key in ("sasl_username", "sasl_password"):
+                if getattr(self, key) is None:
+                    raise setting_problem(key, f"is required with security_protocol {protocol}")
+        if self.ssl_certfile is not None and self.ssl_keyfile is None:
+            raise setting_problem("ssl_keyfile", "is required with ssl_certfile (a client certificate needs its key)")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise setting_problem("ssl_certfile", "is required with ssl_keyfile (a client key needs its certificate)")
+        if self.ssl_key_password is not None and self.ssl_keyfile is None:
+            raise setting_problem("ssl_key_password", "is set, but ssl_keyfile is not")
+        if self.ssl_cafile is not None:
+            check_ca_file("ssl_cafile", self.ssl_cafile)
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            check_client_certificate(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
+        return self
+
 
 class Settings(_Section):
     environment: Literal["development", "staging", "production"]
@@ -222,6 +334,27 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_tls_verify(cls, data: Any) -> Any:
+        """``security.tls_verify`` (applied only to Faust before) is now ``kafka.ssl_verify``,
+        applied to both clients. The old key still works, with a warning; both at once is an
+        error, so that nobody wonders which one wins."""
+        if not isinstance(data, dict) or not isinstance(data.get("security"), dict):
+            return data
+        if "tls_verify" not in data["security"]:
+            return data
+        security = dict(data["security"])
+        value = security.pop("tls_verify")
+        kafka = dict(data["kafka"]) if isinstance(data.get("kafka"), dict) else {}
+        if "ssl_verify" in kafka:
+            raise setting_problem("security.tls_verify", "is the deprecated name of kafka.ssl_verify, "
+                                  "which is set too: remove security.tls_verify")
+        warnings.warn("security.tls_verify is deprecated: set kafka.ssl_verify instead (it now applies to "
+                      "every Kafka client)", FutureWarning, stacklevel=2)
+        kafka["ssl_verify"] = value
+        return {**data, "security": security, "kafka": kafka}
 
     @property
     def llm_enabled(self) -> bool:

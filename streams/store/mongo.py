@@ -25,11 +25,13 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def connect(settings: Settings, *, app_name: str = "graphrag-streams") -> MongoClient[Doc]:
+    tls: dict[str, Any] = {"tlsCAFile": settings.mongodb.tls_ca_file} if settings.mongodb.tls_ca_file else {}
     return MongoClient(
         settings.mongodb.uri.get_secret_value(),
         serverSelectionTimeoutMS=settings.mongodb.server_selection_timeout_ms,
         appname=app_name,
         tz_aware=True,
+        **tls,
     )
 
 
@@ -47,7 +49,7 @@ class Mongo:
     @property
     def db(self) -> Database[Doc]:
         if self._db is None:
-            assert self._resolve_db is not None
+            assert self._resolve_db is not None  # narrows a type  # nosec B101
             self._db = self._resolve_db()
         return self._db
 

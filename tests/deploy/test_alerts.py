@@ -45,6 +45,7 @@ REQUIRED_ALERTS = {
     "GraphRAGDeadLetterRateHigh",
     "GraphRAGLLMErrorRatioHigh",
     "GraphRAGLLMCircuitOpen",
+    "GraphRAGLLMSpendCapReached",  # calls wait for openai.max_cost_per_hour / per_day
     "GraphRAGWorkerDown",
     "GraphRAGStageWithoutWorkers",
     "GraphRAGLagExporterDown",

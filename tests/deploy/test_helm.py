@@ -19,11 +19,13 @@ Go module proxy once and prints the cached binary's path.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,10 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.kafka.clients import client_config
 from streams.kafka.topics import ALL_APPS, PIPELINE, Stage, Topics, group_id, topics_for
 from streams.settings import ENVIRONMENTS, Settings, load_settings
+from tests.tls_material import TLSMaterial, make_tls_material
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "graphrag-streams"
@@ -132,11 +136,32 @@ def container_env(container: Doc) -> dict[str, Doc]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
+@functools.cache
+def tls_stand_ins() -> TLSMaterial:
+    return make_tls_material(Path(tempfile.mkdtemp(prefix="helm-tls-")))
+
+
+def secret_files(pod_spec: Doc, container: Doc) -> dict[str, str]:
+    """Path in the container -> a local stand-in, for every file a Secret volume mounts there
+    (CA bundles get a CA certificate, tls.crt/tls.key a client certificate and its key)."""
+    tls = tls_stand_ins()
+    stand_ins = {"ca.crt": tls.ca, "tls.crt": tls.client_cert, "tls.key": tls.client_key}
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    files = {}
+    for m in container["volumeMounts"]:
+        secret = volumes[m["name"]].get("secret")
+        for item in (secret or {}).get("items", []):
+            files[f"{m['mountPath']}/{item['path']}"] = str(stand_ins[item["path"]])
+    return files
+
+
 def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stage.SINK) -> Settings:
     """The configuration a stage's pod loads: the ConfigMap's file and the pod's environment.
 
     Plain env values are used as they are; values from a Secret get a stand-in, so a
     variable the config requires but the pod does not get fails here as it would at start-up.
+    A path to a file that a Secret volume mounts in the container gets a local stand-in
+    file of that kind; a path nothing mounts stays, and fails the load as it would in the pod.
     """
     cm = one(docs, "ConfigMap", f"{FULLNAME}-config")
     name = stage.value if isinstance(stage, Stage) else stage
@@ -149,6 +174,8 @@ def rendered_settings(docs: list[Doc], tmp_path: Path, stage: Stage | str = Stag
         else:
             ref = e["valueFrom"]["secretKeyRef"]
             env[name] = f"from-secret-{ref['name']}-{ref['key']}"
+    files = secret_files(deployment["spec"]["template"]["spec"], container)
+    env = {k: files.get(v, v) for k, v in env.items()}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     config_volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
     assert config_volume["configMap"]["name"] == cm["metadata"]["name"]
@@ -294,7 +321,8 @@ def test_rendered_config_is_the_environment_tier(render: Render, env: str, tmp_p
     assert g.stall_seconds == tier["stall_seconds"]
     # ... and the values file mirrors the app's own config file for that environment.
     own = load_settings(ROOT / "config" / f"{env}.yaml", env={
-        "MONGODB_URI": "mongodb://x", "KAFKA_BOOTSTRAP_SERVERS": "x:9092"})
+        "MONGODB_URI": "mongodb://x", "KAFKA_BOOTSTRAP_SERVERS": "x:9092",
+        "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"})
     assert settings.log_level == own.log_level
     assert settings.openai.model == own.openai.model
     assert settings.graphrag.model_dump() == own.graphrag.model_dump()
@@ -319,15 +347,15 @@ def test_production_differs_from_development_where_the_plan_says(render: Render,
         assert (p["spec"]["minReplicaCount"], p["spec"]["maxReplicaCount"]) == (1, 12)
         assert (kafka_trigger(d)["metadata"]["lagThreshold"], kafka_trigger(p)["metadata"]["lagThreshold"]) == (
             "20", "100")
-    # Production Kafka is SASL_SSL: KEDA authenticates with the same Secret, by reference.
+    # Production Kafka is SASL_SSL: KEDA authenticates with the same Secrets, by reference
+    # (the TLS details: test_production_renders_the_trigger_authentication_with_tls_and_sasl).
     assert not by_kind(dev_docs, "TriggerAuthentication")
     (auth,) = by_kind(prod_docs, "TriggerAuthentication").values()
     params = {r["parameter"]: r for r in auth["spec"]["secretTargetRef"]}
-    assert set(params) == {"username", "password"}
+    assert set(params) == {"username", "password", "ca"}
     for stage in PIPELINE:
         for trig in kafka_triggers(one(prod_docs, "ScaledObject", f"{FULLNAME}-{stage.value}")):
             assert trig["authenticationRef"]["name"] == auth["metadata"]["name"]
-            assert (trig["metadata"]["sasl"], trig["metadata"]["tls"]) == ("scram_sha512", "enable")
     assert prod.kafka.security_protocol == "SASL_SSL"
 
 
@@ -643,7 +671,8 @@ def test_secrets_only_by_reference(helm: Path, render: Render, tmp_path: Path) -
                 assert "value" not in env[var], f"{var} rendered as a value"
                 assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "graphrag-creds"
     (auth,) = by_kind(docs, "TriggerAuthentication").values()
-    assert {r["name"] for r in auth["spec"]["secretTargetRef"]} == {"graphrag-creds"}
+    refs = {r["parameter"]: r["name"] for r in auth["spec"]["secretTargetRef"]}
+    assert refs == {"username": "graphrag-creds", "password": "graphrag-creds", "ca": "kafka-cluster-ca-cert"}
     # The ConfigMap keeps ${VAR} references for the secret settings, never their values.
     raw = yaml.safe_load(one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
     for section, key in (("mongodb", "uri"), ("openai", "api_key"), ("kafka", "sasl_password"),
@@ -905,3 +934,175 @@ def test_the_api_can_be_turned_off_and_an_ingress_needs_a_host(helm: Path, rende
     assert proc.returncode != 0 and "api.ingress.host is required" in proc.stderr
     proc = template(helm, "development", "--set", f"extraConfig.api.token={FAKE_SECRET}")
     assert proc.returncode != 0 and FAKE_SECRET not in proc.stdout
+
+
+# --------------------------------------------------------------------------- Kafka and MongoDB TLS
+
+KAFKA_CA_SECRET = "kafka-cluster-ca-cert"  # values-production.yaml
+TLS_DIR = "/etc/graphrag-tls"
+MTLS = ("--set", "kafka.tls.clientCertSecret.name=graphrag-kafka-user",
+        "--set", "kafka.tls.clientCertSecret.certKey=user.crt", "--set", "kafka.tls.clientCertSecret.keyKey=user.key",
+        "--set", "secrets.keys.kafkaSslKeyPassword=KAFKA_SSL_KEY_PASSWORD",
+        "--set", "mongodb.tls.caSecret.name=mongodb-ca", "--set", "mongodb.tls.caSecret.key=ca.pem")
+
+
+def kafka_pods(docs: list[Doc]) -> dict[str, Doc]:
+    """Every workload that talks to Kafka, by name: all of them (stages, communities, lag
+    exporter, API, topics Job); the names are checked so that none is missed."""
+    found = {w["metadata"]["name"]: w for w in workloads(docs)}
+    expected = {f"{FULLNAME}-{a.value}" for a in ALL_APPS} | {
+        f"{FULLNAME}-lag-exporter", f"{FULLNAME}-api", f"{FULLNAME}-topics"}
+    assert set(found) == expected
+    return found
+
+
+def secret_volumes(pod_spec: Doc) -> dict[str, Doc]:
+    return {v["name"]: v["secret"] for v in pod_spec["volumes"] if "secret" in v}
+
+
+def test_production_mounts_the_kafka_ca_read_only_in_every_kafka_pod(render: Render, tmp_path: Path) -> None:
+    docs = render("production")
+    for name, w in kafka_pods(docs).items():
+        spec = w["spec"]["template"]["spec"]
+        assert secret_volumes(spec) == {"kafka-ca": {"secretName": KAFKA_CA_SECRET, "defaultMode": 0o440,
+                                                     "items": [{"key": "ca.crt", "path": "ca.crt"}]}}, name
+        assert spec["securityContext"]["fsGroup"] == 10001  # 0440 files: readable through the group
+        for c in spec["containers"]:
+            mounts = {m["name"]: m for m in c["volumeMounts"]}
+            assert mounts["kafka-ca"] == {"name": "kafka-ca", "mountPath": f"{TLS_DIR}/kafka-ca", "readOnly": True}
+            env = container_env(c)
+            assert env["KAFKA_SSL_CAFILE"] == {"name": "KAFKA_SSL_CAFILE", "value": f"{TLS_DIR}/kafka-ca/ca.crt"}
+            assert not {"KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_SSL_KEY_PASSWORD"} & set(env), name
+    # The config the pods load points at the mounted file (a stand-in CA here), verified.
+    for stage in (Stage.SINK, Stage.COMMUNITIES):
+        k = rendered_settings(docs, tmp_path / stage.value, stage).kafka
+        assert (k.security_protocol, k.sasl_mechanism, k.ssl_verify) == ("SASL_SSL", "SCRAM-SHA-512", True)
+        assert k.ssl_cafile == str(tls_stand_ins().ca)
+        conf = client_config(k)
+        assert conf["ssl.ca.location"] == str(tls_stand_ins().ca)
+        assert conf["enable.ssl.certificate.verification"] is True
+
+
+def test_production_renders_the_trigger_authentication_with_tls_and_sasl(render: Render) -> None:
+    docs = render("production")
+    (auth,) = by_kind(docs, "TriggerAuthentication").values()
+    spec = auth["spec"]
+    cm_name = f"{FULLNAME}-kafka-auth"
+    assert {r["parameter"]: (r["name"], r["key"]) for r in spec["configMapTargetRef"]} == {
+        "sasl": (cm_name, "sasl"), "tls": (cm_name, "tls")}
+    assert one(docs, "ConfigMap", cm_name)["data"] == {"sasl": "scram_sha512", "tls": "enable"}
+    assert {r["parameter"]: (r["name"], r["key"]) for r in spec["secretTargetRef"]} == {
+        "username": ("graphrag-streams", "KAFKA_SASL_USERNAME"),
+        "password": ("graphrag-streams", "KAFKA_SASL_PASSWORD"),
+        "ca": (KAFKA_CA_SECRET, "ca.crt")}
+    for stage in PIPELINE:
+        for trig in kafka_triggers(one(docs, "ScaledObject", f"{FULLNAME}-{stage.value}")):
+            assert trig["authenticationRef"] == {"name": auth["metadata"]["name"]}
+            # KEDA refuses `sasl`/`tls` in both the trigger and its TriggerAuthentication.
+            assert not {"sasl", "tls", "unsafeSsl"} & set(trig["metadata"])
+
+
+def test_mtls_key_password_and_mongodb_ca(render: Render, tmp_path: Path) -> None:
+    docs = render("production", *MTLS)
+    for name, w in kafka_pods(docs).items():
+        spec = w["spec"]["template"]["spec"]
+        assert secret_volumes(spec) == {
+            "kafka-ca": {"secretName": KAFKA_CA_SECRET, "defaultMode": 0o440,
+                         "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+            "kafka-client-cert": {"secretName": "graphrag-kafka-user", "defaultMode": 0o440,
+                                  "items": [{"key": "user.crt", "path": "tls.crt"},
+                                            {"key": "user.key", "path": "tls.key"}]},
+            "mongodb-ca": {"secretName": "mongodb-ca", "defaultMode": 0o440,
+                           "items": [{"key": "ca.pem", "path": "ca.crt"}]}}, name
+        for c in spec["containers"]:
+            assert all(m["readOnly"] for m in c["volumeMounts"] if m["name"] in secret_volumes(spec))
+            env = container_env(c)
+            paths = ("KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "MONGODB_TLS_CA_FILE")
+            assert {v: env[v].get("value") for v in paths} == {
+                "KAFKA_SSL_CERTFILE": f"{TLS_DIR}/kafka-client/tls.crt",
+                "KAFKA_SSL_KEYFILE": f"{TLS_DIR}/kafka-client/tls.key",
+                "MONGODB_TLS_CA_FILE": f"{TLS_DIR}/mongodb-ca/ca.crt"}
+            assert env["KAFKA_SSL_KEY_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+                "name": "graphrag-streams", "key": "KAFKA_SSL_KEY_PASSWORD"}
+    s = rendered_settings(docs, tmp_path)
+    tls = tls_stand_ins()
+    assert (s.kafka.ssl_certfile, s.kafka.ssl_keyfile) == (str(tls.client_cert), str(tls.client_key))
+    assert s.kafka.ssl_key_password is not None
+    assert s.mongodb.tls_ca_file == str(tls.ca)
+    (auth,) = by_kind(docs, "TriggerAuthentication").values()
+    assert {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]} == {
+        "username": ("graphrag-streams", "KAFKA_SASL_USERNAME"),
+        "password": ("graphrag-streams", "KAFKA_SASL_PASSWORD"),
+        "ca": (KAFKA_CA_SECRET, "ca.crt"), "cert": ("graphrag-kafka-user", "user.crt"),
+        "key": ("graphrag-kafka-user", "user.key"), "keyPassword": ("graphrag-streams", "KAFKA_SSL_KEY_PASSWORD")}
+    assert not by_kind(docs, "Secret")
+
+
+def test_verification_off_reaches_the_apps_and_keda(render: Render, tmp_path: Path) -> None:
+    docs = render("production", "--set", "kafka.tls.verify=false")
+    k = rendered_settings(docs, tmp_path).kafka
+    assert k.ssl_verify is False and client_config(k)["enable.ssl.certificate.verification"] is False
+    for trig in kafka_triggers(one(docs, "ScaledObject", f"{FULLNAME}-sink")):
+        assert trig["metadata"]["unsafeSsl"] == "true"
+
+
+@pytest.mark.parametrize("env", ["development", "staging"])
+def test_default_values_render_no_tls(render: Render, env: str, tmp_path: Path) -> None:
+    docs = render(env)
+    for w in workloads(docs):
+        spec = w["spec"]["template"]["spec"]
+        assert not secret_volumes(spec), w["metadata"]["name"]
+        for c in spec["containers"]:
+            assert not any(m["mountPath"].startswith(TLS_DIR) for m in c["volumeMounts"])
+            assert not {"KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_SSL_KEY_PASSWORD",
+                        "MONGODB_TLS_CA_FILE"} & set(container_env(c))
+    assert not by_kind(docs, "TriggerAuthentication")
+    k = rendered_settings(docs, tmp_path).kafka
+    assert (k.security_protocol, k.ssl_cafile, k.ssl_certfile) == ("PLAINTEXT", None, None)
+
+
+def test_extra_volumes_and_mounts_reach_every_pod(render: Render) -> None:
+    docs = render("development", "--set", "extraVolumes[0].name=corp-ca",
+                  "--set", "extraVolumes[0].configMap.name=corp-ca",
+                  "--set", "extraVolumeMounts[0].name=corp-ca", "--set", "extraVolumeMounts[0].mountPath=/etc/corp-ca",
+                  "--set", "extraVolumeMounts[0].readOnly=true")
+    for name, w in kafka_pods(docs).items():
+        spec = w["spec"]["template"]["spec"]
+        assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in spec["volumes"], name
+        for c in spec["containers"]:
+            assert {"name": "corp-ca", "mountPath": "/etc/corp-ca", "readOnly": True} in c["volumeMounts"], name
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (["--set-string", "kafka.tls.enabled=true"], "enabled"),
+    (["--set", "kafka.tls.verify=1"], "verify"),
+    (["--set", "kafka.tls.caSecret.name=Not_A_Name"], "name"),
+    (["--set", "kafka.tls.caSecret.key="], "key"),
+    (["--set", "kafka.tls.clientCertSecret.cert=x"], "cert"),
+    (["--set", "mongodb.tls.caSecret=ca"], "caSecret"),
+    (["--set", "extraVolumeMounts[0].name=x"], "mountPath"),
+    (["--set", "extraVolumes[0].secret.secretName=x"], "name"),
+    (["--set", "extraConfig.kafka.ssl_cafile=/x"], "ssl_cafile"),
+    (["--set", "extraConfig.security.tls_verify=false"], "tls_verify"),
+    (["--set", f"extraConfig.kafka.ssl_key_password={FAKE_SECRET}"], "ssl_key_password"),
+    (["--set", "extraEnv[0].name=KAFKA_SSL_KEY_PASSWORD", "--set", f"extraEnv[0].value={FAKE_SECRET}"], "value"),
+])
+def test_schema_rejects_bad_tls_values(helm: Path, args: list[str], complaint: str) -> None:
+    proc = template(helm, "production", *args)
+    assert proc.returncode != 0, f"accepted {args}"
+    assert complaint in proc.stderr, proc.stderr
+    assert FAKE_SECRET not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("args", "complaint"), [
+    (["--set", "kafka.securityProtocol=SASL_PLAINTEXT"],
+     "kafka.tls.enabled needs kafka.securityProtocol SSL or SASL_SSL"),
+    (["--set", "kafka.tls.caSecret.name="], "kafka.tls.enabled needs kafka.tls.caSecret.name or"),
+    (["--set", "secrets.keys.kafkaSslKeyPassword=K"], "secrets.keys.kafkaSslKeyPassword needs"),
+    (["--set", "securityContext.fsGroup=null"], "set securityContext.fsGroup"),
+    (["--set", "secrets.keys.kafkaSaslPassword=", "--set", "keda.enabled=false"], "kafkaSaslPassword"),
+])
+def test_template_refuses_tls_values_the_apps_would_refuse(helm: Path, args: list[str], complaint: str) -> None:
+    proc = template(helm, "production", *args)
+    assert proc.returncode != 0, f"accepted {args}"
+    assert complaint in proc.stderr, proc.stderr

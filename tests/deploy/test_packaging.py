@@ -104,7 +104,9 @@ def test_the_wheel_installs_outside_the_repository_and_runs(tmp_path: Path) -> N
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GRAPHRAG_", "PYTHON", "KAFKA_", "MONGODB_"))}
-    env |= {"MONGODB_URI": "mongodb://db.example:27017", "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9093"}
+    # Production (SASL_SSL) refuses to load without the SASL credentials.
+    env |= {"MONGODB_URI": "mongodb://db.example:27017", "KAFKA_BOOTSTRAP_SERVERS": "kafka.example:9093",
+            "KAFKA_SASL_USERNAME": "indexer", "KAFKA_SASL_PASSWORD": "pw"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(target / "bin" / "graphrag-streams"), *args], cwd=elsewhere, env=env,

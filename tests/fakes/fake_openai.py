@@ -61,7 +61,10 @@ def extraction_answer(messages: list[dict[str, Any]], schema: dict[str, Any]) ->
     for m in messages:
         found = re.search(r"<<<\n(.*)\n>>>", str(m.get("content", "")), re.S)
         if found:
-            text = found.group(1)
+            try:  # the transcript is sent as a JSON string
+                text = json.loads(found.group(1))
+            except ValueError:  # a prompt that does not quote it: answer from the raw text
+                text = found.group(1)
             break
     allowed = schema["properties"]["entities"]["items"]["properties"]["type"].get("enum") or ["CONCEPT"]
     result = extract_offline(text)

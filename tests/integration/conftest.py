@@ -22,18 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.integration.corpus_run import CorpusRun
 from tests.support import ROOT, Deployment, DeploymentFactory, Services
 
 HERE = Path(__file__).resolve().parent
-# Modules sharing the session's corpus run, in the order they must see it: the replay
-# test compares the graph with itself before and after, and forget/resubmit comes later.
-CORPUS_RUN_ORDER = ("test_pipeline_integration.py", "test_communities.py", "test_reindex.py")
-# Runs first, while the broker `make test` started has served no consumer group yet.
-FIRST = ("test_fresh_start.py",)
-
-
-def _here(item: pytest.Item) -> bool:
-    return item.path.resolve().is_relative_to(HERE)
 
 
 # tryfirst: the marker is on every item before -m deselects by markers.
@@ -41,16 +33,8 @@ def _here(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The hook sees the whole session's items, not only this folder's.
     for item in items:
-        if _here(item) and item.get_closest_marker("integration") is None:
+        if item.path.resolve().is_relative_to(HERE) and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
-
-    def rank(item: pytest.Item) -> int:
-        name = item.path.name
-        return CORPUS_RUN_ORDER.index(name) if _here(item) and name in CORPUS_RUN_ORDER else -1
-
-    # A stable sort: the fresh-start test first, other modules keep their places, the
-    # corpus-run modules go last, in order.
-    items.sort(key=lambda i: (not (_here(i) and i.path.name in FIRST), rank(i) >= 0, rank(i)))
 
 
 @pytest.fixture(scope="session")
@@ -76,12 +60,39 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
-def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The whole corpus through the pipeline once per session (tests/integration/corpus_run.py)."""
+def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusRun]:
+    """The whole corpus through the pipeline once per session, frozen (tests/integration/corpus_run.py).
+
+    Read-only: a test that changes its graph or topics takes `restored_graph` as well."""
     from tests.integration.corpus_run import corpus_run as run
 
     with run(services, tmp_path_factory.mktemp("corpus")) as result:
         yield result
+
+
+@pytest.fixture
+def restored_graph(corpus_run: CorpusRun) -> Iterator[CorpusRun]:
+    """The corpus run, for a test that changes it: afterwards its workers are stopped and the
+    database and aliases are put back as the run left them, pass or fail."""
+    yield corpus_run
+    corpus_run.restore()
+
+
+@pytest.fixture
+def fresh_services(tmp_path: Path) -> Iterator[Services]:
+    """A second local stack of its own, on free ports, that has served nothing: a newcomer's
+    broker and database, whatever the session's stack has served before this test."""
+    stack = [sys.executable, str(ROOT / "stack" / "localstack.py")]
+    ports = dict(pair.split("=", 1) for pair in
+                 subprocess.run([*stack, "free-ports"], capture_output=True, text=True, check=True).stdout.split())
+    env = {**os.environ, **ports, "GRAPHRAG_STACK_DIR": str(tmp_path / "stack")}
+    up = subprocess.run([*stack, "up", "--no-prometheus"], env=env, capture_output=True, text=True, timeout=300)
+    try:
+        if up.returncode != 0:
+            raise RuntimeError(f"could not start a fresh local stack:\n{up.stderr}")
+        yield Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}", f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}")
+    finally:
+        subprocess.run([*stack, "down", "--wipe"], env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="session")

@@ -1,22 +1,42 @@
 """The shared corpus run: every video of ../shared/corpus through the real pipeline, with bad
-messages of many kinds interleaved. Session-scoped (see conftest.corpus_run); test modules
-that use it leave the graph as they found it."""
+messages of many kinds interleaved, once per session (conftest.corpus_run), frozen.
+
+What the run left is kept as a `CorpusRun`: the database's every document, the dead letters
+and the aliases, read once the pipeline was quiescent, with the worker stopped. A test that
+changes the graph (replay, forget, re-index, community runs) takes the `restored_graph`
+fixture, which puts the database and the aliases topic back as the run left them after the
+test; so every test sees the same graph whatever ran before it, and in any order."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from schemas import TranscriptChunk
 from schemas.events import utcnow
 from streams.kafka.codec import encode
+from streams.kafka.dlq import parse_headers
+from streams.kafka.topics import topics_for
 from streams.model.ids import chunk_id
+from streams.resolution.aliases import AliasTable, publish_aliases
+from streams.resolution.merge import alias_changes
+from streams.resolution.resolve import Canonical
 from streams.store import GraphStore
-from tests.support import CORPUS, Deployment, Services, manifest, produce_raw, wait_quiescent, wait_until
+from tests.support import (
+    CORPUS,
+    Deployment,
+    Services,
+    consume_all,
+    manifest,
+    produce_raw,
+    wait_quiescent,
+    wait_until,
+)
 
 VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"
 BROKEN_SRT_ID = "bbbbbbbbbbE"
@@ -63,8 +83,55 @@ BAD_CHUNKS: list[tuple[bytes, str]] = [
 
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    headers: dict[str, str]
+    value: bytes
+
+
+@dataclass(frozen=True)
+class CorpusRun:
+    """What the corpus run left; `restore` puts the database and the aliases back to it."""
+
+    deployment: Deployment
+    store: GraphStore
+    ids: tuple[str, ...]
+    wall_seconds: float
+    dead_letters: tuple[DeadLetter, ...]
+    documents: Mapping[str, tuple[dict[str, Any], ...]]
+    aliases: Mapping[str, Canonical]
+
+    def restore(self) -> None:
+        """Stop the test's workers, then every collection and alias back as the run left them."""
+        self.deployment.stop_workers()
+        db = self.store.db
+        for name in set(db.list_collection_names()) | set(self.documents):
+            db[name].delete_many({})  # not drop: the store's indexes stay
+            if self.documents.get(name):
+                db[name].insert_many([dict(d) for d in self.documents[name]])
+        publish_aliases(self.deployment.settings, alias_changes(self.aliases, _aliases(self.deployment), {}))
+
+
+def _aliases(d: Deployment) -> dict[str, Canonical]:
+    table = AliasTable(d.settings).start()
+    try:
+        return table.snapshot()
+    finally:
+        table.stop()
+
+
+def _freeze(d: Deployment, store: GraphStore, ids: list[str], wall: float) -> CorpusRun:
+    db = store.db
+    dlq = consume_all(d.settings, topics_for(d.settings).dlq)
+    return CorpusRun(
+        deployment=d, store=store, ids=tuple(ids), wall_seconds=wall,
+        dead_letters=tuple(DeadLetter(parse_headers(m.headers()), m.value() or b"") for m in dlq),
+        documents={name: tuple(db[name].find()) for name in db.list_collection_names()},
+        aliases=_aliases(d))
+
+
 @contextlib.contextmanager
-def corpus_run(services: Services, tmp: Path) -> Iterator[dict[str, Any]]:
+def corpus_run(services: Services, tmp: Path) -> Iterator[CorpusRun]:
     """Every corpus video through the whole pipeline (all apps), with bad messages interleaved."""
     bad_dir = tmp / "bad-transcripts"
     bad_dir.mkdir()
@@ -97,6 +164,7 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[dict[str, Any]]:
                    message=lambda: f"all corpus videos done; worker log:\n{worker.log_tail()}")
         wall = time.monotonic() - started
         wait_quiescent(d.settings, workers=[worker])
-        yield {"deployment": d, "worker": worker, "store": store, "ids": ids, "wall_seconds": wall}
+        d.stop_workers()  # a test that needs one starts its own (restored_graph stops it)
+        yield _freeze(d, store, ids, wall)
     finally:
         d.cleanup()

@@ -2,7 +2,8 @@
 
 Faults: kill -9 of every app process in turn (the supervisor of `worker --stages all`
 restarts it), the Kafka broker stopped and started, FerretDB stopped for 15 s (offline
-extractor); the LLM server down for 60 s (LLM extractor, against a local server that
+extractor); the LLM server down until the stage has waited it out for stall_seconds with the circuit
+open and its half-open probes failing (LLM extractor, against a local server that
 speaks OpenAI's API and answers each chunk deterministically). After each, compared with a
 clean run of the same corpus and extractor in this module:
 
@@ -52,6 +53,7 @@ from tests.support import (
     extractions_by_chunk,
     manifest,
     supervised_children,
+    wait_llm_outage_waited_out,
     wait_quiescent,
     wait_until,
 )
@@ -71,10 +73,13 @@ def kill_every_stage(d: Deployment, worker: Any) -> str:
     for stage in ALL_APPS:
         before = wait_until(lambda s=stage.value: supervised_children(worker).get(s), timeout=60,
                             message=f"a running {stage.value} process")
+        ready = worker.log_count("Worker ready")
         os.kill(before, signal.SIGKILL)
         wait_until(lambda s=stage.value, old=before: supervised_children(worker).get(s) not in (None, old), timeout=60,
                    message=lambda s=stage.value: f"{s} restarted; log:\n{worker.log_tail()}")
-        time.sleep(2)
+        # The next kill once the restarted app is back at work (its Faust recovery done).
+        wait_until(lambda n=ready: worker.log_count("Worker ready") > n, timeout=120, interval=0.5,
+                   message=lambda s=stage.value: f"{s} ready again; log:\n{worker.log_tail()}")
     return f"kill -9 of each of {len(ALL_APPS)} apps in turn"
 
 
@@ -97,9 +102,6 @@ def stop_ferretdb(d: Deployment, worker: Any) -> str:
     return "FerretDB stopped for 15 s"
 
 
-LLM_OUTAGE_SECONDS = 60
-
-
 def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
     return {"openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
                        "timeout_seconds": 5, "circuit_reset_seconds": 5},
@@ -109,12 +111,15 @@ def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
 
 def llm_outage(fake: FakeOpenAI) -> Fault:
     def fault(d: Deployment, worker: Any) -> str:
+        opened = worker.log_count("LLM circuit closed -> open")
         fake.stop()
+        down_at = time.monotonic()
         served = fake.stats()["requests"]  # after stop: calls in flight at that moment finish
-        time.sleep(LLM_OUTAGE_SECONDS)
+        # Down until the stage has waited it out (circuit open, failed probes) for stall_seconds.
+        wait_llm_outage_waited_out(worker, opened, down_at, longer_than=d.settings.graphrag.stall_seconds)
         assert fake.stats()["requests"] == served, "requests were served during the outage"
         fake.start()  # same port
-        return f"LLM server down for {LLM_OUTAGE_SECONDS} s"
+        return f"LLM server down for {time.monotonic() - down_at:.0f} s (circuit open, probes failed)"
     return fault
 
 

@@ -1,5 +1,6 @@
 """Communities on the session's corpus run: forgetting a video, incremental summaries, and
-answers with citations.
+answers with citations. Each test starts from the frozen run and restores it afterwards
+(`restored_graph`).
 
 Detection and reports on hand-made graphs: tests/unit/test_communities.py."""
 
@@ -16,6 +17,7 @@ from streams.communities.summarize import ExtractiveSummarizer
 from streams.jobs.community_run import run_communities
 from streams.query.answers import answer_global, answer_local
 from streams.store import GRAPH_COLLECTIONS, GraphStore
+from tests.integration.corpus_run import CorpusRun
 from tests.support import evidence_mismatches, wait_quiescent, wait_until
 
 
@@ -31,8 +33,8 @@ def _community_run(settings: Any, store: GraphStore, merge: bool) -> Any:
 
 
 @pytest.mark.integration
-def test_forget_resubmit_and_incremental_summaries(corpus_run: dict[str, Any]) -> None:
-    d, store = corpus_run["deployment"], corpus_run["store"]
+def test_forget_resubmit_and_incremental_summaries(restored_graph: CorpusRun) -> None:
+    d, store = restored_graph.deployment, restored_graph.store
     first = _community_run(d.settings, store, merge=True)
     assert first.total > 5 and first.summarized == first.total
     full = _graph(store)
@@ -69,9 +71,11 @@ def test_forget_resubmit_and_incremental_summaries(corpus_run: dict[str, Any]) -
 
     # Adding the video back: the same graph as before, and only the communities it touches
     # are summarised again.
+    worker = d.start_worker("all")
     d.cli("submit", video)
-    wait_until(lambda: store.videos.find([video]) and store.videos.find([video])[0]["status"] == "done", timeout=300)
-    wait_quiescent(d.settings, workers=[corpus_run["worker"]])
+    wait_until(lambda: store.videos.find([video]) and store.videos.find([video])[0]["status"] == "done", timeout=300,
+               message=lambda: f"the video done again; log:\n{worker.log_tail()}")
+    wait_quiescent(d.settings, workers=[worker])
     assert _graph(store) == full
     # The region the video touches: its entities and every community that holds one of them.
     region = set(its_entities)
@@ -103,10 +107,10 @@ QUESTIONS_GLOBAL = ["What are the main themes about the universe and stars?",
 
 
 @pytest.mark.integration
-def test_answers_cite_only_stored_chunks_that_name_an_answer_entity(corpus_run: dict[str, Any]) -> None:
-    d, store = corpus_run["deployment"], corpus_run["store"]
-    if store.db.communities.count_documents({}) == 0:
-        _community_run(d.settings, store, merge=False)
+def test_answers_cite_only_stored_chunks_that_name_an_answer_entity(restored_graph: CorpusRun) -> None:
+    d, store = restored_graph.deployment, restored_graph.store
+    assert store.db.communities.count_documents({}) == 0  # the frozen run has none; global answers need them
+    _community_run(d.settings, store, merge=False)
     # Questions drawn from the corpus: fixed ones, plus one per most connected entity.
     questions = [(q, "local") for q in QUESTIONS_LOCAL] + [(q, "global") for q in QUESTIONS_GLOBAL]
     questions += [(f"What is said about {e['name']}?", "local") for e in store.reads.top_entities(8)]

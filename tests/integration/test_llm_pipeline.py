@@ -1,6 +1,7 @@
 """The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
-a 60-second outage in the middle loses and dead-letters nothing (the LLM fault of the chaos
-suite, tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
+an outage in the middle, longer than stall_seconds and through failed half-open probes,
+loses and dead-letters nothing (the LLM fault of the chaos suite,
+tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
 call, nor does a re-index with the same prompt, while one with a new prompt version calls
 again; the in-flight calls never exceed max_concurrent_operations."""
 
@@ -24,14 +25,12 @@ from tests.support import (
     consume_all,
     evidence_mismatches,
     manifest,
+    wait_llm_outage_waited_out,
     wait_quiescent,
     wait_until,
 )
 
 pytestmark = pytest.mark.integration
-
-OUTAGE_SECONDS = 60
-
 
 @pytest.fixture
 def fake() -> Iterator[FakeOpenAI]:
@@ -60,18 +59,20 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     worker = d.start_worker("all")
     d.cli("submit", *ids)
 
-    # Take the LLM server down once extraction is under way, for a full minute.
+    # Take the LLM server down once extraction is under way, until the pipeline has waited it
+    # out with the circuit open for longer than stall_seconds, through failed half-open probes.
     wait_until(lambda: fake.stats()["requests"] >= 40, timeout=300, message="extraction to start")
+    opened = worker.log_count("LLM circuit closed -> open")
     fake.stop()
     down_at = time.monotonic()
     served_before = fake.stats()["requests"]
-    stored_during = [sum(v.get("chunks_stored", 0) for v in store.videos.find(ids))]
-    time.sleep(OUTAGE_SECONDS)
-    stored_during.append(sum(v.get("chunks_stored", 0) for v in store.videos.find(ids)))
+    wait_llm_outage_waited_out(worker, opened, down_at, longer_than=d.settings.graphrag.stall_seconds + 10)
+    # While down: no call was served, nothing dead-lettered, no app stopped itself as stalled.
     assert fake.stats()["requests"] == served_before, "the outage was not one: requests were still served"
+    assert consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq") == []
+    assert_no_stall(worker)
+    assert not all(v["status"] == "done" for v in store.videos.find(ids))  # work was left waiting
     fake.start()  # same port
-    print(f"\nLLM server down for {time.monotonic() - down_at:.0f}s; chunks stored during the outage: "
-          f"{stored_during[0]} -> {stored_during[1]}")
 
     def all_done() -> bool:
         docs = store.videos.find(ids)
@@ -106,7 +107,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     # a new prompt version is a new cache key for every chunk.
     same = _reindex(d, "same")
     assert fake.stats()["requests"] - before == 0
-    bumped = _reindex(d, "bumped", "--prompt-version", "extract-v2")
+    bumped = _reindex(d, "bumped", "--prompt-version", "extract-v3")
     calls = fake.stats()["by_kind"].get("knowledge_graph", 0) - first["by_kind"].get("knowledge_graph", 0)
     print(f"re-index, same prompt: 0 LLM calls; new prompt version: {calls} calls for {chunks} chunks")
     assert same["counts"]["chunks"] == bumped["counts"]["chunks"] == chunks

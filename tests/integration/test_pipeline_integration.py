@@ -1,5 +1,6 @@
 """The whole pipeline on the real broker and FerretDB: every corpus video, bad messages of
-many kinds interleaved with them, the graph's consistency, and the replay invariant."""
+many kinds interleaved with them, the graph's consistency, and the replay invariant. Each
+test reads the frozen corpus run; the replay changes it and restores it (`restored_graph`)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,33 @@ from typing import Any
 
 import pytest
 
-from streams.kafka.dlq import parse_headers
 from streams.store import GraphStore
-from tests.integration.corpus_run import BAD_CHUNKS, BAD_REQUESTS, BROKEN_SRT_ID, VALID_ID_WITHOUT_TRANSCRIPT
+from tests.integration.corpus_run import (
+    BAD_CHUNKS,
+    BAD_REQUESTS,
+    BROKEN_SRT_ID,
+    VALID_ID_WITHOUT_TRANSCRIPT,
+    CorpusRun,
+)
 from tests.support import Deployment, consume_all, reset_groups_to_earliest, wait_quiescent
 
 pytestmark = pytest.mark.integration
 
-def test_every_corpus_video_is_done(corpus_run: dict[str, Any]) -> None:
-    store: GraphStore = corpus_run["store"]
-    docs = store.videos.find(corpus_run["ids"])
+def test_every_corpus_video_is_done(corpus_run: CorpusRun) -> None:
+    store: GraphStore = corpus_run.store
+    docs = store.videos.find(corpus_run.ids)
     states = Counter(d["status"] for d in docs)
-    assert states == {"done": len(corpus_run["ids"])}, [(d["_id"], d["status"], d.get("stages")) for d in docs
+    assert states == {"done": len(corpus_run.ids)}, [(d["_id"], d["status"], d.get("stages")) for d in docs
                                                   if d["status"] != "done"]
     for d in docs:
         assert d["chunks_stored"] == d["chunk_count"] > 0
     counts = store.reads.counts()
-    print(f"\ncorpus run: {len(docs)} videos in {corpus_run['wall_seconds']:.1f}s; {counts}")
+    print(f"\ncorpus run: {len(docs)} videos in {corpus_run.wall_seconds:.1f}s; {counts}")
     assert counts["entities"] > 0 and counts["relations"] > 0
 
 
-def test_graph_is_consistent(corpus_run: dict[str, Any]) -> None:
-    db = corpus_run["store"].db
+def test_graph_is_consistent(corpus_run: CorpusRun) -> None:
+    db = corpus_run.store.db
     entity_ids = {e["_id"] for e in db.entities.find({}, {"_id": 1})}
     chunk_ids = {c["_id"] for c in db.chunks.find({}, {"_id": 1})}
     relations = list(db.relations.find())
@@ -59,8 +65,8 @@ def test_graph_is_consistent(corpus_run: dict[str, Any]) -> None:
         assert idx == list(range(v["chunk_count"]))
 
 
-def test_long_video_spreads_over_partitions(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
+def test_long_video_spreads_over_partitions(corpus_run: CorpusRun) -> None:
+    d: Deployment = corpus_run.deployment
     msgs = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}transcripts.chunks")
     long_video = "-92PkAXJIqQ"  # ~90k characters
     partitions = {m.partition() for m in msgs if m.value().startswith(b"{")
@@ -68,43 +74,42 @@ def test_long_video_spreads_over_partitions(corpus_run: dict[str, Any]) -> None:
     assert len(partitions) == d.settings.kafka.partitions
 
 
-def test_bad_messages_are_dead_lettered_with_reasons(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
-    records = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
-    got = Counter((parse_headers(m.headers())["stage"], parse_headers(m.headers())["reason"]) for m in records)
+def test_bad_messages_are_dead_lettered_with_reasons(corpus_run: CorpusRun) -> None:
+    d: Deployment = corpus_run.deployment
+    records = corpus_run.dead_letters  # as the run left the DLQ (a replay adds its own copies)
+    got = Counter((m.headers["stage"], m.headers["reason"]) for m in records)
     want = Counter([("fetch", r) for _, r in BAD_REQUESTS] + [("extract", r) for _, r in BAD_CHUNKS])
     assert got == want
-    values = {m.value() or b"" for m in records}
+    values = {m.value for m in records}
     for v, _ in BAD_REQUESTS + BAD_CHUNKS:
         assert v in values  # the original bytes, unchanged
     for m in records:
-        h = parse_headers(m.headers())
+        h = m.headers
         assert h["original.topic"].startswith(d.settings.kafka.topic_prefix)
         assert int(h["original.offset"]) >= 0 and h["error.message"]
     # Requests for videos that could not be fetched show up as failed, with the reason.
-    failed = {v["_id"]: v for v in corpus_run["store"].videos.find([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
+    failed = {v["_id"]: v for v in corpus_run.store.videos.find([VALID_ID_WITHOUT_TRANSCRIPT, BROKEN_SRT_ID])}
     assert failed[VALID_ID_WITHOUT_TRANSCRIPT]["status"] == "failed"
     assert "transcript_not_found" in failed[VALID_ID_WITHOUT_TRANSCRIPT]["stages"]["fetch"]["detail"]
     assert failed[BROKEN_SRT_ID]["status"] == "failed"
 
 
-def test_status_command_reports_progress(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
+def test_status_command_reports_progress(corpus_run: CorpusRun) -> None:
+    d: Deployment = corpus_run.deployment
     out = json.loads(d.cli("status", "--json").stdout)
-    assert out["totals"]["videos_by_status"]["done"] == len(corpus_run["ids"])
+    assert out["totals"]["videos_by_status"]["done"] == len(corpus_run.ids)
     one = json.loads(d.cli("status", "16W7c0mb-rE", "nnnnnnnnnnE", "--json").stdout)
     assert [v["video_id"] for v in one["videos"]] == ["16W7c0mb-rE"]
     assert one["videos"][0]["stages"] == {"fetch": "done", "chunk": "done"}
     assert one["unseen"] == ["nnnnnnnnnnE"]
 
 
-def test_replaying_every_topic_leaves_the_graph_identical(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
-    store: GraphStore = corpus_run["store"]
+def test_replaying_every_topic_leaves_the_graph_identical(restored_graph: CorpusRun) -> None:
+    d: Deployment = restored_graph.deployment
+    store: GraphStore = restored_graph.store
     before = store.reads.snapshot()
-    d.stop_workers()
     reset_groups_to_earliest(d.settings)
-    worker = corpus_run["worker"] = d.start_worker("all")  # later tests of the corpus run use it
+    worker = d.start_worker("all")
     # Everything is consumed again, including the duplicates the replay itself produces.
     wait_quiescent(d.settings, timeout=900, workers=[worker])
     after = store.reads.snapshot()

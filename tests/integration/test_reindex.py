@@ -16,7 +16,7 @@ import pytest
 from pymongo import MongoClient
 
 from streams.kafka.dlq import parse_headers
-from tests.integration.corpus_run import BAD_CHUNKS
+from tests.integration.corpus_run import BAD_CHUNKS, CorpusRun
 from tests.support import Deployment, consume_all
 
 
@@ -29,17 +29,17 @@ def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(corpus_run: dict[str, Any]) -> None:
-    d: Deployment = corpus_run["deployment"]
+def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(restored_graph: CorpusRun) -> None:
+    d: Deployment = restored_graph.deployment
     prefix = d.settings.kafka.topic_prefix
-    live_counts = corpus_run["store"].reads.counts()
+    live_counts = restored_graph.store.reads.counts()
     live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
     client: MongoClient[dict[str, Any]] = MongoClient(d.services.mongo_uri)
     try:
         first = _reindex(d, "a")
         second = _reindex(d, "b", "--set", "graphrag.extraction.max_entities_per_chunk=4")
         # Each consumed every chunk of the live topic: the same chunks as the live graph.
-        live_chunks = {c["_id"] for c in corpus_run["store"].db.chunks.find({}, {"_id": 1})}
+        live_chunks = {c["_id"] for c in restored_graph.store.db.chunks.find({}, {"_id": 1})}
         for name, out in (("a", first), ("b", second)):
             db = client[out["database"]]
             assert out["database"] == f"{d.settings.mongodb.database}_{name}"
@@ -50,7 +50,7 @@ def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(corp
             assert Counter(parse_headers(m.headers())["reason"] for m in dlq) == Counter(r for _, r in BAD_CHUNKS)
         assert second["counts"]["entity_mentions"] < first["counts"]["entity_mentions"]
         # The live pipeline saw none of it.
-        assert corpus_run["store"].reads.counts() == live_counts
+        assert restored_graph.store.reads.counts() == live_counts
         assert len(consume_all(d.settings, f"{prefix}dlq")) == live_dlq
 
         diff = json.loads(d.cli("graph", "diff", "a", "b", "--json", "--top", "3").stdout)

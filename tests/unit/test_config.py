@@ -36,7 +36,11 @@ SECRET_REDIS_PASSWORD = "r3dis-SECRET-pw"
 SECRET_REDIS_URL = f"redis://:{SECRET_REDIS_PASSWORD}@cache.internal:6379/0"
 SECRETS = (SECRET_OPENAI, SECRET_MONGO_PASSWORD, SECRET_SASL, SECRET_REDIS_PASSWORD)
 
-REQUIRED_ENV = {"MONGODB_URI": "mongodb://db.internal:27017", "KAFKA_BOOTSTRAP_SERVERS": "kafka-0.internal:9093"}
+# Production's SASL_SSL needs its credentials (KafkaSettings refuses SASL without them).
+REQUIRED_ENV = {"MONGODB_URI": "mongodb://db.internal:27017", "KAFKA_BOOTSTRAP_SERVERS": "kafka-0.internal:9093",
+                "KAFKA_SASL_USERNAME": "indexer", "KAFKA_SASL_PASSWORD": "not-the-secret"}
+REQUIRED_KEYS = {"MONGODB_URI": "mongodb.uri", "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers",
+                 "KAFKA_SASL_USERNAME": "kafka.sasl_username", "KAFKA_SASL_PASSWORD": "kafka.sasl_password"}
 SECRET_ENV = {
     "MONGODB_URI": SECRET_MONGO_URI,
     "KAFKA_BOOTSTRAP_SERVERS": "kafka-0.internal:9093",
@@ -88,14 +92,19 @@ def test_shared_environments_load_with_their_required_variables(env_name: str) -
     assert s.kafka.bootstrap_servers == REQUIRED_ENV["KAFKA_BOOTSTRAP_SERVERS"]
 
 
-@pytest.mark.parametrize("env_name", ["staging", "production"])
-@pytest.mark.parametrize("missing", ["MONGODB_URI", "KAFKA_BOOTSTRAP_SERVERS"])
+@pytest.mark.parametrize(("env_name", "missing"), [
+    *((e, v) for e in ("staging", "production") for v in ("MONGODB_URI", "KAFKA_BOOTSTRAP_SERVERS")),
+    ("production", "KAFKA_SASL_USERNAME"), ("production", "KAFKA_SASL_PASSWORD"),
+])
 def test_shared_environments_refuse_to_start_without_required_variables(env_name: str, missing: str) -> None:
     env = {k: v for k, v in REQUIRED_ENV.items() if k != missing}
     message = _config_error(CONFIG_DIR / f"{env_name}.yaml", env)
-    assert missing in message
-    key = {"MONGODB_URI": "mongodb.uri", "KAFKA_BOOTSTRAP_SERVERS": "kafka.bootstrap_servers"}[missing]
-    assert key in message
+    assert REQUIRED_KEYS[missing] in message
+    if missing.startswith("KAFKA_SASL"):  # ${VAR:-} in the file: the model refuses, naming the key
+        assert "is required with security_protocol SASL_SSL" in message
+        assert REQUIRED_ENV["KAFKA_SASL_PASSWORD"] not in message
+    else:
+        assert missing in message
 
 
 def test_tiers_scale_up_from_development_to_production() -> None:
@@ -112,7 +121,7 @@ def test_production_defaults_to_sasl_and_replication() -> None:
     assert s.kafka.security_protocol == "SASL_SSL"
     assert s.kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert s.kafka.replication_factor == 3
-    assert s.kafka.sasl_password is None  # "${KAFKA_SASL_PASSWORD:-}" unset -> null
+    assert s.kafka.ssl_verify is True and s.kafka.ssl_cafile is None  # the system's trust store
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -321,3 +330,140 @@ def test_cli_config_show_masks_secrets() -> None:
     assert shown["openai"]["api_key"] == shown["mongodb"]["uri"] == shown["kafka"]["sasl_password"] == MASK
     assert shown["cache"]["redis_url"] == MASK
     assert shown["graphrag"]["max_concurrent_operations"] == 20
+
+
+# --------------------------------------------------------------------------- secrets from files (VAR_FILE)
+
+# Canaries only ever written to secret files, never to the environment.
+FILE_OPENAI = "sk-proj-FILEcanaryOPENAI"
+FILE_MONGO_PASSWORD = "m0ng0-FILE-canary"
+FILE_MONGO_URI = f"mongodb://indexer:{FILE_MONGO_PASSWORD}@db.internal:27017/graphrag"
+FILE_SASL = "kafka FILE $canary pw"  # spaces and a dollar sign, kept exactly
+FILE_REDIS_PASSWORD = "r3dis-FILE-canary"
+FILE_REDIS_URL = f"redis://:{FILE_REDIS_PASSWORD}@cache.internal:6379/0"
+FILE_TOKEN = "api-FILE-canary-token"
+FILE_SECRETS = (FILE_OPENAI, FILE_MONGO_PASSWORD, FILE_SASL, FILE_REDIS_PASSWORD, FILE_TOKEN)
+
+
+def _secret_files(tmp_path: Path) -> dict[str, str]:
+    """Every secret of production.yaml as a mounted file (trailing newline, as `echo` or kubectl
+    writes it); the returned mapping is the environment: only KAFKA_BOOTSTRAP_SERVERS is direct."""
+    values = {"MONGODB_URI": FILE_MONGO_URI, "OPENAI_API_KEY": FILE_OPENAI, "KAFKA_SASL_USERNAME": "indexer",
+              "KAFKA_SASL_PASSWORD": FILE_SASL, "REDIS_URL": FILE_REDIS_URL, "GRAPHRAG_API_TOKEN": FILE_TOKEN}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "kafka-0.internal:9093"}
+    for name, value in values.items():
+        path = tmp_path / name.lower().replace("_", "-")
+        path.write_bytes(f"{value}\n".encode())
+        env[f"{name}_FILE"] = str(path)
+    return env
+
+
+def _file(tmp_path: Path, content: bytes, name: str = "secret") -> str:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(("content", "value"), [
+    (b"s3cret\n", "s3cret"),
+    (b"s3cret\r\n", "s3cret"),
+    (b"s3cret", "s3cret"),                            # no newline at the end
+    (b"s3cret\n\n", "s3cret\n"),                      # only ONE newline is stripped
+    (b" pa ss $word ${X} \n", " pa ss $word ${X} "),  # inner text exactly, not interpolated again
+    (b"line1\r\nline2\n", "line1\r\nline2"),          # no newline translation inside
+    ("pässwörd\n".encode(), "pässwörd"),
+])
+def test_a_variable_is_read_from_the_file_its_FILE_variable_names(tmp_path: Path, content: bytes,
+                                                                   value: str) -> None:
+    env = {"PW_FILE": _file(tmp_path, content), "X": "must-not-appear"}
+    assert interpolate({"k": "${PW}", "d": "${PW:-default}", "s": "[${PW}]"}, env) == \
+        {"k": value, "d": value, "s": f"[{value}]"}
+
+
+def test_every_secret_of_production_can_come_from_a_file(tmp_path: Path) -> None:
+    s = _load("production", _secret_files(tmp_path))
+    assert s.mongodb.uri.get_secret_value() == FILE_MONGO_URI
+    assert s.openai.api_key is not None and s.openai.api_key.get_secret_value() == FILE_OPENAI
+    assert s.kafka.sasl_username == "indexer"
+    assert s.kafka.sasl_password is not None and s.kafka.sasl_password.get_secret_value() == FILE_SASL
+    assert s.cache.redis_url is not None and s.cache.redis_url.get_secret_value() == FILE_REDIS_URL
+    assert s.api.token is not None and s.api.token.get_secret_value() == FILE_TOKEN
+    assert s.llm_enabled is True
+
+
+def test_secrets_from_files_are_masked(tmp_path: Path) -> None:
+    s = _load("production", _secret_files(tmp_path))
+    shown = redacted(s)
+    text = json.dumps(shown)
+    for secret in FILE_SECRETS:
+        assert secret not in text and secret not in repr(s) and secret not in str(s)
+    assert shown["openai"]["api_key"] == shown["mongodb"]["uri"] == shown["kafka"]["sasl_password"] == MASK
+    assert shown["cache"]["redis_url"] == shown["api"]["token"] == MASK
+    assert shown["kafka"]["sasl_username"] == "indexer"
+
+
+def test_cli_config_show_masks_secrets_read_from_files(tmp_path: Path) -> None:
+    env = _cli_env(_secret_files(tmp_path))
+    env.pop("REDIS_URL", None)  # _cli_env keeps the shell's REDIS_URL, which would clash with REDIS_URL_FILE
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", "--env", "production", "config", "show"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for secret in FILE_SECRETS:
+        assert secret not in proc.stdout and secret not in proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["openai"]["api_key"] == shown["mongodb"]["uri"] == shown["kafka"]["sasl_password"] == MASK
+    assert shown["cache"]["redis_url"] == shown["api"]["token"] == MASK
+    assert shown["kafka"]["sasl_username"] == "indexer"  # read from its file, not secret, shown
+
+
+def test_both_a_variable_and_its_file_is_an_error_naming_both(tmp_path: Path) -> None:
+    env = {**REQUIRED_ENV, "MONGODB_URI": SECRET_MONGO_URI,
+           "MONGODB_URI_FILE": _file(tmp_path, f"{FILE_MONGO_URI}\n".encode())}
+    message = _config_error(CONFIG_DIR / "production.yaml", env)
+    assert "MONGODB_URI " in message and "MONGODB_URI_FILE" in message and "mongodb.uri" in message
+    assert "\n" not in message
+    for secret in (SECRET_MONGO_PASSWORD, FILE_MONGO_PASSWORD):
+        assert secret not in message
+
+
+def test_an_empty_variable_beside_its_file_is_not_a_conflict(tmp_path: Path) -> None:
+    env = {"PW": "", "PW_FILE": _file(tmp_path, b"from-file\n")}
+    assert interpolate({"k": "${PW}"}, env) == {"k": "from-file"}
+    # An empty VAR_FILE is ignored like any empty variable.
+    assert interpolate({"k": "${PW:-dflt}"}, {"PW_FILE": ""}) == {"k": "dflt"}
+    assert interpolate({"k": "${PW}"}, {"PW": "direct", "PW_FILE": ""}) == {"k": "direct"}
+
+
+def test_a_missing_file_is_an_error_naming_the_variable_and_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-secret"
+    env = {k: v for k, v in REQUIRED_ENV.items() if k != "KAFKA_SASL_PASSWORD"}
+    message = _config_error(CONFIG_DIR / "production.yaml", {**env, "KAFKA_SASL_PASSWORD_FILE": str(missing)})
+    assert "KAFKA_SASL_PASSWORD_FILE" in message and str(missing) in message
+    assert "kafka.sasl_password" in message and "cannot read" in message
+    assert "\n" not in message
+
+
+def test_an_unreadable_file_is_an_error_without_its_content(tmp_path: Path) -> None:
+    # A directory cannot be read as a file (works as root too, unlike chmod 000).
+    with pytest.raises(ConfigError, match=r"PW_FILE=.*cannot read the file"):
+        interpolate({"k": "${PW}"}, {"PW_FILE": str(tmp_path)}, "k")
+    bad = _file(tmp_path, b"\xffSECRET-not-utf8\n")
+    with pytest.raises(ConfigError) as info:
+        interpolate({"k": "${PW}"}, {"PW_FILE": bad})
+    assert bad in str(info.value) and "UTF-8" in str(info.value)
+    assert "SECRET" not in str(info.value) and "0xff" not in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"\r\n"])
+def test_an_empty_file_is_treated_like_an_empty_value(tmp_path: Path, content: bytes) -> None:
+    env = {"PW_FILE": _file(tmp_path, content)}
+    assert interpolate({"k": "${PW:-}", "d": "${PW:-dflt}"}, env) == {"k": None, "d": "dflt"}
+    assert interpolate({"k": "${PW:-}"}, {"PW": ""}) == {"k": None}  # the same as an empty variable
+    message = _config_error(CONFIG_DIR / "production.yaml",
+                            {**REQUIRED_ENV, "MONGODB_URI": "", "MONGODB_URI_FILE": env["PW_FILE"]})
+    assert "MONGODB_URI" in message and "mongodb.uri" in message and "not set" in message
+
+
+def test_the_missing_variable_error_mentions_the_file_alternative() -> None:
+    with pytest.raises(ConfigError, match=r"MONGODB_URI is not set \(nor MONGODB_URI_FILE\) and has no default"):
+        interpolate({"mongodb": {"uri": "${MONGODB_URI}"}}, {})

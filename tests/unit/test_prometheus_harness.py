@@ -149,6 +149,7 @@ def _feed(w: dict[str, Any], x: dict[str, Any], step: int) -> None:
     for result in ("hit", "miss"):
         w["LLM_CACHE"].labels(result=result).inc()
     w["CIRCUIT_STATE"].labels(model="gpt-4o-mini").set(0)
+    w["LLM_SPEND_CAP_WAITING"].labels(model="gpt-4o-mini").set(0)  # 0 from start when a cap is set
     w["MONGO_BATCH_SIZE"].labels(collection="entities").observe(50)
     w["MONGO_WRITE_LATENCY"].labels(operation="bulk_write").observe(0.05)
 

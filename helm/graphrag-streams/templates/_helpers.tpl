@@ -112,6 +112,50 @@ Called with (dict "prefix" <topic prefix> "stage" <stage>).
 {{- printf "%s-%s" $stem .stage -}}
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- TLS files */}}
+
+{{/*
+The TLS files the pods get from existing Secrets, as JSON: {"<volume>": {"secret": <name>,
+"mountPath": <dir>, "items": [{"key": <key in the Secret>, "path": <file>}], "env": {<VAR>: <file's path>}}}.
+One volume per Secret, mounted read-only under /etc/graphrag-tls (not under /etc/graphrag:
+that is the config ConfigMap's mount). Empty when nothing is configured. Fails on values
+the app would refuse anyway, with the values' names.
+*/}}
+{{- define "graphrag-streams.tlsFiles" -}}
+{{- $out := dict -}}
+{{- $t := .Values.kafka.tls -}}
+{{- if $t.enabled -}}
+{{- if not (has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL")) -}}
+{{- fail (printf "kafka.tls.enabled needs kafka.securityProtocol SSL or SASL_SSL, not %s" .Values.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if not (or $t.caSecret.name $t.clientCertSecret.name) -}}
+{{- fail "kafka.tls.enabled needs kafka.tls.caSecret.name or kafka.tls.clientCertSecret.name (existing Secrets)" -}}
+{{- end -}}
+{{- with $t.caSecret.name -}}
+{{- $_ := set $out "kafka-ca" (dict "secret" . "mountPath" "/etc/graphrag-tls/kafka-ca"
+      "items" (list (dict "key" $t.caSecret.key "path" "ca.crt"))
+      "env" (dict "KAFKA_SSL_CAFILE" "/etc/graphrag-tls/kafka-ca/ca.crt")) -}}
+{{- end -}}
+{{- with $t.clientCertSecret.name -}}
+{{- $_ := set $out "kafka-client-cert" (dict "secret" . "mountPath" "/etc/graphrag-tls/kafka-client"
+      "items" (list (dict "key" $t.clientCertSecret.certKey "path" "tls.crt") (dict "key" $t.clientCertSecret.keyKey "path" "tls.key"))
+      "env" (dict "KAFKA_SSL_CERTFILE" "/etc/graphrag-tls/kafka-client/tls.crt" "KAFKA_SSL_KEYFILE" "/etc/graphrag-tls/kafka-client/tls.key")) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.secrets.keys.kafkaSslKeyPassword (not (and $t.enabled $t.clientCertSecret.name)) -}}
+{{- fail "secrets.keys.kafkaSslKeyPassword needs kafka.tls.enabled and kafka.tls.clientCertSecret.name (the key it decrypts)" -}}
+{{- end -}}
+{{- with .Values.mongodb.tls.caSecret.name -}}
+{{- $_ := set $out "mongodb-ca" (dict "secret" . "mountPath" "/etc/graphrag-tls/mongodb-ca"
+      "items" (list (dict "key" $.Values.mongodb.tls.caSecret.key "path" "ca.crt"))
+      "env" (dict "MONGODB_TLS_CA_FILE" "/etc/graphrag-tls/mongodb-ca/ca.crt")) -}}
+{{- end -}}
+{{- if and $out (not .Values.securityContext.fsGroup) -}}
+{{- fail "the TLS Secrets are mounted readable by the group only (0440): set securityContext.fsGroup" -}}
+{{- end -}}
+{{- $out | toJson -}}
+{{- end -}}
+
 {{/* ---------------------------------------------------------------- configuration */}}
 
 {{/* Deep merge that, unlike mergeOverwrite, also writes false, 0 and "" (dst is changed). */}}
@@ -180,6 +224,22 @@ the pod's environment.
 {{- $_ := set $k "sasl_username" "${KAFKA_SASL_USERNAME:-}" -}}
 {{- $_ := set $k "sasl_password" "${KAFKA_SASL_PASSWORD:-}" -}}
 {{- end -}}
+{{- /* TLS: the same variables as config/staging.yaml and production.yaml, set by the pods' env. */ -}}
+{{- $tls := include "graphrag-streams.tlsFiles" . | fromJson -}}
+{{- $_ := set $k "ssl_verify" .Values.kafka.tls.verify -}}
+{{- if hasKey $tls "kafka-ca" -}}
+{{- $_ := set $k "ssl_cafile" "${KAFKA_SSL_CAFILE:-}" -}}
+{{- end -}}
+{{- if hasKey $tls "kafka-client-cert" -}}
+{{- $_ := set $k "ssl_certfile" "${KAFKA_SSL_CERTFILE:-}" -}}
+{{- $_ := set $k "ssl_keyfile" "${KAFKA_SSL_KEYFILE:-}" -}}
+{{- end -}}
+{{- if .Values.secrets.keys.kafkaSslKeyPassword -}}
+{{- $_ := set $k "ssl_key_password" "${KAFKA_SSL_KEY_PASSWORD:-}" -}}
+{{- end -}}
+{{- if hasKey $tls "mongodb-ca" -}}
+{{- $_ := set (get $cfg "mongodb") "tls_ca_file" "${MONGODB_TLS_CA_FILE:-}" -}}
+{{- end -}}
 {{- $m := get $cfg "monitoring" -}}
 {{- $_ := set $m "metrics_host" "0.0.0.0" -}}
 {{- $_ := set $m "metrics_port" (int .Values.monitoring.metricsPort) -}}
@@ -209,7 +269,7 @@ that: the same bounds streams/scaling.py's desired_replicas uses for the lag exp
 
 {{/* Environment variable -> secrets.keys entry. */}}
 {{- define "graphrag-streams.secretVars" -}}
-{{- dict "MONGODB_URI" "mongodbUri" "OPENAI_API_KEY" "openaiApiKey" "KAFKA_SASL_USERNAME" "kafkaSaslUsername" "KAFKA_SASL_PASSWORD" "kafkaSaslPassword" "REDIS_URL" "redisUrl" | toJson -}}
+{{- dict "MONGODB_URI" "mongodbUri" "OPENAI_API_KEY" "openaiApiKey" "KAFKA_SASL_USERNAME" "kafkaSaslUsername" "KAFKA_SASL_PASSWORD" "kafkaSaslPassword" "REDIS_URL" "redisUrl" "KAFKA_SSL_KEY_PASSWORD" "kafkaSslKeyPassword" | toJson -}}
 {{- end -}}
 
 {{/* Fail when the environment's config needs a variable (${VAR} without default) nobody sets. */}}
@@ -221,9 +281,9 @@ that: the same bounds streams/scaling.py's desired_replicas uses for the lag exp
 {{- fail (printf "the %s configuration needs %s: set secrets.existingSecret and secrets.keys.%s" $.Values.environment $var $key) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (hasPrefix "SASL_" .Values.kafka.securityProtocol) .Values.keda.enabled -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}
 {{- if not (and .Values.secrets.existingSecret .Values.secrets.keys.kafkaSaslUsername .Values.secrets.keys.kafkaSaslPassword) -}}
-{{- fail "kafka.securityProtocol SASL_* needs secrets.keys.kafkaSaslUsername and kafkaSaslPassword (the workers and KEDA authenticate with them)" -}}
+{{- fail "kafka.securityProtocol SASL_* needs secrets.keys.kafkaSaslUsername and kafkaSaslPassword (the apps refuse SASL without them, and KEDA authenticates with them)" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -242,6 +302,13 @@ that: the same bounds streams/scaling.py's desired_replicas uses for the lag exp
       name: {{ $.Values.secrets.existingSecret }}
       key: {{ $key }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- $tls := include "graphrag-streams.tlsFiles" . | fromJson }}
+{{- range $volume := keys $tls | sortAlpha }}
+{{- range $var, $path := get (get $tls $volume) "env" }}
+- name: {{ $var }}
+  value: {{ $path | quote }}
 {{- end }}
 {{- end }}
 {{- with .Values.extraEnv }}
@@ -281,6 +348,19 @@ seccompProfile:
 - name: tmp
   emptyDir:
     sizeLimit: {{ .root.Values.tmpVolume.sizeLimit | default "256Mi" }}
+{{- $tls := include "graphrag-streams.tlsFiles" .root | fromJson }}
+{{- range $volume := keys $tls | sortAlpha }}
+{{- $v := get $tls $volume }}
+- name: {{ $volume }}
+  secret:
+    secretName: {{ $v.secret }}
+    defaultMode: 288  # 0440: the owner (root) and the pod's fsGroup
+    items:
+      {{- toYaml $v.items | nindent 6 }}
+{{- end }}
+{{- with .root.Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "graphrag-streams.volumeMounts" -}}
@@ -289,6 +369,15 @@ seccompProfile:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- $tls := include "graphrag-streams.tlsFiles" . | fromJson }}
+{{- range $volume := keys $tls | sortAlpha }}
+- name: {{ $volume }}
+  mountPath: {{ (get $tls $volume).mountPath }}
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod-level fields shared by every workload. */}}
