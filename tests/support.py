@@ -21,9 +21,12 @@ from typing import Any
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 
-from schemas import ChunkExtraction
+from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, TranscriptChunk
+from schemas.events import utcnow
 from streams.kafka.clients import client_config, make_admin
+from streams.kafka.codec import encode
 from streams.kafka.topics import Stage
+from streams.model.ids import chunk_id
 from streams.monitoring.lag import measure_lag, stage_groups, total_lag
 from streams.settings import Settings, load_settings
 
@@ -338,3 +341,34 @@ def supervised_children(worker: WorkerProcess) -> dict[str, int]:
         if b"--stages" in args:
             out[args[args.index(b"--stages") + 1].decode()] = int(entry)
     return out
+
+
+def extraction_record(index: int, names: Sequence[tuple[str, str]], relations: Sequence[tuple[str, str]] = (),
+                      *, chunk_count: int = 20) -> bytes:
+    """A chunk extraction naming ``names`` ((name, type)) and ``relations`` ((source, target)),
+    encoded as the extract stage publishes it: for tests that feed the resolvers directly."""
+    text = f"Chunk {index}: " + ". ".join(f"{n} was mentioned" for n, _ in names) + "."
+    chunk = TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", index, text), video_id="Pw0IZg7_4mo", index=index,
+                            chunk_count=chunk_count, text=text, start=float(index * 10), end=float(index * 10 + 9),
+                            token_count=20, requested_at=utcnow())
+    return encode(ChunkExtraction(
+        chunk=chunk, extractor="test", prompt_version="v1",
+        entities=[ExtractedEntity(name=n, type=t) for n, t in names],
+        relations=[ExtractedRelation(source=a, target=b, type="RELATED_TO", strength=5) for a, b in relations]))
+
+
+def free_port_block(n: int) -> int:
+    """A base port with base .. base+n-1 free (the supervisor gives app i port base+i)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(30000, 40000 - n)  # a port, not a secret  # nosec B311
+        try:
+            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
+        except OSError:
+            continue
+        for sock in socks:
+            sock.close()
+        return base
+    raise AssertionError("no free port block")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -27,13 +26,9 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartiti
 from confluent_kafka.admin import AdminClient
 
 from agents.worker import parse_stages
-from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, TranscriptChunk
-from schemas.events import utcnow
 from streams.kafka.clients import client_config
-from streams.kafka.codec import encode
 from streams.kafka.dlq import parse_headers
 from streams.kafka.topics import Stage, topics_for
-from streams.model.ids import chunk_id
 from streams.monitoring.lag import stage_groups
 from streams.settings import Settings
 from streams.store import GRAPH_COLLECTIONS, GraphStore
@@ -45,6 +40,8 @@ from tests.support import (
     assert_no_stall,
     consume_all,
     evidence_mismatches,
+    extraction_record,
+    free_port_block,
     manifest,
     produce_raw,
     wait_quiescent,
@@ -351,17 +348,6 @@ def test_communities_run_and_list_print_what_the_communities_collection_holds(
 
 # --------------------------------------------------------------------------- resolve merge
 
-def _extraction(index: int, names: Sequence[tuple[str, str]], relations: Sequence[tuple[str, str]] = ()) -> bytes:
-    text = f"Chunk {index}: " + ". ".join(f"{n} was mentioned" for n, _ in names) + "."
-    chunk = TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", index, text), video_id="Pw0IZg7_4mo", index=index,
-                            chunk_count=3, text=text, start=float(index * 10), end=float(index * 10 + 9),
-                            token_count=20, requested_at=utcnow())
-    return encode(ChunkExtraction(
-        chunk=chunk, extractor="test", prompt_version="v1",
-        entities=[ExtractedEntity(name=n, type=t) for n, t in names],
-        relations=[ExtractedRelation(source=a, target=b, type="RELATED_TO", strength=5) for a, b in relations]))
-
-
 RESOLUTION = [Stage.ROUTE, Stage.RESOLVE, Stage.ASSEMBLE, Stage.SINK]
 MERGE_LINE = re.compile(r"^(\d+) entities merged across blocks; (\d+) chunks resolved differently than before; "
                         r"entities (\d+) -> (\d+); pairs sharing a normalised name (\d+) -> (\d+); "
@@ -372,9 +358,10 @@ def test_resolve_merge_merges_two_entities_in_the_store(deployment_factory: Depl
     d = deployment_factory({"graphrag": {"resolution": {"merge_interval_seconds": 86400}}})
     worker = d.start_worker("route,resolve,assemble,sink")
     produce_raw(d.settings, f"{d.settings.kafka.topic_prefix}graph.extractions", [
-        (None, _extraction(0, [("Richard Posner", "PERSON"), ("Mars", "LOCATION")], [("Richard Posner", "Mars")])),
-        (None, _extraction(1, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars")])),
-        (None, _extraction(2, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION")])),
+        (None, extraction_record(0, [("Richard Posner", "PERSON"), ("Mars", "LOCATION")], [("Richard Posner", "Mars")],
+                                 chunk_count=3)),
+        (None, extraction_record(1, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars")], chunk_count=3)),
+        (None, extraction_record(2, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION")], chunk_count=3)),
     ])
     store = GraphStore.from_settings(d.settings)
     wait_until(lambda: store.db.chunks.count_documents({}) == 3, 180,
@@ -422,19 +409,6 @@ def test_resolve_merge_merges_two_entities_in_the_store(deployment_factory: Depl
 CANARY = "canary-7f3a9c-secret"
 
 
-def _free_port_block(n: int) -> int:
-    for _ in range(200):
-        base = random.randrange(30000, 40000 - n)
-        try:
-            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
-        except OSError:
-            continue
-        for s in socks:
-            s.close()
-        return base
-    raise AssertionError("no free port block")
-
-
 def _get(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -446,7 +420,7 @@ def _get(url: str) -> str:
 def test_no_secret_leaks_into_logs_outputs_metrics_topics_or_the_store(
         deployment_factory: DeploymentFactory, services: Services) -> None:
     apps = parse_stages("all")
-    base = _free_port_block(len(apps))
+    base = free_port_block(len(apps))
     assert services.mongo_uri.startswith("mongodb://") and "@" not in services.mongo_uri
     # FerretDB (SQLite backend) takes any user and password over PLAIN; the local Kafka
     # listener is PLAINTEXT, where librdkafka accepts and ignores the SASL credentials.

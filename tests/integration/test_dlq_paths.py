@@ -35,6 +35,7 @@ from tests.support import (
     consume_all,
     evidence_mismatches,
     extractions_by_chunk,
+    free_port_block,
     produce_raw,
     wait_quiescent,
     wait_until,
@@ -271,27 +272,10 @@ def circuit_state(port: int) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def free_ports(n: int) -> int:
-    """A base port with base .. base+n-1 free (the supervisor gives app i port base+i)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randrange(30000, 40000 - n)
-        try:
-            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
-        except OSError:
-            continue
-        for s in socks:
-            s.close()
-        return base
-    raise AssertionError("no free port block")
-
-
 def test_the_circuit_opens_at_the_extract_stage_while_the_llm_fails_and_nothing_is_lost(
         deployment_factory: DeploymentFactory, fake: FakeOpenAI) -> None:
     apps = parse_stages("all")
-    base = free_ports(len(apps))
+    base = free_port_block(len(apps))
     d = llm_deployment(deployment_factory, fake, monitoring={"metrics_port": base})
     extract_port = base + apps.index(Stage.EXTRACT)
     store = GraphStore.from_settings(d.settings)

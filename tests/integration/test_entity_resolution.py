@@ -8,29 +8,22 @@ The pure rules: tests/unit/test_entity_resolution.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, GraphUpdate, TranscriptChunk
-from schemas.events import MentionResolved, utcnow
-from streams.kafka.codec import encode
+from schemas import ChunkExtraction, GraphUpdate
+from schemas.events import MentionResolved
 from streams.kafka.topics import Stage
-from streams.model.ids import chunk_id, entity_id
-from tests.support import DeploymentFactory, assert_no_stall, consume_all, produce_raw, wait_quiescent
-
-
-def _extraction(index: int, names: Sequence[tuple[str, str]], relations: Sequence[tuple[str, str]] = ()) -> bytes:
-    text = f"Chunk {index}: " + ". ".join(f"{n} was mentioned" for n, _ in names) + "."
-    chunk = TranscriptChunk(chunk_id=chunk_id("Pw0IZg7_4mo", index, text), video_id="Pw0IZg7_4mo", index=index,
-                            chunk_count=20, text=text, start=float(index * 10), end=float(index * 10 + 9),
-                            token_count=20, requested_at=utcnow())
-    return encode(ChunkExtraction(
-        chunk=chunk, extractor="test", prompt_version="v1",
-        entities=[ExtractedEntity(name=n, type=t) for n, t in names],
-        relations=[ExtractedRelation(source=a, target=b, type="RELATED_TO", strength=5) for a, b in relations]))
-
+from streams.model.ids import entity_id
+from tests.support import (
+    DeploymentFactory,
+    assert_no_stall,
+    consume_all,
+    extraction_record,
+    produce_raw,
+    wait_quiescent,
+)
 
 RESOLUTION = [Stage.ROUTE, Stage.RESOLVE, Stage.ASSEMBLE]
 # These tests restart table apps that have changelog data, which is where faust-streaming
@@ -66,9 +59,9 @@ def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory)
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
     worker = d.start_worker("route,resolve,assemble")
     produce_raw(d.settings, topic, [
-        (None, _extraction(0, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION"), ("ant colonies", "CONCEPT")],
+        (None, extraction_record(0, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION"), ("ant colonies", "CONCEPT")],
                            [("Richard Posner", "Phobos")])),
-        (None, _extraction(1, [("Kurzgesagt", "ORGANIZATION"), ("Mars", "LOCATION")])),
+        (None, extraction_record(1, [("Kurzgesagt", "ORGANIZATION"), ("Mars", "LOCATION")])),
     ])
     wait_quiescent(d.settings, workers=[worker], stages=RESOLUTION)
     before = _updates(d)
@@ -78,9 +71,9 @@ def test_resolve_stage_survives_a_restart(deployment_factory: DeploymentFactory)
     worker.stop()  # the block table lives on in its changelog topic
     worker = d.start_worker("route,resolve,assemble")
     produce_raw(d.settings, topic, [
-        (None, _extraction(2, [("richard posner", "PERSON"), ("PHOBOS", "LOCATION"),
+        (None, extraction_record(2, [("richard posner", "PERSON"), ("PHOBOS", "LOCATION"),
                                ("the ant colony's", "CONCEPT"), ("Kurzgesagt", "WORK")])),
-        (None, _extraction(3, [("Richard Posnr", "PERSON")])),
+        (None, extraction_record(3, [("Richard Posnr", "PERSON")])),
     ])
     wait_quiescent(d.settings, workers=[worker], stages=RESOLUTION)
     after = _updates(d)
@@ -106,9 +99,10 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     worker = d.start_worker("route,resolve,assemble,sink")
     topic = f"{d.settings.kafka.topic_prefix}graph.extractions"
     produce_raw(d.settings, topic, [
-        (None, _extraction(0, [("Richard Posner", "PERSON"), ("Mars", "LOCATION")], [("Richard Posner", "Mars")])),
-        (None, _extraction(1, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars")])),
-        (None, _extraction(2, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION")])),
+        (None, extraction_record(0, [("Richard Posner", "PERSON"), ("Mars", "LOCATION")],
+                                 [("Richard Posner", "Mars")])),
+        (None, extraction_record(1, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars")])),
+        (None, extraction_record(2, [("Richard Posner", "PERSON"), ("Phobos", "LOCATION")])),
     ])
     wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     store = GraphStore.from_settings(d.settings)
@@ -127,7 +121,7 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     # A new mention of the merged name now resolves straight to the survivor, via the alias.
     worker.stop()
     worker = d.start_worker("route,resolve,assemble,sink")
-    fourth = _extraction(3, [("Posner", "PERSON")])
+    fourth = extraction_record(3, [("Posner", "PERSON")])
     produce_raw(d.settings, topic, [(None, fourth)])
     wait_quiescent(d.settings, workers=[worker], stages=[*RESOLUTION, Stage.SINK])
     # The resolver itself answers with the survivor, through the alias (the sink's redirects
