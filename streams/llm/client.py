@@ -65,10 +65,11 @@ def spend_cap(settings: Settings) -> SpendCap | None:
     o = settings.openai
     limits = tuple((window, cap) for window, cap in ((3600.0, o.max_cost_per_hour), (86_400.0, o.max_cost_per_day))
                    if cap is not None)
-    if not limits:
-        return None
+    # Exported at 0 even without a cap, so the dashboard and the alert see a series.
     waiting = LLM_SPEND_CAP_WAITING.labels(o.model)
     waiting.set(0)
+    if not limits:
+        return None
     return SpendCap(limits, on_wait=lambda on: waiting.inc() if on else waiting.dec())
 
 

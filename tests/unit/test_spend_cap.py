@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from streams.instruments import waits
 from streams.llm.client import spend_cap
@@ -105,3 +106,13 @@ def test_settings_make_the_windows_and_none_when_unset() -> None:
                          overrides=["openai.max_cost_per_hour=2.5", "openai.max_cost_per_day=20"])
     made = spend_cap(both)
     assert made is not None and made.limits == ((HOUR, 2.5), (DAY, 20.0))
+
+
+def test_the_waiting_gauge_is_exported_at_zero_without_a_cap() -> None:
+    """The dashboard panel and the alert read this series; it must exist before any cap is set."""
+    env = {"MONGODB_URI": "mongodb://x", "OPENAI_API_KEY": "sk-test"}
+    settings = load_settings(ROOT / "config" / "development.yaml", env=env,
+                             overrides=["openai.model=gauge-without-cap"])
+    assert REGISTRY.get_sample_value("graphrag_llm_spend_cap_waiting", {"model": "gauge-without-cap"}) is None
+    assert spend_cap(settings) is None
+    assert REGISTRY.get_sample_value("graphrag_llm_spend_cap_waiting", {"model": "gauge-without-cap"}) == 0.0
