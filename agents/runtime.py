@@ -25,7 +25,7 @@ from schemas import Event, VideoStatusEvent
 from schemas.events import utcnow
 from streams.instruments import waits
 from streams.instruments.metrics import DLQ_RECORDS, EVENTS_IN, EVENTS_OUT, FAILURES, IN_FLIGHT, STAGE_LATENCY
-from streams.kafka.clients import ssl_context
+from streams.kafka.clients import connection_error, ssl_context
 from streams.kafka.codec import decode, encode
 from streams.kafka.dlq import BadMessage, DeadLetter, Origin, parse_redrive_headers
 from streams.kafka.topics import Stage, Topics, group_id, topics_for
@@ -78,6 +78,37 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+def check_faust_connection(settings: Settings, timeout: float = 30.0) -> None:
+    """Connect and authenticate to a bootstrap broker exactly as the stage's Faust app will
+    (aiokafka, :func:`faust_credentials`), so that a refused credential stops the app at start
+    with the broker's reason instead of Faust retrying it for ever."""
+    from aiokafka.conn import create_conn
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    auth = dict(credentials_to_aiokafka_auth(faust_credentials(settings)))
+    hosts = [h.strip() for h in settings.kafka.bootstrap_servers.split(",") if h.strip()]
+
+    async def first_answer() -> None:
+        reasons: list[str] = []
+        for host in hosts:
+            name, _, port = host.rpartition(":")
+            try:
+                conn = await asyncio.wait_for(create_conn(name, int(port), **auth), timeout / len(hosts))
+            except Exception as exc:  # aiokafka's, ssl's and OSError share no narrower base
+                reasons.append(f"{host}: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""))
+                continue
+            conn.close()
+            return
+        raise connection_error(settings.kafka, "aiokafka", "; ".join(reasons))
+
+    # A loop of its own, never set as current: Faust makes and runs the app's loop afterwards.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(first_answer())
+    finally:
+        loop.close()
 
 
 def faust_datadir(app_id: str) -> str:

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 import faust
 
-from agents.runtime import StageRuntime, make_app
+from agents.runtime import StageRuntime, check_faust_connection, make_app
 from agents.stall import StallWatch, broker_offsets
 from streams import __version__
 from streams.instruments.metrics import WORKER_INFO, WORKER_RESTARTS
-from streams.kafka.clients import TopicsNotReady, check_topics
+from streams.kafka.clients import KafkaConnectionError, TopicsNotReady, check_topics
 from streams.kafka.topics import ALL_APPS, Stage, group_id, topics_for
 from streams.monitoring.health import Health, kafka_check, mongo_check, serve
 from streams.settings import Settings
@@ -148,8 +148,9 @@ def in_flight_messages(app: faust.App) -> Callable[[], list[tuple[str, int, int]
 def run_stage(stage: Stage, settings: Settings) -> int:
     """Run one stage in this process until SIGINT/SIGTERM (or a stall: agents/stall.py)."""
     try:
-        check_topics(settings, stage)
-    except TopicsNotReady as exc:
+        check_topics(settings, stage)  # librdkafka: connects (TLS, SASL) and checks the topics
+        check_faust_connection(settings)  # aiokafka: the same credentials the way Faust uses them
+    except (TopicsNotReady, KafkaConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_STARTABLE
     app = build_app(stage, settings)

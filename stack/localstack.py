@@ -13,6 +13,7 @@ the user's cache directory, and runs them as plain processes.
     python stack/localstack.py down --wipe
     python stack/localstack.py stop kafka   # one service (fault tests); `up` starts it again
     python stack/localstack.py provision # download/build only
+    python stack/localstack.py up --secure   # also SASL_SSL/SCRAM, mTLS and FerretDB TLS listeners
 
 Locations (environment variables override them):
     GRAPHRAG_CACHE_DIR  downloaded/built artefacts  (default: $XDG_CACHE_HOME/graphrag-streams)
@@ -20,6 +21,9 @@ Locations (environment variables override them):
     GRAPHRAG_KAFKA_PORT broker port (default 9092; the KRaft controller uses port+1)
     GRAPHRAG_MONGO_PORT FerretDB port (default 27017)
     GRAPHRAG_PROMETHEUS_PORT  Prometheus port (default 9090)
+    GRAPHRAG_KAFKA_SASL_SSL_PORT, GRAPHRAG_KAFKA_MTLS_PORT, GRAPHRAG_MONGO_TLS_PORT
+                        the secure profile's listeners (defaults: Kafka port+2 and +3,
+                        FerretDB port+1)
     GRAPHRAG_METRICS_PORT, GRAPHRAG_LAG_EXPORTER_PORT  what Prometheus scrapes (defaults
                         9400, i.e. the stage workers of `worker --stages all` on 9400,
                         9401, ... (9400-9404 for the five pipeline stages), and 9410:
@@ -29,6 +33,13 @@ Prometheus is optional: `up` starts it when the `prometheus` binary is on PATH (
 installs the Debian package through scripts/ensure-prometheus.sh first); when it is not
 available, or `up --no-prometheus`, `up` says it skipped it and still succeeds. `status`
 shows it, but its exit code depends on Kafka and FerretDB only.
+
+The secure profile (`up --secure`, kept for the stack directory once chosen) adds to the
+same broker a SASL_SSL listener (SCRAM-SHA-512, user `graphrag`, created with Kafka's
+ConfigCommand) and an SSL listener that requires a client certificate, and to FerretDB a
+TLS listener; the plaintext listeners stay (the broker's own and the readiness checks).
+stack/certs.py makes the CA, server and client certificates and the passwords under
+<stack dir>/tls; `status --json` prints the settings that reach each listener.
 
 Only the standard library is needed to provision and start; the readiness checks use
 confluent-kafka and pymongo when they are importable (the project's venv), and fall
@@ -52,6 +63,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from certs import SCRAM_USER, CertError, TlsFiles, ensure_local_tls
 
 HERE = Path(__file__).resolve().parent
 KAFKA_VERSION = "4.1.1"
@@ -82,6 +96,34 @@ def kafka_port() -> int:
 
 def mongo_port() -> int:
     return int(os.environ.get("GRAPHRAG_MONGO_PORT", "27017"))
+
+
+def kafka_sasl_ssl_port() -> int:
+    return int(os.environ.get("GRAPHRAG_KAFKA_SASL_SSL_PORT", str(kafka_port() + 2)))
+
+
+def kafka_mtls_port() -> int:
+    return int(os.environ.get("GRAPHRAG_KAFKA_MTLS_PORT", str(kafka_port() + 3)))
+
+
+def mongo_tls_port() -> int:
+    return int(os.environ.get("GRAPHRAG_MONGO_TLS_PORT", str(mongo_port() + 1)))
+
+
+def secure_marker() -> Path:
+    return state_dir() / "secure-profile"
+
+
+def secure_profile() -> bool:
+    """Whether this stack directory runs the secure profile (chosen once by `up --secure`)."""
+    return secure_marker().exists()
+
+
+def tls_files() -> TlsFiles:
+    try:
+        return ensure_local_tls(state_dir() / "tls")
+    except CertError as exc:
+        raise StackError(str(exc)) from exc
 
 
 def prometheus_port() -> int:
@@ -132,13 +174,16 @@ def require_tool(name: str, why: str, hint: str) -> str:
 
 
 def run_logged(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-               what: str) -> None:
-    """Run a provisioning command, showing its output only when it fails."""
+               what: str, redact: tuple[str, ...] = ()) -> None:
+    """Run a provisioning command, showing its output only when it fails (``redact``: secrets
+    the output may echo, replaced before it is shown)."""
     log(f"{what} ...")
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        for secret in redact:
+            tail = tail.replace(secret, "**********")
         raise StackError(f"{what} failed (exit {proc.returncode}):\n{tail}")
     log(f"{what}: done in {time.monotonic() - started:.0f}s")
 
@@ -177,7 +222,15 @@ def provision_kafka() -> Path:
 
 
 def ferretdb_binary() -> Path:
-    return cache_dir() / "ferretdb" / FERRETDB_VERSION / "ferretdb"
+    """Keyed by the wrapper's sources too, so a change to stack/ferretdb rebuilds it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("main.go", "go.mod", "go.sum"):
+        path = HERE / "ferretdb" / name
+        if path.exists():
+            digest.update(path.read_bytes())
+    return cache_dir() / "ferretdb" / FERRETDB_VERSION / digest.hexdigest()[:12] / "ferretdb"
 
 
 def provision_ferretdb() -> Path:
@@ -317,16 +370,34 @@ def start_kafka() -> Service:
     props = svc.dir / "server.properties"
     controller = svc.port + 1
     props.parent.mkdir(parents=True, exist_ok=True)
+    listeners = [f"PLAINTEXT://127.0.0.1:{svc.port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    secure: list[str] = []
+    if secure_profile():
+        tls = tls_files()
+        listeners += [f"SASL_SSL://127.0.0.1:{kafka_sasl_ssl_port()}", f"MTLS://127.0.0.1:{kafka_mtls_port()}"]
+        protocols += ["SASL_SSL:SASL_SSL", "MTLS:SSL"]
+        secure = [
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.server_keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca}",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.mtls.ssl.client.auth=required",
+        ]
     props.write_text("\n".join([
         "# written by stack/localstack.py: single-node KRaft broker on loopback",
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller}",
-        f"listeners=PLAINTEXT://127.0.0.1:{svc.port},CONTROLLER://127.0.0.1:{controller}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{svc.port}",
+        f"listeners={','.join([*listeners, f'CONTROLLER://127.0.0.1:{controller}'])}",
+        f"advertised.listeners={','.join(listeners)}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"listener.security.protocol.map={','.join(protocols)}",
         "inter.broker.listener.name=PLAINTEXT",
+        *secure,
         f"log.dirs={data}",
         "num.partitions=1",
         "auto.create.topics.enable=false",
@@ -359,7 +430,14 @@ def start_ferretdb() -> Service:
         return svc
     _check_port_free(svc)
     binary = provision_ferretdb()
-    _spawn(svc, [str(binary), f"-listen=127.0.0.1:{svc.port}", f"-data-dir={svc.dir / 'data'}"],
+    tls: list[str] = []
+    if secure_profile():
+        files = tls_files()
+        tls = [f"-listen-tls=127.0.0.1:{mongo_tls_port()}", f"-listen-tls-cert-file={files.server_cert}",
+               f"-listen-tls-key-file={files.server_key}"]
+        # No -listen-tls-ca-file: with it FerretDB requires client certificates, and the
+        # project's mongodb settings verify the server (tls_ca_file) without presenting one.
+    _spawn(svc, [str(binary), f"-listen=127.0.0.1:{svc.port}", f"-data-dir={svc.dir / 'data'}", *tls],
            cwd=svc.dir)
     log(f"FerretDB {FERRETDB_VERSION} starting on 127.0.0.1:{svc.port} (log: {svc.log_file})")
     return svc
@@ -546,8 +624,44 @@ def cmd_provision(_: argparse.Namespace) -> int:
     return 0
 
 
+def create_scram_user(port: int) -> None:
+    """The SCRAM-SHA-512 user of the SASL_SSL listener, with Kafka's own ConfigCommand over
+    the plaintext listener (idempotent; the password goes in a file, not on the command line)."""
+    tls = tls_files()
+    config = tls.dir / "scram-user.properties"
+    password = tls.sasl_password.read_text()
+    # In a file ConfigCommand takes the credential without the brackets of --add-config.
+    config.write_text(f"SCRAM-SHA-512=password={password}\n")
+    config.chmod(0o600)
+    try:
+        run_logged(["java", "-cp", kafka_classpath(), "kafka.admin.ConfigCommand",
+                    "--bootstrap-server", f"127.0.0.1:{port}", "--alter", "--entity-type", "users",
+                    "--entity-name", SCRAM_USER, "--add-config-file", str(config)],
+                   what=f"creating the SCRAM-SHA-512 user {SCRAM_USER}", redact=(password,))
+    finally:
+        config.unlink(missing_ok=True)
+
+
+def secure_settings() -> dict[str, dict[str, str]]:
+    """What reaches each secure listener, as the project's settings keys (and file paths)."""
+    tls = tls_files()
+    return {
+        "sasl_ssl": {"bootstrap_servers": f"127.0.0.1:{kafka_sasl_ssl_port()}", "security_protocol": "SASL_SSL",
+                     "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": SCRAM_USER,
+                     "sasl_password_file": str(tls.sasl_password), "ssl_cafile": str(tls.ca)},
+        "mtls": {"bootstrap_servers": f"127.0.0.1:{kafka_mtls_port()}", "security_protocol": "SSL",
+                 "ssl_cafile": str(tls.ca), "ssl_certfile": str(tls.client_cert),
+                 "ssl_keyfile": str(tls.client_key), "ssl_key_password_file": str(tls.client_key_password)},
+        "mongodb_tls": {"uri": f"mongodb://127.0.0.1:{mongo_tls_port()}/?tls=true", "tls_ca_file": str(tls.ca)},
+    }
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.secure and not secure_profile():
+        secure_marker().parent.mkdir(parents=True, exist_ok=True)
+        secure_marker().write_text("SASL_SSL/SCRAM-SHA-512 and mTLS listeners, FerretDB TLS\n")
+        tls_files()
     # Both artefacts first, so a missing tool is reported before anything starts.
     provision_kafka()
     provision_ferretdb()
@@ -556,6 +670,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     wait_ready(ferret, mongo_ready, args.timeout)
     wait_ready(kafka, kafka_ready, args.timeout)
     wait_ready(kafka, group_coordinator_ready, args.timeout)
+    if secure_profile():
+        create_scram_user(kafka.port)
+        log(f"secure listeners: SASL_SSL 127.0.0.1:{kafka_sasl_ssl_port()}, mTLS 127.0.0.1:{kafka_mtls_port()}, "
+            f"FerretDB TLS 127.0.0.1:{mongo_tls_port()} (CA and credentials under {tls_files().dir})")
     prom = up_prometheus(args)
     log(f"stack ready in {time.monotonic() - started:.0f}s: "
         f"Kafka 127.0.0.1:{kafka.port}, FerretDB mongodb://127.0.0.1:{ferret.port}"
@@ -598,6 +716,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     if args.wipe:  # the demo's worker and exporter logs live beside the services
         for leftover in state_dir().glob("demo-*.log"):
             leftover.unlink()
+        if (state_dir() / "tls").exists():
+            shutil.rmtree(state_dir() / "tls")
+        secure_marker().unlink(missing_ok=True)
     return 0
 
 
@@ -629,8 +750,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not prom["running"] and find_prometheus() is None:
         prom["note"] = "not installed (optional)"
     if args.json:
-        print(json.dumps({"cache_dir": str(cache_dir()), "state_dir": str(state_dir()),
-                          "services": rows}, indent=2))
+        print(json.dumps({"cache_dir": str(cache_dir()), "state_dir": str(state_dir()), "services": rows,
+                          **({"secure": secure_settings()} if secure_profile() else {})}, indent=2))
     else:
         print(f"cache: {cache_dir()}\nstate: {state_dir()}")
         for r in rows:
@@ -642,28 +763,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(r["answering"] for r in rows if r["required"]) else 3
 
 
-def _free_port(pair: bool = False) -> int:
-    """A loopback port nobody listens on (and the next one too, with ``pair``: the KRaft controller)."""
+def _free_port(block: int = 1) -> int:
+    """A loopback port nobody listens on, and the ``block - 1`` after it too (the KRaft
+    controller and the secure profile's listeners sit beside the broker's port)."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port >= 65535:
+        if port + block > 65535:
             continue
-        if not pair:
-            return port
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
+        try:
+            with contextlib.ExitStack() as held:
+                for extra in range(1, block):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port + extra))
+        except OSError:
+            continue
         return port
     raise StackError("found no free loopback port")
 
 
 def cmd_free_ports(_: argparse.Namespace) -> int:
     """Print shell assignments of free ports for a second stack (make test's fresh one)."""
-    print(f"GRAPHRAG_KAFKA_PORT={_free_port(pair=True)} GRAPHRAG_MONGO_PORT={_free_port()} "
+    print(f"GRAPHRAG_KAFKA_PORT={_free_port(block=4)} GRAPHRAG_MONGO_PORT={_free_port(block=2)} "
           f"GRAPHRAG_PROMETHEUS_PORT={_free_port()}")
     return 0
 
@@ -686,6 +808,9 @@ def main(argv: list[str] | None = None) -> int:
                                    "available), wait until they answer")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
     up.add_argument("--no-prometheus", action="store_true", help="do not start (or install) Prometheus")
+    up.add_argument("--secure", action="store_true",
+                    help="the secure profile: SASL_SSL/SCRAM and mTLS listeners, FerretDB TLS (kept for this "
+                         "stack directory; `down --wipe` forgets it)")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop what `up` started; data is kept unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete data and logs")

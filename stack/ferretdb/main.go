@@ -23,6 +23,10 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data-dir", "data", "directory holding the SQLite databases")
 	debug := flag.Bool("debug", false, "log at debug level")
+	listenTLS := flag.String("listen-tls", "", "TLS address to listen on (empty: no TLS listener)")
+	tlsCert := flag.String("listen-tls-cert-file", "", "TLS server certificate (PEM)")
+	tlsKey := flag.String("listen-tls-key-file", "", "TLS server key (PEM)")
+	tlsCA := flag.String("listen-tls-ca-file", "", "CA that signs client certificates (PEM; optional)")
 	flag.Parse()
 
 	absDir, err := filepath.Abs(*dataDir)
@@ -40,7 +44,10 @@ func main() {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Listener: ferretdb.ListenerConfig{
+			TCP: *listen, TLS: *listenTLS,
+			TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSCAFile: *tlsCA,
+		},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + absDir + "/",
@@ -52,6 +59,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	logger.Info("FerretDB (SQLite) listening", "addr", *listen, "data", absDir)
+	logger.Info("FerretDB (SQLite) listening", "addr", *listen, "tls", *listenTLS, "data", absDir)
 	f.Run(ctx)
 }

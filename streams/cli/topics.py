@@ -23,10 +23,12 @@ def topics_create(obj: Ctx) -> None:
 
     Exits 1 when an existing topic has another partition count than the configuration.
     """
-    from streams.kafka.clients import ensure_topics
+    from streams.kafka.clients import KafkaConnectionError, ensure_topics
 
     try:
         results = ensure_topics(obj.settings)
+    except KafkaConnectionError as exc:
+        fail(str(exc))
     except Exception as exc:
         fail(f"could not create topics on {obj.settings.kafka.bootstrap_servers}: {exc}")
     for r in results:

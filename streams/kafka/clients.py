@@ -85,6 +85,56 @@ def make_admin(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings.kafka))
 
 
+class KafkaConnectionError(RuntimeError):
+    """The brokers cannot be reached, or refuse this client's TLS or SASL credentials:
+    an app or command stops at start with the reason and what to check (no secret in it)."""
+
+
+def connection_error(kafka: KafkaSettings, client: str, reason: str) -> KafkaConnectionError:
+    """The one wording of a failed connection, for librdkafka and aiokafka alike."""
+    low = reason.lower()
+    if ("authentication" in low and "sasl" in low) or "saslauthentication" in low:
+        hint = "check kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password"
+    elif "certificate verify failed" in low:
+        hint = ("the broker's certificate is not signed by a CA this client trusts, or not issued for the host "
+                "in kafka.bootstrap_servers: check kafka.ssl_cafile")
+    elif kafka.uses_tls and kafka.ssl_certfile is None and ("bad certificate" in low or "certificate required" in low
+                                                            or "closed" in low):
+        hint = ("the broker closed the TLS connection; if it requires client certificates (mTLS), set "
+                "kafka.ssl_certfile and kafka.ssl_keyfile")
+    elif "bad certificate" in low or "unknown ca" in low or "certificate required" in low:
+        hint = "the broker refused the client certificate: check kafka.ssl_certfile (signed by a CA the broker trusts)"
+    else:
+        hint = "check kafka.bootstrap_servers and kafka.security_protocol, and that the brokers run"
+    return KafkaConnectionError(f"cannot connect to Kafka at {kafka.bootstrap_servers} ({client}, security_protocol "
+                                f"{kafka.security_protocol}): {reason.strip()}; {hint}")
+
+
+# librdkafka reports these through error_cb and retries them for ever; at start they are final.
+_REFUSED = (KafkaError._AUTHENTICATION, KafkaError._SSL)
+
+
+def connected_admin(settings: Settings, timeout: float = 30.0) -> AdminClient:
+    """An admin client that has fetched metadata once, or :class:`KafkaConnectionError` with
+    the broker's reason: a refused credential fails at once, an unreachable broker after
+    ``timeout`` (librdkafka alone would only say "Broker transport failure")."""
+    errors: list[KafkaError] = []
+    conf: dict[str, Any] = {**client_config(settings.kafka), "error_cb": errors.append}
+    admin = AdminClient(conf)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+            return admin
+        except KafkaException as exc:
+            last = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        admin.poll(0)  # serves error_cb: the errors librdkafka met on the way
+        refused = [e for e in errors if e.code() in _REFUSED or "alert" in e.str()]
+        if refused or time.monotonic() >= deadline:
+            seen = refused or errors
+            raise connection_error(settings.kafka, "librdkafka", seen[-1].str() if seen else last)
+
+
 class DeliveryError(RuntimeError):
     """At least one message was not acknowledged by the broker."""
 
@@ -152,7 +202,7 @@ def ensure_topics(settings: Settings, specs: Sequence[TopicSpec] | None = None,
     topics service) runs this before any app starts; apps only check (:func:`check_topics`).
     """
     specs = list(specs or topic_specs(settings))
-    admin = make_admin(settings)
+    admin = connected_admin(settings, timeout)
     existing = admin.list_topics(timeout=timeout).topics
     missing = [s for s in specs if s.name not in existing]
     created: set[str] = set()
@@ -204,7 +254,7 @@ def check_topics(settings: Settings, *stages: Stage, timeout: float = 30.0) -> N
     One metadata request for all the stages given.
     """
     wanted = {s.name: s for s in topic_specs(settings)}
-    md = make_admin(settings).list_topics(timeout=timeout).topics
+    md = connected_admin(settings, timeout).list_topics(timeout=timeout).topics
     problems = []
     for stage in stages:
         for name in app_topics(settings, stage):

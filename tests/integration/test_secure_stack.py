@@ -1,0 +1,187 @@
+"""The Kafka security path on a real broker: the secure profile of the local stack.
+
+`localstack.py up --secure` starts the same Kafka 4.x with a SASL_SSL listener
+(SCRAM-SHA-512, a user made with Kafka's ConfigCommand) and an mTLS listener (client
+certificates required), and FerretDB with a TLS listener, all signed by a CA the stack
+makes (stack/certs.py). Here the whole pipeline runs on corpus videos over each Kafka
+listener, with MongoDB over TLS: librdkafka creates the topics and produces the requests,
+the stage workers consume and produce through Faust (aiokafka). A wrong password, an
+unknown CA and a missing client certificate each stop `topics create` and the worker at
+start, with the broker's reason, what to check, and no secret in any output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.runtime import check_faust_connection
+from streams.kafka.clients import KafkaConnectionError, connected_admin
+from streams.settings import ChunkingSettings
+from streams.store.graph_store import GraphStore
+from streams.transcripts.chunking import chunk_segments
+from streams.transcripts.parse import parse_transcript
+from tests.support import CORPUS, ROOT, Deployment, Services, manifest, wait_until
+
+pytestmark = pytest.mark.integration
+
+STACK = [sys.executable, str(ROOT / "stack" / "localstack.py")]
+# The four shortest corpus videos: every stage and both stores on each listener, in minutes.
+VIDEOS = sorted(manifest(), key=lambda e: e["chars"])[:4]
+
+
+@dataclass(frozen=True)
+class SecureStack:
+    services: Services  # the plaintext listeners: only for cleaning up after a deployment
+    kafka: dict[str, dict[str, Any]]  # listener -> kafka settings, secrets read from their files
+    mongodb: dict[str, Any]  # mongodb settings for FerretDB's TLS listener
+    secrets: tuple[str, ...]  # every password the profile made: none may appear in any output
+    other_ca: Path  # a CA that signed nothing of this stack
+
+
+def _with_secrets(listener: dict[str, str]) -> dict[str, Any]:
+    """The listener's settings as a config file holds them (the password files read)."""
+    out: dict[str, Any] = {}
+    for key, value in listener.items():
+        if key.endswith("_file") and key not in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            out[key.removesuffix("_file")] = Path(value).read_text()
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
+    tmp = tmp_path_factory.mktemp("secure-stack")
+    ports = dict(pair.split("=", 1) for pair in
+                 subprocess.run([*STACK, "free-ports"], capture_output=True, text=True, check=True).stdout.split())
+    env = {**os.environ, **ports, "GRAPHRAG_STACK_DIR": str(tmp / "stack")}
+    up = subprocess.run([*STACK, "up", "--secure", "--no-prometheus"], env=env, capture_output=True, text=True,
+                        timeout=300)
+    try:
+        assert up.returncode == 0, f"could not start the secure stack:\n{up.stderr}"
+        status = json.loads(subprocess.run([*STACK, "status", "--json"], env=env, capture_output=True, text=True,
+                                           check=True).stdout)
+        secure = status["secure"]
+        kafka = {name: _with_secrets(secure[name]) for name in ("sasl_ssl", "mtls")}
+        secrets = (kafka["sasl_ssl"]["sasl_password"], kafka["mtls"]["ssl_key_password"])
+        for secret in secrets:  # neither is echoed by `up` or `status`
+            assert secret not in up.stdout + up.stderr
+        other = tmp / "other-ca"
+        other.mkdir()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(other / "ca.key"),
+                        "-out", str(other / "ca.pem"), "-days", "2", "-subj", "/CN=not this stack's CA"],
+                       capture_output=True, check=True)
+        yield SecureStack(Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}",
+                                   f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}"),
+                          kafka, dict(secure["mongodb_tls"]), secrets, other / "ca.pem")
+    finally:
+        subprocess.run([*STACK, "down", "--wipe"], env=env, capture_output=True, text=True, timeout=180)
+
+
+def _deployment(stack: SecureStack, tmp: Path, kafka: dict[str, Any]) -> Deployment:
+    return Deployment(stack.services, tmp, {
+        "kafka": kafka,
+        "mongodb": stack.mongodb,
+        "graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                     "communities": {"interval_seconds": 86400}},
+    })
+
+
+def _expected_chunks(entry: dict[str, Any], chunking: ChunkingSettings) -> int:
+    segments = parse_transcript((CORPUS / entry["path"]).read_text(), entry["format"])
+    return len(chunk_segments(segments, chunking.tokens, chunking.overlap))
+
+
+def _assert_no_secret(stack: SecureStack, *texts: str) -> None:
+    for secret in stack.secrets:
+        for text in texts:
+            assert secret not in text
+
+
+@pytest.mark.parametrize("listener", ["sasl_ssl", "mtls"])
+def test_the_pipeline_runs_over_the_secure_listener(secure_stack: SecureStack, tmp_path: Path, listener: str) -> None:
+    d = _deployment(secure_stack, tmp_path, secure_stack.kafka[listener])
+    assert d.settings.kafka.security_protocol == {"sasl_ssl": "SASL_SSL", "mtls": "SSL"}[listener]
+    ids = [e["video_id"] for e in VIDEOS]
+    try:
+        worker = d.start_worker("all")  # `topics create` first: librdkafka over the same listener
+        d.cli("submit", *ids)
+        store = GraphStore.from_settings(d.settings)  # pymongo over FerretDB's TLS listener
+
+        def all_done() -> bool:
+            if not worker.alive():
+                raise AssertionError(f"the worker died:\n{worker.log_tail()}")
+            docs = store.videos.find(ids)
+            return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
+
+        wait_until(all_done, timeout=600, interval=2, message=lambda: f"the videos done; worker log:\n{worker.log_tail()}")
+        by_id = {v["_id"]: v for v in store.videos.find(ids)}
+        for entry in VIDEOS:
+            video = by_id[entry["video_id"]]
+            assert video["status"] == "done", video
+            assert video["chunks_stored"] == video["chunk_count"] == _expected_chunks(entry, d.settings.graphrag.chunking)
+        db = store.db
+        assert db["entities"].count_documents({}) > 0
+        assert db["relations"].count_documents({}) > 0
+        status = d.cli("status", *ids).stdout
+        d.stop_workers()
+        _assert_no_secret(secure_stack, worker.log_path.read_text(errors="replace"), status,
+                          json.dumps(list(db["videos"].find()), default=str))
+    finally:
+        d.cleanup()
+
+
+def _refused(stack: SecureStack, case: str) -> dict[str, Any]:
+    sasl, mtls = stack.kafka["sasl_ssl"], stack.kafka["mtls"]
+    if case == "wrong password":
+        return {**sasl, "sasl_password": "canary-wrong-password-7f3a"}
+    if case == "unknown CA":
+        return {**sasl, "ssl_cafile": str(stack.other_ca)}
+    return {k: v for k, v in mtls.items() if k not in ("ssl_certfile", "ssl_keyfile", "ssl_key_password")}
+
+
+REFUSALS = {
+    # case: (what librdkafka reports, what aiokafka reports, the hint both give)
+    "wrong password": ("SASL authentication error", "SaslAuthenticationFailed",
+                       "check kafka.sasl_mechanism, kafka.sasl_username and kafka.sasl_password"),
+    "unknown CA": ("certificate verify failed", "CERTIFICATE_VERIFY_FAILED", "check kafka.ssl_cafile"),
+    "missing client certificate": ("alert", "closed", "set kafka.ssl_certfile and kafka.ssl_keyfile"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_a_refused_credential_stops_every_client_at_start(secure_stack: SecureStack, tmp_path: Path,
+                                                           case: str) -> None:
+    librdkafka_says, aiokafka_says, hint = REFUSALS[case]
+    d = _deployment(secure_stack, tmp_path, _refused(secure_stack, case))
+    try:
+        # librdkafka, in-process and through `topics create`
+        with pytest.raises(KafkaConnectionError) as rd:
+            connected_admin(d.settings, timeout=60)
+        assert "(librdkafka, " in str(rd.value) and librdkafka_says in str(rd.value) and hint in str(rd.value)
+        created = d.cli("topics", "create", check=False, timeout=120)
+        assert created.returncode == 1 and librdkafka_says in created.stderr and hint in created.stderr
+        # aiokafka, exactly as the stages' Faust apps connect
+        with pytest.raises(KafkaConnectionError) as aio:
+            check_faust_connection(d.settings, timeout=60)
+        assert "(aiokafka, " in str(aio.value) and aiokafka_says in str(aio.value) and hint in str(aio.value)
+        # the worker: every stage stops at start instead of retrying for ever
+        worker = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--stages", "all"], cwd=ROOT,
+                                env=d.env, capture_output=True, text=True, timeout=180)
+        assert worker.returncode != 0
+        assert "cannot connect to Kafka" in worker.stderr and hint in worker.stderr
+        _assert_no_secret(secure_stack, str(rd.value), str(aio.value), created.stdout, created.stderr,
+                          worker.stdout, worker.stderr)
+        for text in (str(rd.value), str(aio.value), created.stderr, worker.stderr):
+            assert "canary-wrong-password" not in text
+    finally:
+        d.cleanup()
