@@ -5,7 +5,8 @@ SASL_SSL/SCRAM-SHA-512 listener and an mTLS listener, and FerretDB behind TLS, s
 security path of both Kafka client stacks is tested against a real broker. Everything
 is made once per stack directory and kept: a local CA, a broker/server certificate for
 127.0.0.1 and localhost, a client certificate whose key is encrypted, and the SCRAM
-user's password. Only the standard library and the ``openssl`` command are needed.
+user's password. Only the standard library and the ``openssl`` command are needed; the tests make their
+throwaway TLS material with the same functions (tests/tls_material.py).
 """
 
 from __future__ import annotations
@@ -84,44 +85,56 @@ def _secret_file(path: Path) -> None:
     path.chmod(0o600)
 
 
-def make_ca(dir: Path, name: str) -> tuple[Path, Path]:
+# EC P-256 keys: made in milliseconds, and read by Kafka's PEM key store, librdkafka,
+# Python's ssl and FerretDB (Go) alike.
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+
+
+def make_ca(dir: Path, name: str, *, days: int = 3650) -> tuple[Path, Path]:
     """A self-signed CA (key, certificate) in ``dir``."""
     dir.mkdir(parents=True, exist_ok=True)
     key, cert = dir / f"{name}.key", dir / f"{name}.pem"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-             "-days", "3650", "-subj", f"/CN=graphrag-streams {name}",
+    _openssl("req", "-x509", *_EC_KEY, "-keyout", str(key), "-out", str(cert),
+             "-days", str(days), "-subj", f"/CN={name}",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", what=f"making the CA {name}")
     key.chmod(0o600)
     return key, cert
 
 
-def issue(ca: tuple[Path, Path], key: Path, cert: Path, *, cn: str, usage: str,
-          key_password: str | None = None) -> None:
-    """A certificate for ``cn`` (also valid for 127.0.0.1 and localhost) signed by ``ca``;
-    the key is PKCS#8, encrypted with ``key_password`` when given."""
+# What a server certificate of the local stack is valid for: bootstrap addresses use both.
+LOOPBACK = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+
+
+def issue(ca: tuple[Path, Path], key: Path, cert: Path, *, cn: str, ext: str, days: int = 825) -> None:
+    """A certificate for ``cn`` signed by ``ca`` with the extensions ``ext`` (openssl
+    extension lines, e.g. ``LOOPBACK`` and an extendedKeyUsage); the key is unencrypted PKCS#8."""
     ca_key, ca_cert = ca
-    plain = key.with_suffix(".plain")
-    csr = key.with_suffix(".csr")
-    ext = key.with_suffix(".ext")
-    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                   f"extendedKeyUsage={usage}\n")
+    csr, extfile = key.with_suffix(".csr"), key.with_suffix(".ext")
+    extfile.write_text(f"basicConstraints=CA:FALSE\n{ext}\n")
     try:
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(plain), "-out", str(csr),
-                 "-subj", f"/CN={cn}", what=f"making the key of {cn}")
+        _openssl("req", *_EC_KEY, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={cn}",
+                 what=f"making the key of {cn}")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                 "-CAcreateserial", "-out", str(cert), "-days", "825", "-extfile", str(ext),
+                 "-CAcreateserial", "-out", str(cert), "-days", str(days), "-extfile", str(extfile),
                  what=f"signing the certificate of {cn}")
-        if key_password is None:
-            _openssl("pkcs8", "-topk8", "-nocrypt", "-in", str(plain), "-out", str(key),
-                     what=f"writing the key of {cn}")
-        else:
-            _openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(plain), "-out", str(key),
-                     "-passout", f"pass:{key_password}", what=f"encrypting the key of {cn}")
         key.chmod(0o600)
     finally:
-        for scratch in (plain, csr, ext):
-            scratch.unlink(missing_ok=True)
+        csr.unlink(missing_ok=True)
+        extfile.unlink(missing_ok=True)
+
+
+def encrypt_key(plain: Path, out: Path, password: str) -> None:
+    """``plain`` as an encrypted PKCS#8 key (AES-256) in ``out``; the password goes on no command line."""
+    pw = out.with_suffix(".pw")
+    pw.write_text(password)
+    pw.chmod(0o600)
+    try:
+        _openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", str(plain), "-out", str(out),
+                 "-passout", f"file:{pw}", what=f"encrypting {plain.name}")
+        out.chmod(0o600)
+    finally:
+        pw.unlink(missing_ok=True)
 
 
 def ensure_local_tls(dir: Path) -> TlsFiles:
@@ -132,11 +145,13 @@ def ensure_local_tls(dir: Path) -> TlsFiles:
     dir.mkdir(parents=True, exist_ok=True)
     os.chmod(dir, 0o700)
     ca = make_ca(dir, "ca")
-    issue(ca, files.server_key, files.server_cert, cn="localhost", usage="serverAuth")
+    issue(ca, files.server_key, files.server_cert, cn="localhost", ext=f"{LOOPBACK}\nextendedKeyUsage=serverAuth")
     files.server_keystore.write_text(files.server_key.read_text() + files.server_cert.read_text())
     files.server_keystore.chmod(0o600)
     _secret_file(files.client_key_password)
-    issue(ca, files.client_key, files.client_cert, cn="graphrag-streams-client", usage="clientAuth",
-          key_password=files.client_key_password.read_text())
+    plain = dir / "client-plain.key"
+    issue(ca, plain, files.client_cert, cn="graphrag-streams-client", ext="extendedKeyUsage=clientAuth")
+    encrypt_key(plain, files.client_key, files.client_key_password.read_text())
+    plain.unlink()
     _secret_file(files.sasl_password)  # last: its presence says the set is complete
     return files

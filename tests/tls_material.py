@@ -1,19 +1,21 @@
 """Throwaway TLS material for tests: a CA, a server certificate for localhost, a client
 certificate with its key (plain and encrypted), and a second, unrelated CA.
 
-Made with the openssl command (the `cryptography` package is not a dependency), EC keys so
-that it takes milliseconds. Nothing here is ever used outside a test's temporary directory.
+Made with the openssl recipe of the local stack's secure profile (stack/certs.py; the
+`cryptography` package is not a dependency), EC keys so that it takes milliseconds.
+Nothing here is ever used outside a test's temporary directory.
 """
 
 from __future__ import annotations
 
 import shutil
 import ssl
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from stack.certs import encrypt_key, issue, make_ca
 
 KEY_PASSWORD = "canary-key-pw-5f2a9c"  # the encrypted client key's; must never be printed
 
@@ -32,25 +34,10 @@ class TLSMaterial:
     not_pem: Path
 
 
-def _openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
-
-
-def _ca(d: Path, name: str) -> tuple[Path, Path]:
-    cert, key = d / f"{name}.crt", d / f"{name}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return cert, key
-
-
 def _leaf(d: Path, name: str, ca: tuple[Path, Path], ext: str) -> tuple[Path, Path]:
-    cert, key, csr, extfile = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
-    extfile.write_text(ext + "\n")
-    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-             "-out", cert, "-days", "2", "-extfile", extfile)
+    """(certificate, key) of ``name``, signed by ``ca`` (key, certificate)."""
+    cert, key = d / f"{name}.crt", d / f"{name}.key"
+    issue(ca, key, cert, cn=name, ext=ext, days=2)
     return cert, key
 
 
@@ -58,17 +45,18 @@ def make_tls_material(d: Path) -> TLSMaterial:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed: no TLS material for the test")
     d.mkdir(parents=True, exist_ok=True)
-    ca = _ca(d, "test-ca")
-    other = _ca(d, "other-ca")
-    server = _leaf(d, "server", ca, "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth")
+    ca = make_ca(d, "test-ca", days=2)
+    other = make_ca(d, "other-ca", days=2)
+    tls_server = "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth"
+    server = _leaf(d, "server", ca, tls_server)
     client = _leaf(d, "client", ca, "extendedKeyUsage=clientAuth")
-    other_server = _leaf(d, "other-server", other, "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth")
+    other_server = _leaf(d, "other-server", other, tls_server)
     encrypted = d / "client-encrypted.key"
-    _openssl("pkey", "-in", client[1], "-aes256", "-passout", f"pass:{KEY_PASSWORD}", "-out", encrypted)
+    encrypt_key(client[1], encrypted, KEY_PASSWORD)
     not_pem = d / "not-pem.crt"
     not_pem.write_text("this is not a certificate\n")
-    return TLSMaterial(ca=ca[0], server_cert=server[0], server_key=server[1], client_cert=client[0],
-                       client_key=client[1], client_key_encrypted=encrypted, other_ca=other[0],
+    return TLSMaterial(ca=ca[1], server_cert=server[0], server_key=server[1], client_cert=client[0],
+                       client_key=client[1], client_key_encrypted=encrypted, other_ca=other[1],
                        other_cert=other_server[0], other_key=other_server[1], not_pem=not_pem)
 
 

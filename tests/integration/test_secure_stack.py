@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from agents.runtime import check_faust_connection
+from stack.certs import make_ca
 from streams.kafka.clients import KafkaConnectionError, connected_admin
 from streams.settings import ChunkingSettings
 from streams.store.graph_store import GraphStore
@@ -75,14 +76,10 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureSta
         secrets = (kafka["sasl_ssl"]["sasl_password"], kafka["mtls"]["ssl_key_password"])
         for secret in secrets:  # neither is echoed by `up` or `status`
             assert secret not in up.stdout + up.stderr
-        other = tmp / "other-ca"
-        other.mkdir()
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(other / "ca.key"),
-                        "-out", str(other / "ca.pem"), "-days", "2", "-subj", "/CN=not this stack's CA"],
-                       capture_output=True, check=True)
+        _, other_ca = make_ca(tmp / "other-ca", "not-this-stacks-ca", days=2)
         yield SecureStack(Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}",
                                    f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}"),
-                          kafka, dict(secure["mongodb_tls"]), secrets, other / "ca.pem")
+                          kafka, dict(secure["mongodb_tls"]), secrets, other_ca)
     finally:
         subprocess.run([*STACK, "down", "--wipe"], env=env, capture_output=True, text=True, timeout=180)
 
@@ -123,12 +120,14 @@ def test_the_pipeline_runs_over_the_secure_listener(secure_stack: SecureStack, t
             docs = store.videos.find(ids)
             return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
 
-        wait_until(all_done, timeout=600, interval=2, message=lambda: f"the videos done; worker log:\n{worker.log_tail()}")
+        wait_until(all_done, timeout=600, interval=2,
+                   message=lambda: f"the videos done; worker log:\n{worker.log_tail()}")
         by_id = {v["_id"]: v for v in store.videos.find(ids)}
         for entry in VIDEOS:
             video = by_id[entry["video_id"]]
             assert video["status"] == "done", video
-            assert video["chunks_stored"] == video["chunk_count"] == _expected_chunks(entry, d.settings.graphrag.chunking)
+            expected = _expected_chunks(entry, d.settings.graphrag.chunking)
+            assert video["chunks_stored"] == video["chunk_count"] == expected
         db = store.db
         assert db["entities"].count_documents({}) > 0
         assert db["relations"].count_documents({}) > 0
