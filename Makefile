@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STACK  := $(BIN)/python stack/localstack.py
 PYTEST_ARGS ?=
 
-.PHONY: help install stack-up stack-down stack-wipe stack-status topics worker demo demo-stop \
+.PHONY: help install stack-up stack-up-secure stack-down stack-wipe stack-status topics worker demo demo-stop \
         test test-unit lint typecheck schemas check-schemas lock clean
 
 help: ## Show the targets
@@ -32,6 +32,9 @@ install: $(VENV)/.installed ## Create .venv and install the project with its dev
 
 stack-up: install ## Start Kafka and FerretDB on loopback (provisioned and cached on first use)
 	$(STACK) up
+
+stack-up-secure: install ## The same with SASL_SSL/SCRAM, mTLS and FerretDB TLS listeners (kept until stack-wipe)
+	$(STACK) up --secure
 
 stack-down: ## Stop the local stack (data kept)
 	@if [ -x $(BIN)/python ]; then $(STACK) down; else $(PYTHON) stack/localstack.py down; fi

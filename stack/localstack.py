@@ -659,6 +659,9 @@ def secure_settings() -> dict[str, dict[str, str]]:
 def cmd_up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.secure and not secure_profile():
+        if kafka_service().pid() or ferretdb_service().pid():
+            raise StackError("the stack runs without the secure profile; stop it first (`make stack-down`), "
+                             "then `up --secure` restarts it with the secure listeners (data kept)")
         secure_marker().parent.mkdir(parents=True, exist_ok=True)
         secure_marker().write_text("SASL_SSL/SCRAM-SHA-512 and mTLS listeners, FerretDB TLS\n")
         tls_files()
