@@ -26,7 +26,7 @@ import httpx
 from _common import CORPUS, ROOT, deployment, index_corpus, percentile
 
 from streams.api import reads
-from streams.api.snapshot import load_snapshot
+from streams.query.snapshot import load_snapshot
 from streams.store import GraphStore
 from tests.integration.demo_api import free_port
 from tests.support import wait_quiescent, wait_until

@@ -41,13 +41,13 @@ from streams.api.models import (
     VideoDetail,
     VideoRow,
 )
-from streams.api.snapshot import SnapshotHolder
 from streams.kafka.clients import make_producer, produce_and_confirm
 from streams.kafka.dlq_reader import DeadLetterCounts, count_dead_letters
 from streams.kafka.submission import InvalidSubmission, request_messages
 from streams.kafka.topics import topics_for
 from streams.model.views import iso
 from streams.query.answers import answer_global, answer_local, answer_with_llm
+from streams.query.snapshot import SnapshotHolder
 from streams.settings import Settings
 from streams.store import GraphStore
 
@@ -200,7 +200,9 @@ def create_app(settings: Settings, store: GraphStore | None = None) -> FastAPI:
     async def query(q: Annotated[str, Query(min_length=1, max_length=1000, description="The question.")],
                     mode: Literal["local", "global"] = "local") -> dict[str, Any]:
         """The answer with citations (video ID, mm:ss, youtu.be link with t=), entities and communities used."""
-        answer = await run_in_threadpool(answer_local if mode == "local" else answer_global, state.store, q)
+        answer_from = answer_local if mode == "local" else answer_global
+        # From the graph in memory, as the store holds it now (rebuilt first if it changed).
+        answer = await run_in_threadpool(lambda: answer_from(state.snapshots.latest(), q))
         if settings.llm_enabled and answer.citations:
             from streams.llm.client import LLMClient  # the openai client, only when an LLM answers
 

@@ -1,6 +1,6 @@
 """What the API reads from the graph: plain functions from the store to response models.
 
-With a :class:`~streams.api.snapshot.GraphSnapshot` the adjacency (relations, mentions,
+With a :class:`~streams.query.snapshot.GraphSnapshot` the adjacency (relations, mentions,
 memberships, chunk lists) comes from memory and the store is asked only by ``_id``; without
 one, or for an entity newer than it, every read goes to the store (indexed on MongoDB, a
 scan per query on FerretDB).
@@ -31,9 +31,9 @@ from streams.api.models import (
     VideoDetail,
     VideoRow,
 )
-from streams.api.snapshot import GraphSnapshot
 from streams.model.views import video_row
 from streams.query.answers import excerpt
+from streams.query.snapshot import GraphSnapshot
 from streams.store import GraphStore
 
 Doc = dict[str, Any]

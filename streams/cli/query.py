@@ -25,10 +25,11 @@ def query(obj: Ctx, question: str, mode: str, as_json: bool) -> None:
     import asyncio
 
     from streams.query.answers import answer_global, answer_local, answer_with_llm
+    from streams.query.snapshot import load_snapshot
 
     settings = obj.settings
-    store = open_read_store(settings)
-    answer = answer_local(store, question) if mode == "local" else answer_global(store, question)
+    graph = load_snapshot(open_read_store(settings))  # a few bulk reads; then no round trip per step
+    answer = answer_local(graph, question) if mode == "local" else answer_global(graph, question)
     if settings.llm_enabled and answer.citations:
         from streams.llm.client import LLMClient
 

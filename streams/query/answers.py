@@ -1,5 +1,9 @@
 """Answering questions from the graph, with ``video_id@mm:ss`` citations.
 
+Everything is read from a :class:`~streams.query.snapshot.GraphSnapshot` (the graph in
+memory, refreshed when it changes) and its :class:`~streams.query.index.QueryIndex`: a
+question costs no store round trip.
+
 local:  find the entities the question names (names, aliases, fuzzy), expand their
         neighbourhood, rank relations and the chunks that mention them.
 global: rank community reports by how well they match the question, then combine their
@@ -14,15 +18,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rapidfuzz import fuzz, process
-
-from streams.extraction.offline import STOPWORDS
 from streams.model.citations import Citation, shorten
-from streams.resolution.resolve import fold
-from streams.store import GraphStore
+from streams.query.snapshot import GraphSnapshot
+
+Doc = dict[str, Any]
 
 QUERY_PROMPT_VERSION = "answer-v1"
 
@@ -43,91 +46,61 @@ class Answer:
                 "communities": self.communities, "generated_by": self.generated_by}
 
 
-def _content_words(text: str) -> set[str]:
-    return {w for w in fold(text).split() if len(w) > 2 and w not in STOPWORDS}
-
-
-def match_entities(store: GraphStore, question: str, limit: int = 6) -> list[dict[str, Any]]:
+def match_entities(graph: GraphSnapshot, question: str, limit: int = 6) -> list[Doc]:
     """Entities the question names: exact names/aliases first (longest first), then fuzzy."""
-    q = fold(question)
-    entities = list(store.coll("entities").find({}, {"name": 1, "aliases": 1, "type": 1, "mention_count": 1}))
-    scored: dict[str, tuple[float, dict[str, Any]]] = {}
-    forms: list[tuple[str, dict[str, Any]]] = []
-    for e in entities:
-        for form in {e.get("name", ""), *(e.get("aliases") or [])}:
-            f = fold(form)
-            if not f or f in STOPWORDS or len(f) < 3:
-                continue
-            forms.append((f, e))
-            if re.search(rf"(?<!\w){re.escape(f)}(?!\w)", q):
-                score = 100.0 + len(f)
-                if score > scored.get(e["_id"], (0.0, e))[0]:
-                    scored[e["_id"]] = (score, e)
-    words = q.split()
-    grams = {" ".join(words[i:i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
-    grams = {g for g in grams if len(g) >= 5 and g not in STOPWORDS}
-    names = [f for f, _ in forms]
-    for g in grams:
-        for _, score, idx in process.extract(g, names, scorer=fuzz.ratio, score_cutoff=88, limit=3):
-            e = forms[idx][1]
-            if score > scored.get(e["_id"], (0.0, e))[0]:
-                scored[e["_id"]] = (float(score), e)
-    ranked = sorted(scored.values(), key=lambda se: (-se[0], -int(se[1].get("mention_count", 0)), se[1]["_id"]))
-    return [e for _, e in ranked[:limit]]
+    scored = graph.index.named(question)
+    ranked = sorted(scored, key=lambda eid: (-scored[eid], -int(graph.entities[eid].get("mention_count", 0)), eid))
+    return [{"_id": eid, **graph.entities[eid]} for eid in ranked[:limit]]
 
 
-def _cited_chunks(store: GraphStore, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Citation]:
-    """(chunk_id, entity_id) -> a citation, for mentions whose surface the chunk text really contains."""
-    if not pairs:
-        return {}
-    chunk_ids = sorted({c for c, _ in pairs})
-    texts = {c["_id"]: c for c in store.coll("chunks").find({"_id": {"$in": chunk_ids}}, {"text": 1, "video_id": 1})}
+def _cited_chunks(graph: GraphSnapshot, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Citation]:
+    """(chunk_id, entity_id) -> a citation where the chunk's text really contains the mention's
+    surface form: the earliest such mention of that entity in that chunk."""
     out: dict[tuple[str, str], Citation] = {}
-    wanted = set(pairs)
-    for m in store.coll("entity_mentions").find({"chunk_id": {"$in": chunk_ids}},
-                                                {"chunk_id": 1, "entity_id": 1, "surface": 1, "start": 1}):
-        key = (m["chunk_id"], m["entity_id"])
-        chunk = texts.get(m["chunk_id"])
-        if key in wanted and chunk and m.get("surface", "").casefold() in chunk["text"].casefold():
-            out[key] = Citation(video_id=chunk["video_id"], seconds=float(m.get("start", 0)), chunk_id=m["chunk_id"])
+    for chunk_id, eid in pairs:
+        if (chunk_id, eid) in out:
+            continue
+        text = graph.chunk_texts.get(chunk_id)
+        if text is None:
+            continue
+        folded = text.casefold()
+        for m in graph.mentions_by_chunk.get(chunk_id, ()):
+            if m["entity_id"] == eid and m.get("surface", "").casefold() in folded:
+                out[(chunk_id, eid)] = Citation(video_id=m["video_id"], seconds=float(m.get("start", 0)),
+                                                chunk_id=chunk_id)
+                break
     return out
 
 
-def local_context(store: GraphStore, entities: list[dict[str, Any]], max_relations: int = 12,
+def local_context(graph: GraphSnapshot, entities: list[Doc], max_relations: int = 12,
                   max_chunks: int = 5) -> dict[str, Any]:
     ids = [e["_id"] for e in entities]
-    rels = list(store.coll("relations").find({"$or": [{"source_id": {"$in": ids}}, {"target_id": {"$in": ids}}]}))
-    rels.sort(key=lambda r: (-float(r.get("weight", 0)), r["_id"]))
-    rels = rels[:max_relations]
-    neighbour_ids = {r["source_id"] for r in rels} | {r["target_id"] for r in rels}
-    wanted = sorted(neighbour_ids | set(ids))
-    names = {e["_id"]: e["name"] for e in store.coll("entities").find({"_id": {"$in": wanted}}, {"name": 1})}
+    rels = {r["_id"]: r for eid in ids for r in graph.relations_by_entity.get(eid, ())}
+    top = sorted(rels.values(), key=lambda r: (-float(r.get("weight", 0)), r["_id"]))[:max_relations]
     # The strongest evidence of each relation, cited where an endpoint is named in the chunk.
-    evidence = list(store.coll("relation_evidence").find({"relation_id": {"$in": [r["_id"] for r in rels]}},
-                                                         {"relation_id": 1, "chunk_id": 1, "source_id": 1,
-                                                          "target_id": 1, "strength": 1}))
-    evidence.sort(key=lambda e: (-int(e.get("strength", 0)), e["_id"]))
-    pairs = [(e["chunk_id"], e[side]) for e in evidence for side in ("source_id", "target_id")]
+    evidence = {r["_id"]: sorted(graph.evidence_by_relation.get(r["_id"], ()),
+                                 key=lambda e: (-int(e.get("strength", 0)), e["_id"])) for r in top}
+    pairs = [(e["chunk_id"], r[side]) for r in top for e in evidence[r["_id"]] for side in ("source_id", "target_id")]
     # Chunks that mention the most matched entities.
     mention_counts: Counter[str] = Counter()
-    for m in store.coll("entity_mentions").find({"entity_id": {"$in": ids}}, {"chunk_id": 1, "entity_id": 1}):
-        mention_counts[m["chunk_id"]] += 1
-        pairs.append((m["chunk_id"], m["entity_id"]))
-    cites = _cited_chunks(store, pairs)
+    for eid in ids:
+        for m in graph.mentions_by_entity.get(eid, ()):
+            mention_counts[m["chunk_id"]] += 1
+            pairs.append((m["chunk_id"], eid))
+    cites = _cited_chunks(graph, pairs)
     relation_rows = []
-    for r in rels:
-        cite = next((cites[(e["chunk_id"], e[side])] for e in evidence if e["relation_id"] == r["_id"]
-                     for side in ("source_id", "target_id") if (e["chunk_id"], e[side]) in cites), None)
-        relation_rows.append({"source": names.get(r["source_id"], "?"), "type": r.get("type", ""),
-                              "target": names.get(r["target_id"], "?"), "description": r.get("description", ""),
+    for r in top:
+        cite = next((cites[(e["chunk_id"], r[side])] for e in evidence[r["_id"]] for side in ("source_id", "target_id")
+                     if (e["chunk_id"], r[side]) in cites), None)
+        relation_rows.append({"source": graph.name(r["source_id"]), "type": r.get("type", ""),
+                              "target": graph.name(r["target_id"]), "description": r.get("description", ""),
                               "weight": r.get("weight", 0), "citation": cite})
     by_chunk: dict[str, Citation] = {}
     for (chunk_id, eid), c in cites.items():
         if eid in ids and chunk_id not in by_chunk:
             by_chunk[chunk_id] = c
     top_chunks = sorted(by_chunk, key=lambda c: (-mention_counts[c], c))[:max_chunks]
-    texts = {c["_id"]: c["text"] for c in store.coll("chunks").find({"_id": {"$in": top_chunks}}, {"text": 1})}
-    sources = [{"citation": by_chunk[c], "text": texts.get(c, "")} for c in top_chunks]
+    sources = [{"citation": by_chunk[c], "text": graph.chunk_texts.get(c, "")} for c in top_chunks]
     return {"relations": relation_rows, "sources": sources}
 
 
@@ -139,11 +112,15 @@ def excerpt(text: str, names: list[str], width: int = 240) -> str:
     return ("…" if start else "") + snippet + ("…" if start + width < len(text) else "")
 
 
-def answer_local(store: GraphStore, question: str) -> Answer:
-    entities = match_entities(store, question)
+def _entity_row(e: Doc) -> dict[str, Any]:
+    return {"id": e["_id"], "name": e["name"], "type": e.get("type"), "aliases": e.get("aliases", [])}
+
+
+def answer_local(graph: GraphSnapshot, question: str) -> Answer:
+    entities = match_entities(graph, question)
     if not entities:
         return Answer(question, "local", "No entity of the graph is named in the question.", [])
-    ctx = local_context(store, entities)
+    ctx = local_context(graph, entities)
     names = [e["name"] for e in entities]
     lines = [f"About {', '.join(names)}:"]
     citations: list[Citation] = []
@@ -161,54 +138,44 @@ def answer_local(store: GraphStore, question: str) -> Answer:
         c = s["citation"]
         lines.append(f"- {c.cite} {c.url}: \"{excerpt(s['text'], names)}\"")
         citations.append(c)
-    return Answer(question, "local", "\n".join(lines), _unique(citations),
-                  [{"id": e["_id"], "name": e["name"], "type": e.get("type"),
-                    "aliases": e.get("aliases", [])} for e in entities])
+    return Answer(question, "local", "\n".join(lines), _unique(citations), [_entity_row(e) for e in entities])
 
 
-def rank_communities(store: GraphStore, question: str, limit: int = 5) -> list[dict[str, Any]]:
-    words = _content_words(question)
-    names = {e["_id"]: e["name"] for e in store.coll("entities").find({}, {"name": 1})}
+def rank_communities(graph: GraphSnapshot, question: str, limit: int = 5) -> list[Doc]:
+    """Communities by how many content words their report shares with the question (and rating)."""
     ranked = []
-    for c in store.communities.find():
+    for i, overlap in graph.index.community_overlaps(question).items():
+        c = graph.communities[i]
         report = c.get("report") or {}
-        text = " ".join([report.get("title", ""), report.get("summary", ""),
-                         *(f.get("text", "") for f in report.get("findings", [])),
-                         *(names.get(m, "") for m in c.get("members", [])[:50])])
-        overlap = len(words & _content_words(text))
-        if overlap:
-            ranked.append((overlap + float(report.get("rating", 0)) / 10, -int(c.get("level", 0)), c))
+        ranked.append((overlap + float(report.get("rating", 0)) / 10, -int(c.get("level", 0)), c))
     ranked.sort(key=lambda t: (-t[0], -t[1], t[2]["_id"]))
     return [c for _, _, c in ranked[:limit]]
 
 
-def answer_global(store: GraphStore, question: str) -> Answer:
-    communities = rank_communities(store, question)
+def answer_global(graph: GraphSnapshot, question: str) -> Answer:
+    communities = rank_communities(graph, question)
     if not communities:
         return Answer(question, "global", "No community summary matches the question.", [])
-    names = {e["_id"]: e for e in store.coll("entities").find({}, {"name": 1, "aliases": 1, "type": 1})}
     lines: list[str] = []
     citations: list[Citation] = []
-    answer_entities: dict[str, dict[str, Any]] = {}
+    answer_entities: dict[str, Doc] = {}
     for c in communities:
         report = c.get("report") or {}
         lines.append(f"{report.get('title', c['_id'])} (rating {report.get('rating', 0)}): "
                      f"{shorten(report.get('summary', ''), 400)}")
         for f in report.get("findings", [])[:3]:
             pairs = [(ev["chunk_id"], eid) for ev in f.get("evidence", []) for eid in f.get("entity_ids", [])]
-            cites = _cited_chunks(store, pairs)
-            found = _unique(list(cites.values()))
+            found = _unique(list(_cited_chunks(graph, pairs).values()))
             if not found:
                 continue
             for eid in f.get("entity_ids", []):
-                if eid in names:
-                    answer_entities[eid] = names[eid]
+                if eid in graph.entities:
+                    answer_entities[eid] = {"_id": eid, **graph.entities[eid]}
             refs = " ".join(f"[{x.cite}]({x.url})" for x in found[:2])
             lines.append(f"- {shorten(f.get('text', ''), 240)} {refs}")
             citations += found[:2]
     return Answer(question, "global", "\n".join(lines), _unique(citations),
-                  [{"id": eid, "name": e["name"], "type": e.get("type"), "aliases": e.get("aliases", [])}
-                   for eid, e in answer_entities.items()],
+                  [_entity_row(e) for e in answer_entities.values()],
                   [{"id": c["_id"], "level": c.get("level"), "title": (c.get("report") or {}).get("title")}
                    for c in communities])
 

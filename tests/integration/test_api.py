@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streams.api import create_app, reads
-from streams.api.snapshot import SnapshotHolder, load_snapshot
+from streams.query.snapshot import SnapshotHolder, load_snapshot
 from streams.settings import load_settings
 from tests.integration.demo_api import DemoApi
 from tests.support import Deployment, consume_all
@@ -227,6 +227,22 @@ def test_a_local_answer_cites_stored_chunks_at_the_moment_of_the_name(demo_api: 
         assert chunk is not None and chunk["video_id"] == c["video_id"]
         assert chunk["start"] - 0.1 <= c["seconds"] <= chunk["end"]  # seconds: down to a tenth
         assert c["url"] in answer["answer"]
+
+
+def test_an_entity_stored_after_the_snapshot_is_answered_at_once(demo_api: DemoApi) -> None:
+    """Answers read the in-memory graph, rebuilt first when the store changed: an entity
+    written a moment ago is found by its alias, not only after the next background refresh."""
+    store = demo_api.store
+    assert demo_api.get("/api/query", q="What about Zyxwv Quillon?").json()["entities"] == []
+    entity = {"_id": "answer-freshness-test", "name": "Quillon Zyxwv Institute", "aliases": ["Zyxwv Quillon"],
+              "type": "ORGANIZATION", "mention_count": 1, "video_count": 1, "description": ""}
+    store.coll("entities").insert_one(entity)
+    try:
+        answer = demo_api.get("/api/query", q="What about Zyxwv Quillon?").json()
+        assert [e["id"] for e in answer["entities"]] == [entity["_id"]]
+    finally:
+        store.coll("entities").delete_one({"_id": entity["_id"]})
+    assert demo_api.get("/api/query", q="What about Zyxwv Quillon?").json()["entities"] == []
 
 
 def test_a_global_answer_uses_community_reports(demo_api: DemoApi) -> None:

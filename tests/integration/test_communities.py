@@ -16,6 +16,7 @@ import pytest
 from streams.communities.summarize import ExtractiveSummarizer
 from streams.jobs.community_run import run_communities
 from streams.query.answers import answer_global, answer_local
+from streams.query.snapshot import load_snapshot
 from streams.store import GRAPH_COLLECTIONS, GraphStore
 from tests.integration.corpus_run import CorpusRun
 from tests.support import evidence_mismatches, wait_quiescent, wait_until
@@ -115,8 +116,9 @@ def test_answers_cite_only_stored_chunks_that_name_an_answer_entity(restored_gra
     questions = [(q, "local") for q in QUESTIONS_LOCAL] + [(q, "global") for q in QUESTIONS_GLOBAL]
     questions += [(f"What is said about {e['name']}?", "local") for e in store.reads.top_entities(8)]
     cited = answered = 0
+    graph = load_snapshot(store)
     for question, mode in questions:
-        answer = answer_local(store, question) if mode == "local" else answer_global(store, question)
+        answer = answer_local(graph, question) if mode == "local" else answer_global(graph, question)
         names = {n.casefold() for e in answer.entities for n in [e["name"], *e.get("aliases", [])]}
         for c in answer.citations:
             chunk = store.db.chunks.find_one({"_id": c.chunk_id})

@@ -1,4 +1,4 @@
-"""The graph's adjacency held in memory for the API: entity pages without a scan per request.
+"""The graph held in memory for the API and for answers: no scan per request or question.
 
 FerretDB answers every query that is not on ``_id`` by scanning the collection, so an
 entity page built from ``relations``/``entity_mentions``/``communities`` queries costs
@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.query.index import QueryIndex
 from streams.store import GraphStore
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 SIGNATURE_COLLECTIONS = ("chunks", "entities", "relations", "entity_mentions", "relation_evidence", "communities")
+EVIDENCE_FIELDS = {"relation_id": 1, "chunk_id": 1, "source_id": 1, "target_id": 1, "strength": 1}
 ENTITY_FIELDS = {"name": 1, "type": 1, "aliases": 1, "mention_count": 1, "video_count": 1, "description": 1}
 
 
@@ -39,11 +41,25 @@ class GraphSnapshot:
     chunks_by_video: dict[str, list[Doc]]      # by index
     chunk_texts: dict[str, str]                # for evidence excerpts (FerretDB scans for $in)
     build_seconds: float
+    evidence_by_relation: dict[str, list[Doc]] = field(default_factory=dict)
     built_at: float = field(default_factory=time.time)
     community_by_id: dict[str, Doc] = field(init=False)
+    mentions_by_chunk: dict[str, list[Doc]] = field(init=False)  # by time
+    index: QueryIndex = field(init=False)  # names, aliases and report words, for answers
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "community_by_id", {c["_id"]: c for c in self.communities})
+        by_chunk: dict[str, list[Doc]] = defaultdict(list)
+        for ms in self.mentions_by_entity.values():
+            for m in ms:
+                by_chunk[m["chunk_id"]].append(m)
+        for ms in by_chunk.values():
+            ms.sort(key=lambda m: (float(m.get("start", 0)), m["_id"]))
+        object.__setattr__(self, "mentions_by_chunk", dict(by_chunk))
+        object.__setattr__(self, "index", QueryIndex.build(self.entities, self.communities))
+
+    def name(self, entity_id: str) -> str:
+        return str(self.entities.get(entity_id, {}).get("name", "?"))
 
 
 def graph_signature(store: GraphStore) -> tuple[Any, ...]:
@@ -84,8 +100,13 @@ def load_snapshot(store: GraphStore) -> GraphSnapshot:
         chunks[c["video_id"]].append(c)
     for cs in chunks.values():
         cs.sort(key=lambda c: int(c.get("index", 0)))
-    return GraphSnapshot(signature, entities, dict(relations), dict(mentions), communities, dict(by_entity),
-                         dict(chunks), texts, time.perf_counter() - started)
+    evidence: dict[str, list[Doc]] = defaultdict(list)
+    for e in store.coll("relation_evidence").find({}, EVIDENCE_FIELDS):
+        evidence[e["relation_id"]].append(e)
+    snap = GraphSnapshot(signature, entities, dict(relations), dict(mentions), communities, dict(by_entity),
+                         dict(chunks), texts, 0.0, dict(evidence))
+    object.__setattr__(snap, "build_seconds", time.perf_counter() - started)  # the index included
+    return snap
 
 
 class SnapshotHolder:
@@ -98,6 +119,7 @@ class SnapshotHolder:
         self._max_age_seconds = max_age_seconds
         self._loader = loader
         self._current: GraphSnapshot | None = None
+        self._lock = threading.Lock()  # one rebuild at a time: the refresher's or a question's
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,14 +131,22 @@ class SnapshotHolder:
         """Rebuild if the graph changed since the snapshot, or it is older than the maximum age
         (a change that leaves every size equal, such as a re-extracted chunk, shows then at
         the latest); True when a new one was made."""
-        snap = self._current
-        fresh = snap is not None and time.time() - snap.built_at < self._max_age_seconds
-        if fresh and snap is not None and graph_signature(self._store) == snap.signature:
-            return False
-        self._current = self._loader(self._store)
-        log.info("graph snapshot: %d entities, built in %.2fs", len(self._current.entities),
-                 self._current.build_seconds)
-        return True
+        with self._lock:
+            snap = self._current
+            fresh = snap is not None and time.time() - snap.built_at < self._max_age_seconds
+            if fresh and snap is not None and graph_signature(self._store) == snap.signature:
+                return False
+            self._current = self._loader(self._store)
+            log.info("graph snapshot: %d entities, built in %.2fs", len(self._current.entities),
+                     self._current.build_seconds)
+            return True
+
+    def latest(self) -> GraphSnapshot:
+        """The snapshot of the graph as it is now (rebuilt first if it changed): what answers
+        read, so a question never sees an older graph than the store holds."""
+        self.refresh()
+        assert self._current is not None  # refresh() made one  # nosec B101
+        return self._current
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="graph-snapshot", daemon=True)

@@ -1,0 +1,127 @@
+"""Answers: in-process latency of local and global questions, p50/p95 over 20 questions per
+mode, on the corpus graph and on a generated graph, printed side by side.
+
+The graph is read once into a snapshot (streams/query/snapshot.py; its build time is
+printed); each question is then timed twice: answered from that snapshot, and through
+`SnapshotHolder.latest()` first, as `serve` answers (a signature check of the store, then
+the snapshot). The CLI's `query` loads the snapshot once per process: its cost is the
+build time plus one answer.
+
+corpus: a kept deployment (--keep NAME, e.g. from `benchmarks/communities.py --keep NAME`),
+or every corpus video through the pipeline here and one community run.
+generated: --relations relations among a third as many entities (benchmarks/communities.py's
+generator), one community run with extractive summaries.
+
+    .venv/bin/python benchmarks/query.py [--keep NAME] [--relations 100000] [--skip-corpus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+
+from _common import CORPUS, deployment, index_corpus, percentile
+from communities import generated_graph
+
+from streams.communities.summarize import ExtractiveSummarizer
+from streams.jobs.community_run import run_communities
+from streams.query.answers import Answer, answer_global, answer_local
+from streams.query.snapshot import GraphSnapshot, SnapshotHolder, load_snapshot
+from streams.settings import Settings
+from streams.store import GraphStore
+from tests.support import Deployment, wait_quiescent
+
+QUESTIONS = 20
+
+
+def questions(snap: GraphSnapshot) -> tuple[list[str], list[str]]:
+    """20 local questions naming the most mentioned entities, 20 global ones from report titles."""
+    top = sorted(snap.entities.items(), key=lambda kv: (-int(kv[1].get("mention_count", 0)), kv[0]))[:QUESTIONS]
+    local = [f"What is said about {e['name']}?" for _, e in top]
+    titles = [(c.get("report") or {}).get("title", "") for c in snap.communities]
+    global_ = [f"What do the videos say about {t}?" for t in titles if t][:QUESTIONS]
+    return local, global_
+
+
+def _timed(answer: Callable[[str], Answer], qs: list[str]) -> tuple[list[float], int]:
+    times, cited = [], 0
+    for q in qs:
+        t0 = time.perf_counter()
+        a = answer(q)
+        times.append((time.perf_counter() - t0) * 1000)
+        cited += bool(a.citations)
+    return times, cited
+
+
+def _row(graph: str, mode: str, path: str, times: list[float], cited: int, n: int) -> None:
+    print(f"{graph:<28} {mode:<7} {path:<22} {percentile(times, 50):>8.1f} {percentile(times, 95):>8.1f} "
+          f"{max(times):>8.1f}   {cited}/{n} with citations")
+
+
+def measure(label: str, store: GraphStore) -> None:
+    snap = load_snapshot(store)
+    graph = f"{label} ({len(snap.entities)} ent)"
+    print(f"\n{graph}: snapshot built in {snap.build_seconds:.2f}s, {len(snap.communities)} communities")
+    print(f"{'graph':<28} {'mode':<7} {'path':<22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    holder = SnapshotHolder(store, refresh_seconds=3600, max_age_seconds=3600, loader=lambda _: snap)
+    holder.refresh()
+    local, global_ = questions(snap)
+    for mode, qs, fn in (("local", local, answer_local), ("global", global_, answer_global)):
+        times, cited = _timed(lambda q, fn=fn: fn(snap, q), qs)  # type: ignore[misc]
+        _row(graph, mode, "snapshot", times, cited, len(qs))
+        times, cited = _timed(lambda q, fn=fn: fn(holder.latest(), q), qs)  # type: ignore[misc]
+        _row(graph, mode, "latest() + snapshot", times, cited, len(qs))
+
+
+def _communities(settings: Settings, store: GraphStore, *, merge: bool) -> None:
+    summarizer = ExtractiveSummarizer(settings.graphrag.communities.findings)
+    asyncio.run(run_communities(settings, store, summarizer, merge=merge))
+
+
+def corpus(keep: str | None) -> None:
+    overrides = {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                              "communities": {"interval_seconds": 86400}}}
+    d: Deployment = deployment(overrides, name=keep)
+    try:
+        store = GraphStore.from_settings(d.settings)
+        if not store.communities.find():
+            d.create_topics()
+            _, worker, _, _ = index_corpus(d)
+            wait_quiescent(d.settings, workers=[worker])
+            d.stop_workers()
+            _communities(d.settings, store, merge=True)
+        measure("corpus", store)
+    finally:
+        d.stop_workers()
+        if not keep:
+            d.cleanup()
+
+
+def generated(relations: int) -> None:
+    d = deployment({})
+    try:
+        store = GraphStore.from_settings(d.settings)
+        store.ensure_indexes()
+        generated_graph(store, relations)
+        _communities(d.settings, store, merge=False)
+        measure(f"generated {relations // 1000}k rel", store)
+    finally:
+        d.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", metavar="NAME", help="use (or make and keep) the corpus deployment of this name")
+    parser.add_argument("--relations", type=int, default=100_000, help="relations of the generated graph (0: none)")
+    parser.add_argument("--skip-corpus", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_corpus:
+        corpus(args.keep)
+    if args.relations:
+        generated(args.relations)
+
+
+if __name__ == "__main__":
+    main()
