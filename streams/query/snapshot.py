@@ -65,7 +65,7 @@ class GraphSnapshot:
 def graph_signature(store: GraphStore) -> tuple[Any, ...]:
     """Changes whenever chunks are stored, forgotten or resolved again, or communities run."""
     last = store.communities.last_run()
-    return (*(store.coll(c).estimated_document_count() for c in SIGNATURE_COLLECTIONS),
+    return (*(store.document_count(c) for c in SIGNATURE_COLLECTIONS),
             last.get("started_at") if last else None)
 
 

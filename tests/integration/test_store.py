@@ -399,3 +399,14 @@ def test_a_merge_pass_leaves_the_graph_of_a_set_of_chunks_whatever_came_first(se
         for name in dbs:
             client.drop_database(name)
         client.close()
+
+
+def test_document_counts_come_from_the_statistics_and_follow_every_write(store: GraphStore) -> None:
+    """What the snapshot's change signature reads (streams/query/snapshot.py): exact after
+    inserts and deletes, 0 for a collection that does not exist yet."""
+    assert store.document_count("never_written") == 0
+    coll = store.coll("counted")
+    coll.insert_many([{"_id": i} for i in range(37)])
+    assert store.document_count("counted") == 37
+    coll.delete_many({"_id": {"$lt": 5}})
+    assert store.document_count("counted") == 32
