@@ -201,6 +201,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 1
         time.sleep(interval)
 
 
+def wait_videos_finished(store: Any, ids: Sequence[str], worker: WorkerProcess, timeout: float,
+                         what: str = "the videos done") -> None:
+    """Until every video is done or failed (its status document), failing at once with the
+    log tail if the worker dies meanwhile."""
+    def finished() -> bool:
+        if not worker.alive():
+            raise AssertionError(f"the worker died:\n{worker.log_tail()}")
+        docs = store.videos.find(list(ids))
+        return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
+
+    wait_until(finished, timeout=timeout, interval=2, message=lambda: f"{what}; worker log:\n{worker.log_tail()}")
+
+
 def wait_llm_outage_waited_out(worker: WorkerProcess, opened_before: int, down_at: float,
                                longer_than: float) -> None:
     """Until the worker's LLM circuit has opened (more often than ``opened_before``), two

@@ -35,7 +35,7 @@ from tests.support import (
     manifest,
     produce_raw,
     wait_quiescent,
-    wait_until,
+    wait_videos_finished,
 )
 
 VALID_ID_WITHOUT_TRANSCRIPT = "aaaaaaaaaaA"
@@ -154,14 +154,7 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[CorpusRun]:
         d.cli("submit", "--file", "-", input="\n".join(ids[half:]) + "\n")
         store = GraphStore.from_settings(d.settings)
 
-        def all_finished() -> bool:
-            if not worker.alive():
-                raise AssertionError(f"the worker died:\n{worker.log_tail()}")
-            docs = store.videos.find(ids)
-            return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
-
-        wait_until(all_finished, timeout=900, interval=2,
-                   message=lambda: f"all corpus videos done; worker log:\n{worker.log_tail()}")
+        wait_videos_finished(store, ids, worker, timeout=900, what="all corpus videos done")
         wall = time.monotonic() - started
         wait_quiescent(d.settings, workers=[worker])
         d.stop_workers()  # a test that needs one starts its own (restored_graph stops it)

@@ -30,7 +30,7 @@ from streams.settings import ChunkingSettings
 from streams.store.graph_store import GraphStore
 from streams.transcripts.chunking import chunk_segments
 from streams.transcripts.parse import parse_transcript
-from tests.support import CORPUS, ROOT, Deployment, Services, manifest, wait_until
+from tests.support import CORPUS, ROOT, Deployment, Services, manifest, wait_videos_finished
 
 pytestmark = pytest.mark.integration
 
@@ -113,15 +113,7 @@ def test_the_pipeline_runs_over_the_secure_listener(secure_stack: SecureStack, t
         worker = d.start_worker("all")  # `topics create` first: librdkafka over the same listener
         d.cli("submit", *ids)
         store = GraphStore.from_settings(d.settings)  # pymongo over FerretDB's TLS listener
-
-        def all_done() -> bool:
-            if not worker.alive():
-                raise AssertionError(f"the worker died:\n{worker.log_tail()}")
-            docs = store.videos.find(ids)
-            return len(docs) == len(ids) and all(x["status"] in ("done", "failed") for x in docs)
-
-        wait_until(all_done, timeout=600, interval=2,
-                   message=lambda: f"the videos done; worker log:\n{worker.log_tail()}")
+        wait_videos_finished(store, ids, worker, timeout=600)
         by_id = {v["_id"]: v for v in store.videos.find(ids)}
         for entry in VIDEOS:
             video = by_id[entry["video_id"]]
