@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -84,24 +85,35 @@ def check_faust_connection(settings: Settings, timeout: float = 30.0) -> None:
     """Connect and authenticate to a bootstrap broker exactly as the stage's Faust app will
     (aiokafka, :func:`faust_credentials`), so that a refused credential stops the app at start
     with the broker's reason instead of Faust retrying it for ever."""
+    from aiokafka import errors as aiokafka_errors
     from aiokafka.conn import create_conn
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
     auth = dict(credentials_to_aiokafka_auth(faust_credentials(settings)))
     hosts = [h.strip() for h in settings.kafka.bootstrap_servers.split(",") if h.strip()]
+    k = settings.kafka
+
+    def refusal(exc: Exception) -> bool:
+        """The broker answered and said no: TLS refused, SASL failed, or (mTLS without a client
+        certificate) the TLS connection closed at once; not a broker that is not there yet."""
+        if isinstance(exc, aiokafka_errors.KafkaConnectionError):
+            return k.uses_tls and k.ssl_certfile is None and "closed" in str(exc)
+        return isinstance(exc, ssl.SSLError | aiokafka_errors.KafkaError)
 
     async def first_answer() -> None:
         reasons: list[str] = []
+        refused = False
         for host in hosts:
             name, _, port = host.rpartition(":")
             try:
                 conn = await asyncio.wait_for(create_conn(name, int(port), **auth), timeout / len(hosts))
             except Exception as exc:  # aiokafka's, ssl's and OSError share no narrower base
                 reasons.append(f"{host}: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""))
+                refused = refused or refusal(exc)
                 continue
             conn.close()
             return
-        raise connection_error(settings.kafka, "aiokafka", "; ".join(reasons))
+        raise connection_error(k, "aiokafka", "; ".join(reasons), refused=refused)
 
     # A loop of its own, never set as current: Faust makes and runs the app's loop afterwards.
     loop = asyncio.new_event_loop()

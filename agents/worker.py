@@ -49,6 +49,8 @@ _MODULES = {
 #: A stage's exit status when it cannot start for a reason a restart does not fix (a
 #: missing topic, a bad configuration): the supervisor stops instead of restarting it.
 EXIT_NOT_STARTABLE = 2
+#: ... when the brokers did not answer at start (they may be starting): restarted with backoff.
+EXIT_BROKER_UNREACHABLE = 1
 #: Set by the supervisor for a restarted child: how many times it restarted that stage.
 RESTARTS_ENV = "GRAPHRAG_WORKER_RESTARTS"
 
@@ -150,9 +152,14 @@ def run_stage(stage: Stage, settings: Settings) -> int:
     try:
         check_topics(settings, stage)  # librdkafka: connects (TLS, SASL) and checks the topics
         check_faust_connection(settings)  # aiokafka: the same credentials the way Faust uses them
-    except (TopicsNotReady, KafkaConnectionError) as exc:
+    except TopicsNotReady as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NOT_STARTABLE
+    except KafkaConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        # Refused credentials will be refused again; a broker that did not answer may be
+        # starting: exit as a failure, so that the stage is restarted (with backoff).
+        return EXIT_NOT_STARTABLE if exc.refused else EXIT_BROKER_UNREACHABLE
     app = build_app(stage, settings)
     health = start_health(stage, settings, app)
     if topics_for(settings).inputs(stage):

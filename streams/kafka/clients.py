@@ -87,10 +87,16 @@ def make_admin(settings: Settings) -> AdminClient:
 
 class KafkaConnectionError(RuntimeError):
     """The brokers cannot be reached, or refuse this client's TLS or SASL credentials:
-    an app or command stops at start with the reason and what to check (no secret in it)."""
+    an app or command stops at start with the reason and what to check (no secret in it).
+    ``refused``: the brokers answered and refused (trying again will not help); else they
+    did not answer in time (they may be starting)."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
-def connection_error(kafka: KafkaSettings, client: str, reason: str) -> KafkaConnectionError:
+def connection_error(kafka: KafkaSettings, client: str, reason: str, *, refused: bool) -> KafkaConnectionError:
     """The one wording of a failed connection, for librdkafka and aiokafka alike."""
     low = reason.lower()
     if ("authentication" in low and "sasl" in low) or "saslauthentication" in low:
@@ -107,7 +113,7 @@ def connection_error(kafka: KafkaSettings, client: str, reason: str) -> KafkaCon
     else:
         hint = "check kafka.bootstrap_servers and kafka.security_protocol, and that the brokers run"
     return KafkaConnectionError(f"cannot connect to Kafka at {kafka.bootstrap_servers} ({client}, security_protocol "
-                                f"{kafka.security_protocol}): {reason.strip()}; {hint}")
+                                f"{kafka.security_protocol}): {reason.strip()}; {hint}", refused=refused)
 
 
 # librdkafka reports these through error_cb and retries them for ever; at start they are final.
@@ -132,7 +138,8 @@ def connected_admin(settings: Settings, timeout: float = 30.0) -> AdminClient:
         refused = [e for e in errors if e.code() in _REFUSED or "alert" in e.str()]
         if refused or time.monotonic() >= deadline:
             seen = refused or errors
-            raise connection_error(settings.kafka, "librdkafka", seen[-1].str() if seen else last)
+            raise connection_error(settings.kafka, "librdkafka", seen[-1].str() if seen else last,
+                                   refused=bool(refused))
 
 
 class DeliveryError(RuntimeError):

@@ -159,12 +159,14 @@ def test_a_refused_credential_stops_every_client_at_start(secure_stack: SecureSt
         with pytest.raises(KafkaConnectionError) as rd:
             connected_admin(d.settings, timeout=60)
         assert "(librdkafka, " in str(rd.value) and librdkafka_says in str(rd.value) and hint in str(rd.value)
+        assert rd.value.refused  # answered and refused: the worker stops instead of restarting
         created = d.cli("topics", "create", check=False, timeout=120)
         assert created.returncode == 1 and librdkafka_says in created.stderr and hint in created.stderr
         # aiokafka, exactly as the stages' Faust apps connect
         with pytest.raises(KafkaConnectionError) as aio:
             check_faust_connection(d.settings, timeout=60)
         assert "(aiokafka, " in str(aio.value) and aiokafka_says in str(aio.value) and hint in str(aio.value)
+        assert aio.value.refused
         # the worker: every stage stops at start instead of retrying for ever
         worker = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--stages", "all"], cwd=ROOT,
                                 env=d.env, capture_output=True, text=True, timeout=180)

@@ -21,8 +21,8 @@ import yaml
 from confluent_kafka import KafkaException, Producer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from agents.runtime import faust_credentials
-from streams.kafka.clients import client_config, ssl_context
+from agents.runtime import check_faust_connection, faust_credentials
+from streams.kafka.clients import KafkaConnectionError, client_config, connected_admin, ssl_context
 from streams.settings import ConfigError, Settings, load_settings, redacted
 from tests.tls_material import KEY_PASSWORD, TLSMaterial, handshake, make_tls_material, server_context
 
@@ -305,3 +305,16 @@ def test_mongodb_ca_file_reaches_the_client_and_is_checked_at_load(tls: TLSMater
     path.write_text(yaml.safe_dump({"environment": "development", "mongodb": {"tls_ca_file": str(tls.not_pem)}}))
     with pytest.raises(ConfigError, match=r"mongodb\.tls_ca_file: .* is not a PEM certificate file"):
         load_settings(path, env={})
+
+
+def test_a_broker_that_does_not_answer_is_unreachable_not_refused() -> None:
+    """Nothing listens: both checks fail with the address and refused=False, so that a stage
+    exits to be restarted (a broker that is starting) instead of stopping every stage."""
+    s = settings()
+    with pytest.raises(KafkaConnectionError) as rd:
+        connected_admin(s, timeout=2)
+    assert not rd.value.refused and f"cannot connect to Kafka at {BOOTSTRAP} (librdkafka" in str(rd.value)
+    with pytest.raises(KafkaConnectionError) as aio:
+        check_faust_connection(s, timeout=2)
+    assert not aio.value.refused and f"cannot connect to Kafka at {BOOTSTRAP} (aiokafka" in str(aio.value)
+    assert "check kafka.bootstrap_servers" in str(aio.value)
