@@ -410,3 +410,22 @@ def test_document_counts_come_from_the_statistics_and_follow_every_write(store: 
     assert store.document_count("counted") == 37
     coll.delete_many({"_id": {"$lt": 5}})
     assert store.document_count("counted") == 32
+
+
+# --------------------------------------------------------------------------- the backend's indexes
+
+
+@pytest.mark.parametrize("collection", ["entities", "relations", "chunks", "videos"])
+def test_a_lookup_by_id_uses_the_id_index(store: GraphStore, collection: str) -> None:
+    """Every write of the graph (upserts, reconciliation, progress) finds its document by
+    ``_id``. FerretDB 1.24's SQLite backend spelled ``_id`` differently from its own index,
+    so each such lookup scanned the whole collection; the local stack builds it patched
+    (stack/localstack.py FERRETDB_PATCHES). Real MongoDB always uses its ``_id`` index."""
+    store.coll(collection).insert_many([{"_id": f"doc-{i}", "n": i} for i in range(50)])
+    explained = store.db.command("explain", {"find": collection, "filter": {"_id": "doc-7"}})
+    if "ferretdbVersion" not in explained.get("serverInfo", {}):
+        assert explained["queryPlanner"]["winningPlan"]["stage"] in ("IDHACK", "EXPRESS_IXSCAN", "FETCH")
+        return
+    plan = " ".join(explained["queryPlanner"]["Plan"])
+    assert "USING INDEX" in plan and "__id_" in plan, plan
+    assert store.coll(collection).find_one({"_id": "doc-7"}) == {"_id": "doc-7", "n": 7}
