@@ -3,7 +3,7 @@ commands of bounded size, inserts that treat "already stored" as success."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pymongo import DeleteOne, MongoClient, UpdateOne
@@ -17,6 +17,9 @@ Doc = dict[str, Any]
 T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
+#: On FerretDB, more values than this are looked up in one scan of the collection (find_in).
+SCAN_ABOVE = 100
+SCAN_BATCH = 10_000
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -45,6 +48,7 @@ class Mongo:
         self._resolve_db = db if callable(db) else None
         self._client: MongoClient[Doc] | None = client or (None if callable(db) else db.client)
         self.max_ops = max_ops_per_command
+        self._filters_scan: bool | None = None
 
     @property
     def db(self) -> Database[Doc]:
@@ -60,6 +64,35 @@ class Mongo:
         client = self._db.client if self._db is not None else self._client
         if client is not None:
             client.close()
+
+    @property
+    def filters_scan(self) -> bool:
+        """True on FerretDB: it answers every filter not on a single ``_id`` by decoding the
+        whole collection, and ``$in`` costs a comparison per listed value for every document."""
+        if self._filters_scan is None:
+            self._filters_scan = "ferretdbVersion" in self.db.command("buildInfo")
+        return self._filters_scan
+
+    def find_in(self, coll: str, field: str, values: Iterable[Any], projection: Mapping[str, Any] | None = None,
+                ) -> Iterator[Doc]:
+        """The documents whose ``field`` is one of ``values``.
+
+        MongoDB answers ``$in`` from the index, in queries of 1,000 values. On FerretDB each
+        such query is a scan whose ``$in`` costs grow with the values (1,000 ids: twice a plain
+        scan of the collection), so more than ``SCAN_ABOVE`` values are found in one plain scan,
+        filtered here.
+        """
+        wanted = set(values)
+        if not wanted:
+            return
+        proj = None if projection is None else {**projection, field: 1}
+        if self.filters_scan and len(wanted) > SCAN_ABOVE:
+            for d in self.coll(coll).find({}, proj, batch_size=SCAN_BATCH):
+                if d.get(field) in wanted:
+                    yield d
+            return
+        for part in batched(sorted(wanted), 1000):
+            yield from self.coll(coll).find({field: {"$in": list(part)}}, proj)
 
     def ping(self) -> bool:
         try:
@@ -88,10 +121,7 @@ class Mongo:
 
     def current(self, coll: str, ids: Sequence[str]) -> dict[str, Doc]:
         """The stored documents of ``ids``, by id."""
-        out: dict[str, Doc] = {}
-        for part in batched(ids, 1000):
-            out.update({d["_id"]: d for d in self.coll(coll).find({"_id": {"$in": list(part)}})})
-        return out
+        return {d["_id"]: d for d in self.find_in(coll, "_id", ids)}
 
 
 class Collections:
