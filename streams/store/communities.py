@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
 
@@ -13,23 +14,40 @@ from streams.model.citations import Citation
 from streams.model.communities import Community, Edge, PreviousCommunity
 from streams.model.reports import CommunityContext, CommunityReport, MemberInfo, RelationInfo
 from streams.store.documents import differs
-from streams.store.mongo import Collections, Doc
+from streams.store.mongo import SCAN_BATCH, Collections, Doc
+
+
+@dataclass(frozen=True)
+class GraphDocs:
+    """Entities by id and relations, as one community run reads them once."""
+
+    entities: dict[str, Doc]
+    relations: list[Doc]
 
 
 class CommunityStore(Collections):
     """Reads and writes of community runs."""
 
-    def graph(self) -> tuple[list[str], list[Edge]]:
-        nodes = [e["_id"] for e in self.coll("entities").find({}, {"_id": 1})]
-        edges = [Edge(r["source_id"], r["target_id"], r["_id"], float(r.get("weight", 1)))
-                 for r in self.coll("relations").find({}, {"source_id": 1, "target_id": 1, "weight": 1})]
-        return nodes, edges
+    def read_graph(self) -> GraphDocs:
+        """Every entity and relation, in one read each, with what detection and summaries use."""
+        entities = {e["_id"]: e for e in self.coll("entities").find(
+            {}, {"name": 1, "type": 1, "description": 1, "mention_count": 1}, batch_size=SCAN_BATCH)}
+        relations = list(self.coll("relations").find(
+            {}, {"source_id": 1, "target_id": 1, "type": 1, "description": 1, "weight": 1}, batch_size=SCAN_BATCH))
+        return GraphDocs(entities, relations)
 
-    def previous(self) -> list[PreviousCommunity]:
+    def graph(self, docs: GraphDocs | None = None) -> tuple[list[str], list[Edge]]:
+        docs = docs or self.read_graph()
+        edges = [Edge(r["source_id"], r["target_id"], r["_id"], float(r.get("weight", 1))) for r in docs.relations]
+        return list(docs.entities), edges
+
+    def stored(self) -> list[Doc]:
+        """The stored communities without their reports: what ``previous`` and ``save`` compare with."""
+        return list(self.coll("communities").find({}, {"report": 0}, batch_size=SCAN_BATCH))
+
+    def previous(self, stored: Sequence[Doc] | None = None) -> list[PreviousCommunity]:
         out = []
-        for c in self.coll("communities").find({}, {"level": 1, "members": 1, "parent": 1, "fingerprint": 1,
-                                                    "incident_fingerprint": 1, "summarized_fingerprint": 1,
-                                                    "dirty": 1}):
+        for c in self.stored() if stored is None else stored:
             dirty = bool(c.get("dirty"))
             out.append(PreviousCommunity(
                 c["_id"], int(c["level"]), frozenset(c["members"]), c.get("fingerprint", ""),
@@ -37,7 +55,8 @@ class CommunityStore(Collections):
                 "" if dirty else c.get("summarized_fingerprint", "")))
         return out
 
-    def contexts(self, communities: Sequence[Community], max_relations: int = 60) -> dict[str, CommunityContext]:
+    def contexts(self, communities: Sequence[Community], max_relations: int = 60,
+                 docs: GraphDocs | None = None) -> dict[str, CommunityContext]:
         """What each community's summary is written from: its members, its heaviest inner
         relations and their strongest evidence (three citations each).
 
@@ -47,11 +66,10 @@ class CommunityStore(Collections):
         """
         if not communities:
             return {}
-        entities = {e["_id"]: e for e in self.coll("entities").find(
-            {}, {"name": 1, "type": 1, "description": 1, "mention_count": 1})}
+        docs = docs or self.read_graph()
+        entities = docs.entities
         incident: dict[str, list[Doc]] = defaultdict(list)
-        for r in self.coll("relations").find({}, {"source_id": 1, "target_id": 1, "type": 1, "description": 1,
-                                                   "weight": 1}):
+        for r in docs.relations:
             incident[r["source_id"]].append(r)
         chosen: dict[str, list[Doc]] = {}
         for c in communities:
@@ -82,10 +100,9 @@ class CommunityStore(Collections):
         if not relation_ids:
             return {}
         found: dict[str, list[Doc]] = defaultdict(list)
-        for ev in self.coll("relation_evidence").find({}, {"relation_id": 1, "video_id": 1, "chunk_id": 1,
-                                                            "start": 1, "strength": 1}):
-            if ev["relation_id"] in relation_ids:
-                found[ev["relation_id"]].append(ev)
+        for ev in self.mongo.find_in("relation_evidence", "relation_id", relation_ids,
+                                     {"video_id": 1, "chunk_id": 1, "start": 1, "strength": 1}):
+            found[ev["relation_id"]].append(ev)
         out: dict[str, list[Citation]] = {}
         for rid, evs in found.items():
             evs.sort(key=lambda ev: (-int(ev.get("strength", 0)), ev["_id"]))
@@ -94,12 +111,12 @@ class CommunityStore(Collections):
         return out
 
     def save(self, communities: Sequence[Community], reports: dict[str, CommunityReport],
-             removed: Sequence[str], run_id: str) -> None:
+             removed: Sequence[str], run_id: str, stored: Sequence[Doc] | None = None) -> None:
         """Write what the run changed: new communities in bulk inserts, changed or
         re-summarised ones as updates, removed ones deleted; the rest is not written.
         ``run_id`` marks the run that last changed a community (``summarized_run`` the one
         that last summarised it)."""
-        current = {d["_id"]: d for d in self.coll("communities").find({}, {"report": 0})}
+        current = {d["_id"]: d for d in (self.stored() if stored is None else stored)}
         new: list[Doc] = []
         ops: list[UpdateOne | DeleteOne] = []
         for c in communities:
@@ -110,11 +127,11 @@ class CommunityStore(Collections):
             if report is not None:
                 fields.update({"report": report.model_dump(mode="json"), "summarized_fingerprint": c.fingerprint,
                                "summarized_run": run_id})
-            stored = current.get(c.community_id)
-            if stored is None:
+            before = current.get(c.community_id)
+            if before is None:
                 new.append({"_id": c.community_id, **fields, "run_id": run_id,
                             **({"version": 1} if report is not None else {})})
-            elif report is not None or differs(stored, fields):
+            elif report is not None or differs(before, fields):
                 update: Doc = {"$set": {**fields, "run_id": run_id}}
                 if report is not None:
                     update["$inc"] = {"version": 1}
