@@ -43,13 +43,14 @@ class CommunityRunReport:
     summarizer: str
     # Seconds per phase (merge, read, detect, summarize, save): where a slow run spends its time.
     phases: dict[str, float] = field(default_factory=dict)
+    merge_skipped: bool = False  # no extraction changed since the last merge pass
 
     def as_doc(self) -> dict[str, Any]:
         return {"_id": self.run_id, "started_at": self.started_at, "duration_seconds": self.duration_seconds,
                 "total": self.total, "levels": {str(k): v for k, v in self.levels.items()}, "new": self.new,
                 "changed": self.changed, "unchanged": self.unchanged, "removed": self.removed,
                 "summarized": self.summarized, "merged_entities": self.merged_entities,
-                "summarizer": self.summarizer, "phases": self.phases}
+                "summarizer": self.summarizer, "phases": self.phases, "merge_skipped": self.merge_skipped}
 
 
 def make_summarizer(settings: Settings) -> tuple[Summarizer, Any]:
@@ -91,13 +92,17 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     cfg = settings.graphrag.communities
     started_at, t0 = datetime.now(UTC), time.monotonic()
     phases = _Phases()
-    merged = 0
+    merged, merge_skipped = 0, False
     if merge:
-        merge_report = await asyncio.to_thread(run_merge_pass, settings, store)
+        merge_report = await asyncio.to_thread(run_merge_pass, settings, store, only_if_changed=True)
         merged = merge_report.entities_before - merge_report.entities_after  # this pass (a split: < 0)
+        merge_skipped = merge_report.skipped
         phases.done("merge")
-    nodes, edges = await asyncio.to_thread(store.communities.graph)
-    previous = await asyncio.to_thread(store.communities.previous)
+    # Each collection read once: detection, summaries and the save share these.
+    docs = await asyncio.to_thread(store.communities.read_graph)
+    nodes, edges = store.communities.graph(docs)
+    stored = await asyncio.to_thread(store.communities.stored)
+    previous = store.communities.previous(stored)
     phases.done("read")
     detection = await asyncio.to_thread(detect, nodes, edges, previous, max_community_size=cfg.max_community_size,
                                         max_levels=cfg.max_levels, min_size=cfg.min_size,
@@ -105,7 +110,7 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     phases.done("detect")
     todo = set(detection.new) | set(detection.changed)
     contexts = await asyncio.to_thread(store.communities.contexts,
-                                       [c for c in detection.communities if c.community_id in todo])
+                                       [c for c in detection.communities if c.community_id in todo], docs=docs)
     # In parallel, as LLM summaries wait on the model; bounded, so that cache lookups and
     # calls of thousands of communities are not all started at once.
     limit = asyncio.Semaphore(settings.graphrag.max_concurrent_operations)
@@ -118,14 +123,16 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     reports: dict[str, CommunityReport] = dict(zip(contexts, done, strict=True))
     phases.done("summarize")
     run_id = uuid.uuid4().hex[:12]
-    await asyncio.to_thread(store.communities.save, detection.communities, reports, detection.removed, run_id)
+    await asyncio.to_thread(store.communities.save, detection.communities, reports, detection.removed, run_id,
+                            stored)
     phases.done("save")
     levels: dict[int, int] = {}
     for c in detection.communities:
         levels[c.level] = levels.get(c.level, 0) + 1
     report = CommunityRunReport(run_id, started_at, round(time.monotonic() - t0, 3), len(detection.communities),
                                 levels, len(detection.new), len(detection.changed), len(detection.unchanged),
-                                len(detection.removed), len(reports), merged, summarizer.name, phases.seconds)
+                                len(detection.removed), len(reports), merged, summarizer.name, phases.seconds,
+                                merge_skipped)
     await asyncio.to_thread(store.communities.record_run, report.as_doc())
     log.info("community run %s: %d communities (%d new, %d changed, %d unchanged, %d removed), %d summarised",
              run_id, report.total, report.new, report.changed, report.unchanged, report.removed, report.summarized)

@@ -27,11 +27,17 @@ from streams.store.documents import (
     redirect_evidence,
     relation_doc,
 )
-from streams.store.mongo import Collections, Doc, Mongo, batched
+from streams.store.mongo import SCAN_BATCH, Collections, Doc, Mongo, batched
 from streams.store.videos import VideoProgress
 
 #: A chunk's request time is not stored, and nothing downstream of extraction reads it.
 NOT_STORED = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: Small bookkeeping documents: how often the stored extractions changed, what the last
+#: merge pass saw.
+CHANGES = "graph_changes"
+EXTRACTIONS = "extractions"
+MERGE_PASS = "merge_pass"
 
 
 @dataclass
@@ -53,12 +59,12 @@ class GraphWrites(Collections):
         super().__init__(mongo)
         self.videos = videos  # a batch's videos get their stored-chunk counters refreshed
 
-    def write_updates(self, updates: Sequence[GraphUpdate], *, merge_pass: bool = False) -> WriteSummary:
+    def write_updates(self, updates: Sequence[GraphUpdate]) -> WriteSummary:
         """Store a batch of per-chunk graph updates; safe to call again with the same batch.
 
-        ``merge_pass``: the updates are resolved already (no redirects), and only stored
-        chunks whose evidence differs are written. The stream reconciles even those: a worker that
-        died between storing evidence and reconciling it is repaired by the redelivery.
+        Entities and relations named by the batch are reconciled even when its chunks are
+        stored already: a worker that died between storing evidence and reconciling it is
+        repaired by the redelivery. (The merge pass writes with ``rewrite_resolutions``.)
         """
         summary = WriteSummary()
         latest: dict[str, GraphUpdate] = {}
@@ -69,8 +75,7 @@ class GraphWrites(Collections):
 
         # An update made before a merge pass (a replay, a late message) names merged entities:
         # store it as the merge pass stored the rest, on the survivors.
-        redirects = ({} if merge_pass
-                     else self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities}))
+        redirects = self.entity_redirects({e.entity_id for u in latest.values() for e in u.entities})
         mentions: dict[str, list[Doc]] = {}
         evidence: dict[str, list[Doc]] = {}
         chunk_docs: dict[str, Doc] = {}
@@ -84,22 +89,15 @@ class GraphWrites(Collections):
                 bson.encode(doc)
 
         existing = {d["_id"]: d.get("evidence_fingerprint")
-                    for d in self.coll("chunks").find({"_id": {"$in": list(latest)}},
-                                                     {"evidence_fingerprint": 1})}
+                    for d in self.mongo.find_in("chunks", "_id", latest, {"evidence_fingerprint": 1})}
         changed = [cid for cid, fp in existing.items() if fp != chunk_docs[cid]["evidence_fingerprint"]]
-        if merge_pass:  # only what differs; never a chunk that is gone (a video forgotten meanwhile)
-            latest = {cid: latest[cid] for cid in changed}
-            mentions = {cid: mentions[cid] for cid in changed}
-            evidence = {cid: evidence[cid] for cid in changed}
-            chunk_docs = {cid: chunk_docs[cid] for cid in changed}
-
         touched_entities = {m["entity_id"] for ms in mentions.values() for m in ms}
         touched_relations = {e["relation_id"] for es in evidence.values() for e in es}
         if changed:
             # A chunk extracted again with another result: its evidence is replaced whole.
             old = {"chunk_id": {"$in": changed}}
-            old_m = list(self.coll("entity_mentions").find(old, {"entity_id": 1}))
-            old_e = list(self.coll("relation_evidence").find(old, {"relation_id": 1}))
+            old_m = list(self.mongo.find_in("entity_mentions", "chunk_id", changed, {"entity_id": 1}))
+            old_e = list(self.mongo.find_in("relation_evidence", "chunk_id", changed, {"relation_id": 1}))
             touched_entities |= {d["entity_id"] for d in old_m}
             touched_relations |= {d["relation_id"] for d in old_e}
             self.coll("entity_mentions").delete_many(old)
@@ -121,7 +119,78 @@ class GraphWrites(Collections):
         summary.relations = self.reconcile_relations(touched_relations)
         summary.videos = {u.chunk.video_id for u in latest.values()}
         summary.completed = self.videos.refresh(summary.videos)
+        # After the chunks are stored, and for a redelivered batch too: a worker that died
+        # between storing and counting counts when the batch comes again.
+        self.note_extractions_changed()
         return summary
+
+    def rewrite_resolutions(self, updates: Sequence[GraphUpdate]) -> int:
+        """The merge pass's writes: every chunk whose evidence differs from ``updates`` (already
+        resolved, no redirects) gets the new evidence, then every entity and relation is
+        reconciled with the evidence stored; those left without any go. Returns the chunks
+        rewritten.
+
+        Each collection is read once in full, not once per batch of ids: a pass touches most
+        of the graph, and FerretDB answers each such filter with a scan. It does not count as
+        a change of the extractions (``note_extractions_changed``): it changes resolutions only.
+        """
+        latest: dict[str, tuple[list[Doc], list[Doc], Doc]] = {}
+        for u in updates:  # a chunk seen twice: the later one wins
+            mentions = [mention_doc(u, e) for e in u.entities]
+            evidence = [evidence_doc(u, r) for r in u.relations]
+            latest[u.chunk.chunk_id] = (mentions, evidence, chunk_doc(u, mentions, evidence))
+        stored = {d["_id"]: d.get("evidence_fingerprint")
+                  for d in self.mongo.find_in("chunks", "_id", latest, {"evidence_fingerprint": 1})}
+        # Never a chunk that is gone (a video forgotten meanwhile).
+        changed = sorted(cid for cid, fp in stored.items() if fp != latest[cid][2]["evidence_fingerprint"])
+
+        # Evidence before chunk documents: a stored chunk implies its evidence is stored.
+        for part in batched(changed, 1000):
+            self.coll("entity_mentions").delete_many({"chunk_id": {"$in": list(part)}})
+            self.coll("relation_evidence").delete_many({"chunk_id": {"$in": list(part)}})
+        self.mongo.insert_new("entity_mentions", [m for cid in changed for m in latest[cid][0]])
+        self.mongo.insert_new("relation_evidence", [e for cid in changed for e in latest[cid][1]])
+        self.mongo.bulk("chunks", [UpdateOne({"_id": cid}, {"$set": latest[cid][2]}) for cid in changed])
+
+        self._reconcile_all("entities", "entity_mentions", "entity_id", entity_doc)
+        self._reconcile_all("relations", "relation_evidence", "relation_id", relation_doc)
+        return len(changed)
+
+    def _reconcile_all(self, coll: str, evidence_coll: str, field: str, build: Callable[[Sequence[Doc]], Doc]) -> int:
+        """Every ``coll`` document rebuilt from the ``evidence_coll`` documents naming it in
+        ``field``: written where it differs, deleted where none does. The documents are read
+        before the evidence, so one the stream stores meanwhile with its evidence is never
+        taken for unsupported."""
+        current = {d["_id"]: d for d in self.coll(coll).find({}, batch_size=SCAN_BATCH)}
+        grouped: dict[str, list[Doc]] = defaultdict(list)
+        for d in self.coll(evidence_coll).find({}, batch_size=SCAN_BATCH):
+            grouped[d[field]].append(d)
+        ops: list[UpdateOne | DeleteOne] = [DeleteOne({"_id": i}) for i in sorted(current.keys() - grouped.keys())]
+        for i in sorted(grouped):
+            doc = build(grouped[i])
+            if differs(current.get(i), doc):
+                ops.append(UpdateOne({"_id": i}, {"$set": doc}, upsert=True))
+        self.mongo.bulk(coll, ops)
+        return len(ops)
+
+    def note_extractions_changed(self) -> None:
+        """Count a change to the set of stored extractions (a chunk stored, extracted again or
+        forgotten): the merge pass, a function of that set alone, skips when the count has
+        not moved since its last complete pass."""
+        self.coll(CHANGES).update_one({"_id": EXTRACTIONS}, {"$inc": {"version": 1}}, upsert=True)
+
+    def extractions_version(self) -> int:
+        doc = self.coll(CHANGES).find_one({"_id": EXTRACTIONS})
+        return int(doc["version"]) if doc else 0
+
+    def last_merge_pass(self) -> Doc | None:
+        """What the last complete merge pass saw: ``extractions_version`` and ``settings``."""
+        return self.coll(CHANGES).find_one({"_id": MERGE_PASS})
+
+    def record_merge_pass(self, extractions_version: int, settings_fingerprint: str) -> None:
+        self.coll(CHANGES).replace_one({"_id": MERGE_PASS}, {"extractions_version": extractions_version,
+                                                             "settings": settings_fingerprint,
+                                                             "at": datetime.now(UTC)}, upsert=True)
 
     def reconcile_entities(self, entity_ids: Iterable[str]) -> int:
         """Recompute entity documents from their mentions; remove entities left without any."""
@@ -142,10 +211,8 @@ class GraphWrites(Collections):
         if not ids:
             return 0
         grouped: dict[str, list[Doc]] = defaultdict(list)
-        projection = dict.fromkeys((field, *fields), 1)
-        for part in batched(ids, 1000):
-            for d in self.coll(evidence_coll).find({field: {"$in": list(part)}}, projection):
-                grouped[d[field]].append(d)
+        for d in self.mongo.find_in(evidence_coll, field, ids, dict.fromkeys(fields, 1)):
+            grouped[d[field]].append(d)
         current = self.mongo.current(coll, ids)
         ops: list[UpdateOne | DeleteOne] = []
         for i in ids:
@@ -203,20 +270,6 @@ class GraphWrites(Collections):
                                   extractor=c.get("extractor", ""), prompt_version=c.get("prompt_version", ""),
                                   error=c.get("extraction_error"))
 
-    def prune_unsupported(self) -> tuple[int, int]:
-        """Reconcile entities and relations that no evidence names any more (they go)."""
-        def ids(coll: str) -> set[str]:
-            return {d["_id"] for d in self.coll(coll).find({}, {"_id": 1})}
-
-        def named(coll: str, field: str) -> set[str]:
-            return {row["_id"] for row in self.coll(coll).aggregate([{"$group": {"_id": f"${field}"}}])}
-
-        entities = ids("entities") - named("entity_mentions", "entity_id")
-        relations = ids("relations") - named("relation_evidence", "relation_id")
-        self.reconcile_entities(entities)
-        self.reconcile_relations(relations)
-        return len(entities), len(relations)
-
     def entity_infos(self) -> list[Doc]:
         return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1}))
 
@@ -226,6 +279,7 @@ class GraphWrites(Collections):
         Entities and relations left without evidence disappear (reconciliation), and the
         communities that held any touched entity are marked dirty for the next run.
         """
+        self.note_extractions_changed()  # before and after: a forget cut short still counts
         mentions = list(self.coll("entity_mentions").find({"video_id": video_id}, {"entity_id": 1}))
         evidence = list(self.coll("relation_evidence").find({"video_id": video_id}, {"relation_id": 1}))
         entities = {m["entity_id"] for m in mentions}
@@ -243,6 +297,7 @@ class GraphWrites(Collections):
         removed["relations"] = before_r - (self.coll("relations").count_documents({"_id": {"$in": list(relations)}})
                                            if relations else 0)
         removed["chunks"] = self.coll("chunks").delete_many({"video_id": video_id}).deleted_count
+        self.note_extractions_changed()
         removed["videos"] = self.coll("videos").delete_many({"_id": video_id}).deleted_count
         if entities:
             removed["communities_marked_dirty"] = self.coll("communities").update_many(

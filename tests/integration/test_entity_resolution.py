@@ -117,6 +117,8 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     assert len(rel) == 1 and rel[0]["source_id"] == posner and rel[0]["evidence_count"] == 2
     again = run_merge_pass(d.settings, store)  # idempotent
     assert (again.chunks_rewritten, again.aliases_published, again.entities_after) == (0, 0, 3)
+    # A community run's pass (only_if_changed) reads nothing when no extraction was stored since.
+    assert run_merge_pass(d.settings, store, only_if_changed=True).skipped
     snapshot = store.reads.snapshot()
     # A new mention of the merged name now resolves straight to the survivor, via the alias.
     worker.stop()
@@ -133,4 +135,7 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
                                                                    "surface": "Posner"})} == {posner}
     assert store.reads.counts()["entities"] == 3
     assert snapshot["relations"] == store.reads.snapshot()["relations"]
+    # The fourth chunk was stored since: the next community run's pass runs, the one after skips.
+    assert not run_merge_pass(d.settings, store, only_if_changed=True).skipped
+    assert run_merge_pass(d.settings, store, only_if_changed=True).skipped
     assert_no_stall(worker)

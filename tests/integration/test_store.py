@@ -329,6 +329,23 @@ def _merge_pass(store: GraphStore) -> int:
     return apply_merge(store, plan_merge(store, ResolutionSettings(), None), before)
 
 
+def test_the_extractions_version_moves_with_stored_chunks_not_with_merge_rewrites(store: GraphStore) -> None:
+    """What lets a community run skip the merge pass: the count moves with every stream write
+    (a redelivery too: it may complete a write that died before counting) and every forget,
+    never with the merge pass's own rewrites, which change resolutions, not extractions."""
+    assert store.graph.extractions_version() == 0
+    a = _chunk(MARS, 0, "Posner and Richard Posner", count=2)
+    b = _chunk(MARS, 1, "Posner again", count=2, start=10.0)
+    store.graph.write_updates([_update(a, [("Richard Posner", "PERSON")]), _update(b, [("Posner", "PERSON")])])
+    assert store.graph.extractions_version() == 1
+    store.graph.write_updates([_update(b, [("Posner", "PERSON")])])  # redelivered
+    assert store.graph.extractions_version() == 2
+    assert _merge_pass(store) == 1  # "Posner" merged into "Richard Posner": one chunk rewritten
+    assert store.graph.extractions_version() == 2
+    store.graph.forget_video(MARS)
+    assert store.graph.extractions_version() == 4  # before and after the forget
+
+
 def test_updates_made_before_a_merge_follow_it(store: GraphStore) -> None:
     """A replay (or a late message) of updates made before a merge pass leaves the merged
     graph as it is: merged entities are not brought back, evidence stays on the survivors."""
