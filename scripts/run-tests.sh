@@ -47,6 +47,8 @@ mkdir -p build/coverage
 rm -f build/coverage/.coverage*
 export COVERAGE_FILE="$PWD/build/coverage/.coverage"
 cov=(--cov --cov-report=term --cov-report=html)
+# The slowest tests, printed at the end: where the suite's time goes (issue 12 item 5).
+cov+=(--durations=25 --durations-min=5)
 [ "$#" -gt 0 ] && cov+=(--cov-fail-under=0)
 $BIN/pytest "${cov[@]}" "$@"; rc=$?
 
