@@ -474,10 +474,15 @@ def start_kafka() -> Service:
 
 def start_ferretdb() -> Service:
     svc = ferretdb_service()
-    if svc.pid():
+    binary = provision_ferretdb()
+    pid = svc.pid()
+    if pid:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/exe").resolve() != binary.resolve():
+                log(f"FerretDB runs an older build than {binary} (other patches or wrapper); "
+                    "`make stack-down && make stack-up` restarts it with this one (data kept)")
         return svc
     _check_port_free(svc)
-    binary = provision_ferretdb()
     tls: list[str] = []
     if secure_profile():
         files = tls_files()
