@@ -38,7 +38,8 @@ def _run(settings: Settings, store: GraphStore, *, merge: bool) -> CommunityRunR
 def _row(label: str, r: CommunityRunReport, graph: str) -> None:
     phases = " ".join(f"{r.phases.get(p, 0.0):>9.2f}" for p in PHASES)
     print(f"{label:<34} {graph:<24} {phases} {r.duration_seconds:>9.2f}  "
-          f"{r.total:>5} communities, {r.summarized:>5} summarised")
+          f"{r.total:>5} communities, {r.summarized:>5} summarised"
+          + (", merge pass skipped (no extraction changed)" if r.merge_skipped else ""))
 
 
 def _header() -> None:

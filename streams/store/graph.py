@@ -37,7 +37,7 @@ NOT_STORED = datetime(1970, 1, 1, tzinfo=UTC)
 #: merge pass saw.
 CHANGES = "graph_changes"
 EXTRACTIONS = "extractions"
-MERGE_PASS = "merge_pass"
+LAST_MERGE = "merge_pass"
 
 
 @dataclass
@@ -165,13 +165,8 @@ class GraphWrites(Collections):
         grouped: dict[str, list[Doc]] = defaultdict(list)
         for d in self.coll(evidence_coll).find({}, batch_size=SCAN_BATCH):
             grouped[d[field]].append(d)
-        ops: list[UpdateOne | DeleteOne] = [DeleteOne({"_id": i}) for i in sorted(current.keys() - grouped.keys())]
-        for i in sorted(grouped):
-            doc = build(grouped[i])
-            if differs(current.get(i), doc):
-                ops.append(UpdateOne({"_id": i}, {"$set": doc}, upsert=True))
-        self.mongo.bulk(coll, ops)
-        return len(ops)
+        wanted = {i: build(grouped[i]) for i in sorted(grouped)}
+        return self._write_reconciled(coll, current, wanted, sorted(current.keys() - grouped.keys()))
 
     def note_extractions_changed(self) -> None:
         """Count a change to the set of stored extractions (a chunk stored, extracted again or
@@ -185,10 +180,10 @@ class GraphWrites(Collections):
 
     def last_merge_pass(self) -> Doc | None:
         """What the last complete merge pass saw: ``extractions_version`` and ``settings``."""
-        return self.coll(CHANGES).find_one({"_id": MERGE_PASS})
+        return self.coll(CHANGES).find_one({"_id": LAST_MERGE})
 
     def record_merge_pass(self, extractions_version: int, settings_fingerprint: str) -> None:
-        self.coll(CHANGES).replace_one({"_id": MERGE_PASS}, {"extractions_version": extractions_version,
+        self.coll(CHANGES).replace_one({"_id": LAST_MERGE}, {"extractions_version": extractions_version,
                                                              "settings": settings_fingerprint,
                                                              "at": datetime.now(UTC)}, upsert=True)
 
@@ -214,18 +209,21 @@ class GraphWrites(Collections):
         for d in self.mongo.find_in(evidence_coll, field, ids, dict.fromkeys(fields, 1)):
             grouped[d[field]].append(d)
         current = self.mongo.current(coll, ids)
-        ops: list[UpdateOne | DeleteOne] = []
-        for i in ids:
-            evidence = grouped.get(i)
-            if not evidence:
-                if i in current:
-                    ops.append(DeleteOne({"_id": i}))
-                continue
-            doc = build(evidence)
-            if differs(current.get(i), doc):  # a replay rewrites nothing
-                ops.append(UpdateOne({"_id": i}, {"$set": doc}, upsert=True))
+        wanted = {i: build(grouped[i]) for i in ids if grouped.get(i)}
+        return self._write_reconciled(coll, current, wanted, [i for i in ids if i in current and i not in wanted])
+
+    def _write_reconciled(self, coll: str, current: Mapping[str, Doc], wanted: Mapping[str, Doc],
+                          unsupported: Sequence[str]) -> int:
+        """Write what differs from ``current``: new documents in bulk inserts, changed ones as
+        updates, unsupported ones deleted. Returns the writes (a replay writes nothing)."""
+        new = [{"_id": i, **doc} for i, doc in wanted.items() if i not in current]
+        ops: list[UpdateOne | DeleteOne] = [UpdateOne({"_id": i}, {"$set": doc}, upsert=True)
+                                            for i, doc in wanted.items() if i in current and differs(current[i], doc)]
+        self.mongo.insert_or_set(coll, new)
         self.mongo.bulk(coll, ops)
-        return len(ops)
+        for part in batched(unsupported, 1000):  # one command, not one per document
+            self.coll(coll).delete_many({"_id": {"$in": list(part)}})
+        return len(new) + len(ops) + len(unsupported)
 
     def record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
         """Remember merged id -> survivor, so updates that still name a merged entity follow it.

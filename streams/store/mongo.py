@@ -119,6 +119,21 @@ class Mongo:
                 inserted += int(exc.details.get("nInserted", 0))
         return inserted
 
+    def insert_or_set(self, coll: str, docs: Sequence[Doc]) -> None:
+        """Write documents believed new: inserted in bulk (thousands per command, where upserts
+        go one by one), and any that someone else stored meanwhile set by ``_id`` instead,
+        so the outcome is an upsert's."""
+        for part in batched(docs, 1000):
+            try:
+                self.coll(coll).insert_many(list(part), ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY or "index" not in e for e in errors):
+                    raise
+                again = [part[e["index"]] for e in errors]
+                self.bulk(coll, [UpdateOne({"_id": d["_id"]}, {"$set": {k: v for k, v in d.items() if k != "_id"}},
+                                           upsert=True) for d in again])
+
     def current(self, coll: str, ids: Sequence[str]) -> dict[str, Doc]:
         """The stored documents of ``ids``, by id."""
         return {d["_id"]: d for d in self.find_in(coll, "_id", ids)}

@@ -446,3 +446,13 @@ def test_a_lookup_by_id_uses_the_id_index(store: GraphStore, collection: str) ->
     plan = " ".join(explained["queryPlanner"]["Plan"])
     assert "USING INDEX" in plan and "__id_" in plan, plan
     assert store.coll(collection).find_one({"_id": "doc-7"}) == {"_id": "doc-7", "n": 7}
+
+
+def test_insert_or_set_sets_a_document_stored_meanwhile(store: GraphStore) -> None:
+    """Reconciliation inserts documents it believes new in bulk; one another writer stored in
+    between must end as an upsert would leave it (our fields set, others kept), not skipped."""
+    store.coll("entities").insert_one({"_id": "b", "name": "old", "key": "kept"})
+    store.mongo.insert_or_set("entities", [{"_id": "a", "name": "A"}, {"_id": "b", "name": "B"},
+                                           {"_id": "c", "name": "C"}])
+    assert sorted(store.coll("entities").find(), key=lambda d: d["_id"]) == [
+        {"_id": "a", "name": "A"}, {"_id": "b", "name": "B", "key": "kept"}, {"_id": "c", "name": "C"}]
