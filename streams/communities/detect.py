@@ -52,7 +52,7 @@ def incident_fingerprint(members: Sequence[str] | frozenset[str], edges_of: Mapp
 
 
 def _leiden(nodes: Sequence[str], edges: Sequence[Edge], initial: Mapping[str, int] | None,
-            resolution: float, seed: int, max_size: int = 0) -> list[list[str]]:
+            resolution: float, seed: int, max_size: int = 0, iterations: int = 2) -> list[list[str]]:
     # C extensions that take a while to load: only a community run pays for them.
     import igraph as ig
     import leidenalg as la
@@ -75,7 +75,7 @@ def _leiden(nodes: Sequence[str], edges: Sequence[Edge], initial: Mapping[str, i
         membership = [labels.setdefault(("old", initial[n]) if n in initial else ("new", n), len(labels))
                       for n in nodes]
     part = la.find_partition(g, la.RBConfigurationVertexPartition, weights="weight", seed=seed,
-                             resolution_parameter=resolution, initial_membership=membership, n_iterations=-1,
+                             resolution_parameter=resolution, initial_membership=membership, n_iterations=iterations,
                              max_comm_size=max_size)
     groups: dict[int, list[str]] = defaultdict(list)
     for node, c in zip(nodes, part.membership, strict=True):
@@ -85,7 +85,7 @@ def _leiden(nodes: Sequence[str], edges: Sequence[Edge], initial: Mapping[str, i
 
 def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[PreviousCommunity] = (), *,
            max_community_size: int = 25, max_levels: int = 3, min_size: int = 2, resolution: float = 1.0,
-           seed: int = 42) -> Detection:
+           seed: int = 42, iterations: int = 2) -> Detection:
     """Communities of the graph, with IDs and change status relative to ``previous``.
 
     Locality: a previous top-level community whose members still exist and whose incident
@@ -145,7 +145,7 @@ def detect(nodes: Sequence[str], edges: Sequence[Edge], previous: Sequence[Previ
         # oversized community divides (on its own subgraph, its inner structure shows).
         max_size = max_community_size if level else 0
         res = max(1.0, resolution) if level else resolution
-        for members in _leiden(subset, sub_edges, initial_for(level, subset), res, seed, max_size):
+        for members in _leiden(subset, sub_edges, initial_for(level, subset), res, seed, max_size, iterations):
             if len(members) < min_size or (level > 0 and len(members) == len(subset)):
                 continue
             key = stable_id("members", level, *members)

@@ -106,7 +106,8 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     phases.done("read")
     detection = await asyncio.to_thread(detect, nodes, edges, previous, max_community_size=cfg.max_community_size,
                                         max_levels=cfg.max_levels, min_size=cfg.min_size,
-                                        resolution=cfg.resolution, seed=cfg.seed)
+                                        resolution=cfg.resolution, seed=cfg.seed,
+                                        iterations=cfg.leiden_iterations)
     phases.done("detect")
     todo = set(detection.new) | set(detection.changed)
     contexts = await asyncio.to_thread(store.communities.contexts,

