@@ -148,6 +148,7 @@ class GraphWrites(Collections):
                 grouped[d[field]].append(d)
         current = self.mongo.current(coll, ids)
         ops: list[UpdateOne | DeleteOne] = []
+        new: list[Doc] = []
         for i in ids:
             evidence = grouped.get(i)
             if not evidence:
@@ -155,10 +156,13 @@ class GraphWrites(Collections):
                     ops.append(DeleteOne({"_id": i}))
                 continue
             doc = build(evidence)
-            if differs(current.get(i), doc):  # a replay rewrites nothing
+            if i not in current:  # inserted, not upserted: the first write of a graph is mostly these
+                new.append({"_id": i, **doc})
+            elif differs(current[i], doc):  # a replay rewrites nothing
                 ops.append(UpdateOne({"_id": i}, {"$set": doc}, upsert=True))
+        self.mongo.insert_or_set(coll, new)
         self.mongo.bulk(coll, ops)
-        return len(ops)
+        return len(ops) + len(new)
 
     def record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
         """Remember merged id -> survivor, so updates that still name a merged entity follow it.
