@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment
     (``name``: a fixed topic prefix and database, to come back to a kept one)."""
     subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "up", "--no-prometheus"], check=True,
                    capture_output=True)
-    services = Services("127.0.0.1:9092", "mongodb://127.0.0.1:27017")
+    # The stack's own port variables, as the tests read them: a stack of one's own on free ports.
+    services = Services(f"127.0.0.1:{os.environ.get('GRAPHRAG_KAFKA_PORT', '9092')}",
+                        f"mongodb://127.0.0.1:{os.environ.get('GRAPHRAG_MONGO_PORT', '27017')}")
     if name is None:
         return Deployment(services, Path(tempfile.mkdtemp()), overrides)
     return Deployment(services, Path(tempfile.mkdtemp()), overrides, name=name)
