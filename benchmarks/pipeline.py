@@ -1,7 +1,11 @@
 """The whole corpus through the real pipeline (offline extractor) on the local stack.
 
-Prints: wall time and throughput, end-to-end latency per video (request -> last chunk
-stored), graph size, DLQ records; entity resolution before/after (raw names, in-stream,
+Prints: the store's batched write rate alone (benchmarks/sink_writes.py's measurement, on
+the corpus's graph updates, into a fresh database of the same store) next to the
+pipeline's end-to-end chunks/s and their ratio; the largest lag each stage's group had
+while the corpus ran, sampled every 2 s; the peak RSS of every stage process; wall time
+and throughput, end-to-end latency per video (request -> last chunk stored), graph size,
+DLQ records; entity resolution before/after (raw names, in-stream,
 merge pass) with the share of entity pairs sharing a normalised name; then the time to
 replay every topic from offset 0 and whether the graph stayed identical.
 
@@ -12,20 +16,74 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 
 from _common import CORPUS, ROOT, deployment, manifest, percentile
+from sink_writes import batched_rate, updates
 
 from schemas import ChunkExtraction
 from streams.jobs.merge_pass import run_merge_pass
+from streams.kafka.clients import make_admin
 from streams.monitoring.lag import measure_lag, stage_groups
 from streams.resolution.merge import EntityInfo, unmerged_same_name_share
 from streams.resolution.normalize import normalize_type
+from streams.settings import Settings
 from streams.store import GraphStore
-from tests.support import consume_all, reset_groups_to_earliest, wait_quiescent, wait_until
+from tests.support import (
+    WorkerProcess,
+    consume_all,
+    reset_groups_to_earliest,
+    supervised_children,
+    wait_quiescent,
+    wait_until,
+)
+
+
+def _kib(pid: int, field: str) -> int:
+    """A /proc/<pid>/status memory field (VmRSS, VmHWM: the peak) in KiB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    """Every ``interval`` s while the corpus runs: each group's total lag and each stage
+    process's RSS (the process's own peak, VmHWM, is read too: it also covers between samples)."""
+
+    def __init__(self, settings: Settings, worker: WorkerProcess, interval: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.worker, self.interval = settings, worker, interval
+        self.max_lag: dict[str, int] = defaultdict(int)
+        self.peak_kib: dict[str, int] = defaultdict(int)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        admin = make_admin(self.settings)
+        while not self.halt.is_set():
+            self.sample_rss()
+            try:
+                total: dict[str, int] = defaultdict(int)
+                for r in measure_lag(self.settings, admin=admin):
+                    total[r.group] += r.lag
+                for group, lag in total.items():
+                    self.max_lag[group] = max(self.max_lag[group], lag)
+            except Exception as exc:  # a slow answer under load: the next sample counts
+                print(f"  (lag sample failed: {exc})", file=sys.stderr)
+            self.halt.wait(self.interval)
+
+    def sample_rss(self) -> None:
+        for stage, pid in supervised_children(self.worker).items():
+            self.peak_kib[stage] = max(self.peak_kib[stage], _kib(pid, "VmRSS"), _kib(pid, "VmHWM"))
 
 
 def main() -> None:
@@ -37,18 +95,40 @@ def main() -> None:
     ids = [e["video_id"] for e in manifest()]
     chars = sum(e["chars"] for e in manifest())
     try:
+        print(f"load average {os.getloadavg()[0]:.2f} at the start ({os.cpu_count()} CPUs)")
+        # The store alone first, with nothing else of this run going: the corpus's graph updates
+        # (the same parse, chunk, offline extraction and resolve functions) in the sink's batches.
+        corpus_updates = updates(len(ids))
+        t_store, _, _ = batched_rate(d, corpus_updates, d.settings.graphrag.sink.batch_size)
+        store_rate = len(corpus_updates) / t_store
         d.cli("topics", "create")
         worker = d.start_worker("all")
         store = GraphStore.from_settings(d.settings)
         time.sleep(8)  # let the apps join their groups before the clock starts
+        sampler = Sampler(d.settings, worker)
+        sampler.start()
         t0 = time.monotonic()
         d.cli("submit", *ids)
         wait_until(lambda: all(v["status"] in ("done", "failed") for v in store.videos.find(ids))
                    and len(store.videos.find(ids)) == len(ids), timeout=1800, interval=1)
         wall = time.monotonic() - t0
+        sampler.halt.set()
+        sampler.join()
+        sampler.sample_rss()
         wait_quiescent(d.settings, workers=[worker])
         videos = store.videos.find(ids)
         counts = store.reads.counts()
+        e2e_rate = counts["chunks"] / wall
+        print(f"store's batched path alone (sink_writes, batches of {d.settings.graphrag.sink.batch_size}): "
+              f"{len(corpus_updates)} chunk updates in {t_store:.1f}s = {store_rate:.2f} chunks/s; "
+              f"end to end: {counts['chunks']} chunks in {wall:.1f}s = {e2e_rate:.2f} chunks/s; "
+              f"ratio {e2e_rate / store_rate:.2f} (target >= 0.5)")
+        print("largest lag while the corpus ran (messages, all partitions of a group's inputs): " + ", ".join(
+            f"{g.rsplit('-', 1)[-1]} {sampler.max_lag.get(g, 0)}" for g in stage_groups(d.settings)))
+        print("peak RSS per stage process (VmHWM): " + ", ".join(
+            f"{stage} {kib / 1024:.0f} MB" for stage, kib in sampler.peak_kib.items())
+              + f"; max {max(sampler.peak_kib.values(), default=0) / 1024:.0f} MB (target <= 400 MB)")
+        print(f"load average {os.getloadavg()[0]:.2f} after the corpus")
         e2e = sorted((v["done_at"] - v["requested_at"]).total_seconds() for v in videos if v.get("done_at"))
         dlq = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
         print(f"corpus: {len(ids)} videos, {chars} characters, {counts['chunks']} chunks")
@@ -129,7 +209,10 @@ def main() -> None:
                         print("    gone:", str(was[k])[:300])
             print(f"replay of every topic from offset 0: quiescent after {replay:.1f}s "
                   f"(including ~4s of settling); graph identical: {same}")
-        print(json.dumps({"wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq)}))
+        print(json.dumps({"wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq),
+                          "chunks_per_s": round(e2e_rate, 2), "store_chunks_per_s": round(store_rate, 2),
+                          "ratio": round(e2e_rate / store_rate, 2),
+                          "peak_rss_mb": {k: round(v / 1024) for k, v in sampler.peak_kib.items()}}))
     finally:
         d.cleanup()
 

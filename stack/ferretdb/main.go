@@ -1,5 +1,5 @@
-// Command ferretdb runs an embedded FerretDB (MongoDB wire protocol on SQLite)
-// for graphrag-streams' local stack.
+// Command ferretdb runs an embedded FerretDB (MongoDB wire protocol on SQLite,
+// or on PostgreSQL with -handler=postgresql) for graphrag-streams' local stack.
 //
 // The upstream `go install .../cmd/ferretdb` binary panics at start when built
 // outside FerretDB's own tree (it expects a generated version.txt), so the
@@ -22,6 +22,8 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data-dir", "data", "directory holding the SQLite databases")
+	handler := flag.String("handler", "sqlite", "backend: sqlite or postgresql")
+	postgresqlURL := flag.String("postgresql-url", "", "PostgreSQL connection string (-handler=postgresql)")
 	debug := flag.Bool("debug", false, "log at debug level")
 	listenTLS := flag.String("listen-tls", "", "TLS address to listen on (empty: no TLS listener)")
 	tlsCert := flag.String("listen-tls-cert-file", "", "TLS server certificate (PEM)")
@@ -48,9 +50,10 @@ func main() {
 			TCP: *listen, TLS: *listenTLS,
 			TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSCAFile: *tlsCA,
 		},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + absDir + "/",
+		Logger:        logger,
+		Handler:       *handler,
+		SQLiteURL:     "file:" + absDir + "/",
+		PostgreSQLURL: *postgresqlURL,
 	})
 	if err != nil {
 		log.Fatalf("ferretdb: %v", err)
@@ -59,6 +62,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	logger.Info("FerretDB (SQLite) listening", "addr", *listen, "tls", *listenTLS, "data", absDir)
+	where := absDir
+	if *handler == "postgresql" {
+		where = *postgresqlURL
+	}
+	logger.Info("FerretDB listening", "handler", *handler, "addr", *listen, "tls", *listenTLS, "data", where)
 	f.Run(ctx)
 }

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 
 from schemas import (
     ChunkExtraction,
@@ -236,6 +236,57 @@ def test_batches_larger_than_one_command(store: GraphStore) -> None:
 
     store.graph.write_updates([_update(a, names, prompt="v3"), _update(b, names, prompt="v3")])
     assert store.reads.counts()["entities"] == 160 and store.reads.counts()["entity_mentions"] == 320
+
+
+class _Commands(monitoring.CommandListener):
+    """The commands a client sends, as (command name, collection)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.seen.append((event.command_name, str(event.command.get(event.command_name))))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_new_entities_and_relations_are_inserted_not_upserted(services: Services) -> None:
+    """The first write of a graph creates most of its entities and relations: they go in as
+    inserts (FerretDB on SQLite: tens of thousands/s against a few hundred upserts/s); only
+    documents that exist and changed are updated."""
+    commands = _Commands()
+    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
+                                                      serverSelectionTimeoutMS=5000, event_listeners=[commands])
+    name = f"t_store_{uuid.uuid4().hex[:10]}"
+    try:
+        store = GraphStore(client[name])
+        store.ensure_indexes()
+        updates = _corpus_updates(POSNER, "YaleCourses/-HxP28QcnIQ.srt")
+        commands.seen.clear()
+        summary = store.graph.write_updates(updates)
+        counts = store.reads.counts()
+        assert summary.entities == counts["entities"] > 0 and summary.relations == counts["relations"] > 0
+        for coll in ("entities", "relations"):
+            assert ("insert", coll) in commands.seen
+            assert ("update", coll) not in commands.seen, f"new {coll} were upserted"
+
+        # A later chunk naming stored entities: those are updated, not inserted again.
+        before = store.reads.snapshot()
+        c = _chunk(POSNER, 999, "Posner again", count=1000)
+        known = [(e["name"], e["type"]) for e in before["entities"][:3]]
+        commands.seen.clear()
+        store.graph.write_updates([_update(c, known)])
+        assert ("update", "entities") in commands.seen and ("insert", "entities") not in commands.seen
+        after = {d["_id"]: d["mention_count"] for d in store.coll("entities").find()}
+        assert [after[e["_id"]] for e in before["entities"][:3]] == [
+            e["mention_count"] + 1 for e in before["entities"][:3]]
+    finally:
+        client.drop_database(name)
+        client.close()
 
 
 # --------------------------------------------------------------------------- videos
