@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -22,10 +23,13 @@ __all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manife
 
 def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment:
     """Start the local stack if needed and make an isolated deployment in a temp dir
-    (``name``: a fixed topic prefix and database, to come back to a kept one)."""
+    (``name``: a fixed topic prefix and database, to come back to a kept one). The stack's
+    ports and state directory are localstack's (GRAPHRAG_KAFKA_PORT, GRAPHRAG_MONGO_PORT,
+    GRAPHRAG_STACK_DIR; default 9092 and 27017): a second stack of one's own works too."""
     subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "up", "--no-prometheus"], check=True,
                    capture_output=True)
-    services = Services("127.0.0.1:9092", "mongodb://127.0.0.1:27017")
+    kafka, mongo = os.environ.get("GRAPHRAG_KAFKA_PORT", "9092"), os.environ.get("GRAPHRAG_MONGO_PORT", "27017")
+    services = Services(f"127.0.0.1:{kafka}", f"mongodb://127.0.0.1:{mongo}")
     if name is None:
         return Deployment(services, Path(tempfile.mkdtemp()), overrides)
     return Deployment(services, Path(tempfile.mkdtemp()), overrides, name=name)
