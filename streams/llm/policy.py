@@ -149,6 +149,17 @@ class TokenBucket:
         self._level -= actual - estimated
 
 
+def handlers_for(max_concurrent_operations: int) -> int:
+    """How many inputs a stage that calls the LLM handles at once: twice its call slots.
+
+    A handler holds a slot only for the call; before and after it reads and writes the
+    answer cache and sends its output and waits for the broker's ack. With one handler per
+    slot every slot stood empty for that time (at 32 slots the server saw 21 calls in
+    flight on average); with twice as many, a handler is ready for each slot that frees.
+    """
+    return 2 * max_concurrent_operations
+
+
 @dataclass
 class SpendCap:
     """Rolling spend windows (seconds, US dollars): a call waits while any window is used up.

@@ -3,9 +3,9 @@
 It answers the project's extraction prompts with a real extraction of the chunk text (the
 offline rules), so a pipeline run against it builds a real graph; it answers community
 report and query prompts from their content. Tests script faults (429 with Retry-After,
-500, timeouts, invalid JSON, schema violations, 400), take it down and up again, and
-read what it saw: requests, the maximum number of concurrent requests, prompts, failed
-answers, when the first call came and the last answer went. Latency is ``delay`` seconds, or
+500, timeouts, invalid JSON, schema violations, 400), take it down and up again, hold every
+answer until released, and read what it saw: requests, the maximum number of concurrent
+requests, prompts, failed answers, when the first call came and the last answer went. Latency is ``delay`` seconds, or
 lognormal (``latency_median``, ``latency_sigma``) like a real model's, and ``rpm`` answers
 429 to a request beyond that many in the trailing 60 s, as a provider enforces its limit.
 
@@ -49,6 +49,7 @@ class FakeState:
     by_kind: Counter[str] = field(default_factory=Counter)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False  # between stop() and start(): a request that got through anyway is cut, not served
+    answering: threading.Event = field(default_factory=lambda: _set(threading.Event()))  # clear: hold answers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -78,6 +79,11 @@ class FakeState:
                 lo += 1
             best = max(best, hi - lo + 1)
         return best
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _usage(messages: list[dict[str, Any]], content: str) -> dict[str, int]:
@@ -206,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, body: dict[str, Any], fault: str) -> None:
         s = self.state
+        s.answering.wait()
         latency = s.latency()
         if latency:
             time.sleep(latency)
@@ -306,6 +313,13 @@ class FakeOpenAI:
                     conn.close()
             self._server = None
 
+    def hold(self) -> None:
+        """Take requests but answer none until :meth:`release` (they count as in flight)."""
+        self.state.answering.clear()
+
+    def release(self) -> None:
+        self.state.answering.set()
+
     def fault(self, *faults: str) -> None:
         with self.state.lock:
             self.state.faults.extend(faults)
@@ -313,13 +327,15 @@ class FakeOpenAI:
     def stats(self) -> dict[str, Any]:
         s = self.state
         with s.lock:
-            return {"requests": s.requests, "max_in_flight": s.max_in_flight, "by_kind": dict(s.by_kind),
+            return {"requests": s.requests, "in_flight": s.in_flight, "max_in_flight": s.max_in_flight,
+                    "by_kind": dict(s.by_kind),
                     "failed": s.failed, "first_call": s.first_call, "last_answer": s.last_answer}
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.stop()
 
 
