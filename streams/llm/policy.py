@@ -110,18 +110,24 @@ class CircuitBreaker:
 
 @dataclass
 class TokenBucket:
-    """``capacity`` units, refilled continuously at ``capacity`` per ``period`` seconds."""
+    """``capacity`` units, refilled continuously at ``capacity`` per ``period`` seconds.
+
+    It starts full, so in its first ``period`` it lets up to twice ``capacity`` through:
+    right for a token budget that calls reserve and settle, not for a request rate (see
+    :func:`request_pacer`).
+    """
 
     capacity: float
     period: float = 60.0
     clock: Callable[[], float] = time.monotonic
-    _level: float = -1.0
-    _updated: float = 0.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _level: float = 0.0  # may be negative: a debt that settle() ran up
+    _updated: float | None = None  # None: not used yet (full)
     _lock: asyncio.Lock | None = field(default=None, repr=False)
 
     def _refill(self) -> None:
         now = self.clock()
-        if self._level < 0:
+        if self._updated is None:
             self._level, self._updated = self.capacity, now
             return
         self._level = min(self.capacity, self._level + (now - self._updated) * self.capacity / self.period)
@@ -136,17 +142,30 @@ class TokenBucket:
         async with self._lock:  # first come, first served
             while True:
                 self._refill()
-                if self._level >= amount:
+                # A hair short after sleeping exactly the delay is float rounding, not a shortfall.
+                if self._level >= amount - 1e-9 * self.capacity:
                     self._level -= amount
                     return waited
                 delay = (amount - self._level) * self.period / self.capacity
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 waited += delay
 
     def settle(self, estimated: float, actual: float) -> None:
         """Correct an estimate once the real usage is known (may go into debt)."""
         self._refill()
         self._level -= actual - estimated
+
+
+def request_pacer(requests_per_minute: int, *, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> TokenBucket:
+    """The requests-per-minute limit as one request every ``60 / rpm`` seconds.
+
+    A bucket of ``rpm`` requests lets ``rpm`` out at once and as many again within the
+    minute, and providers enforce their limit over shorter windows than a minute too (a 429
+    for the burst). Paced, no 60 s window ever holds more than ``rpm`` requests, and a
+    pipeline with calls waiting makes exactly ``rpm / 60`` a second.
+    """
+    return TokenBucket(1.0, period=60.0 / requests_per_minute, clock=clock, sleep=sleep)
 
 
 def handlers_for(max_concurrent_operations: int) -> int:
