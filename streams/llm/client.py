@@ -36,6 +36,7 @@ from streams.llm.policy import (
     TokenBucket,
     backoff_delay,
     parse_retry_after,
+    request_pacer,
 )
 from streams.settings import Settings
 
@@ -88,7 +89,7 @@ class LLMClient:
         self._client = openai.AsyncOpenAI(api_key=o.api_key.get_secret_value(), base_url=o.base_url,
                                           timeout=o.timeout_seconds, max_retries=0)
         self.slots = asyncio.Semaphore(g.max_concurrent_operations)
-        self.requests = TokenBucket(o.requests_per_minute)
+        self.requests = request_pacer(o.requests_per_minute)
         self.tokens = TokenBucket(o.tokens_per_minute)
         self.breaker = CircuitBreaker(g.circuit_breaker_threshold, reset_seconds=o.circuit_reset_seconds,
                                       on_change=lambda s: CIRCUIT_STATE.labels(self.model).set(int(s)))

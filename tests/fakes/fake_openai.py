@@ -3,8 +3,11 @@
 It answers the project's extraction prompts with a real extraction of the chunk text (the
 offline rules), so a pipeline run against it builds a real graph; it answers community
 report and query prompts from their content. Tests script faults (429 with Retry-After,
-500, timeouts, invalid JSON, schema violations, 400), take it down and up again, and
-read what it saw: requests, the maximum number of concurrent requests, prompts.
+500, timeouts, invalid JSON, schema violations, 400), take it down and up again, hold every
+answer until released, and read what it saw: requests, the maximum number of concurrent
+requests, prompts, failed answers, when the first call came and the last answer went. Latency is ``delay`` seconds, or
+lognormal (``latency_median``, ``latency_sigma``) like a real model's, and ``rpm`` answers
+429 to a request beyond that many in the trailing 60 s, as a provider enforces its limit.
 
     python -m tests.fakes.fake_openai --port 8765     # standalone, for benchmarks and demos
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import random
 import re
 import socket
 import sys
@@ -30,21 +35,55 @@ from streams.extraction.offline import extract_offline
 @dataclass
 class FakeState:
     delay: float = 0.0
+    latency_median: float = 0.0  # > 0: each answer also takes a lognormal time with this median
+    latency_sigma: float = 0.0  # the sigma of the log of that time
+    rpm: int | None = None  # requests per trailing 60 s beyond which the answer is a 429
     faults: list[str] = field(default_factory=list)  # consumed one per request
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    failed: int = 0  # answers with an error status (scripted faults and rpm 429s)
+    first_call: float | None = None  # time.time() when the first request came in
+    last_answer: float | None = None  # time.time() when the last answer was sent
+    started: list[float] = field(default_factory=list)  # time.time() of every request, in order
     by_kind: Counter[str] = field(default_factory=Counter)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     down: bool = False  # between stop() and start(): a request that got through anyway is cut, not served
+    answering: threading.Event = field(default_factory=lambda: _set(threading.Event()))  # clear: hold answers
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
-            self.requests = self.max_in_flight = 0
+            self.requests = self.max_in_flight = self.failed = 0
+            self.first_call = self.last_answer = None
+            self.started.clear()
             self.by_kind.clear()
             self.bodies.clear()
+
+    def latency(self) -> float:
+        """Seconds the next answer takes: ``delay`` plus a lognormal draw when a median is set."""
+        extra = 0.0
+        if self.latency_median > 0:
+            extra = random.lognormvariate(math.log(self.latency_median),  # simulated, not a secret  # nosec B311
+                                          self.latency_sigma)
+        return self.delay + extra
+
+    def max_in_window(self, seconds: float) -> int:
+        """The most requests that came in within any ``seconds`` (a sliding window)."""
+        with self.lock:
+            times = list(self.started)
+        best, lo = 0, 0
+        for hi, t in enumerate(times):
+            while t - times[lo] >= seconds:
+                lo += 1
+            best = max(best, hi - lo + 1)
+        return best
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _usage(messages: list[dict[str, Any]], content: str) -> dict[str, int]:
@@ -126,7 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             s = self.state
             with s.lock:
                 self._send(200, {"requests": s.requests, "max_in_flight": s.max_in_flight,
-                                 "in_flight": s.in_flight, "by_kind": dict(s.by_kind)})
+                                 "in_flight": s.in_flight, "by_kind": dict(s.by_kind), "failed": s.failed,
+                                 "first_call": s.first_call, "last_answer": s.last_answer})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
@@ -152,21 +192,33 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            now = time.time()
             s.requests += 1
             s.in_flight += 1
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
+            if s.first_call is None:
+                s.first_call = now
             fault = s.faults.pop(0) if s.faults else ""
+            if not fault and s.rpm is not None and _count_since(s.started, now - 60.0) >= s.rpm:
+                fault = "429:1"
+            s.started.append(now)
             s.bodies.append(body)
         try:
             self._answer(body, fault)
         finally:
             with s.lock:
                 s.in_flight -= 1
+                s.last_answer = time.time()
 
     def _answer(self, body: dict[str, Any], fault: str) -> None:
         s = self.state
-        if s.delay:
-            time.sleep(s.delay)
+        s.answering.wait()
+        latency = s.latency()
+        if latency:
+            time.sleep(latency)
+        if fault in ("500", "400") or fault.startswith("429"):
+            with s.lock:
+                s.failed += 1
         if fault.startswith("429"):
             self._send(429, {"error": {"message": "Rate limit reached", "type": "requests"}},
                        {"Retry-After": fault.split(":", 1)[1] if ":" in fault else "1"})
@@ -202,6 +254,16 @@ class _Handler(BaseHTTPRequestHandler):
                          "message": {"role": "assistant", "content": content}}],
             "usage": _usage(messages, content),
         })
+
+
+def _count_since(times: list[float], since: float) -> int:
+    """How many of the (ascending) ``times`` are after ``since``."""
+    n = 0
+    for t in reversed(times):
+        if t <= since:
+            break
+        n += 1
+    return n
 
 
 class _Server(ThreadingHTTPServer):
@@ -251,6 +313,13 @@ class FakeOpenAI:
                     conn.close()
             self._server = None
 
+    def hold(self) -> None:
+        """Take requests but answer none until :meth:`release` (they count as in flight)."""
+        self.state.answering.clear()
+
+    def release(self) -> None:
+        self.state.answering.set()
+
     def fault(self, *faults: str) -> None:
         with self.state.lock:
             self.state.faults.extend(faults)
@@ -258,12 +327,15 @@ class FakeOpenAI:
     def stats(self) -> dict[str, Any]:
         s = self.state
         with s.lock:
-            return {"requests": s.requests, "max_in_flight": s.max_in_flight, "by_kind": dict(s.by_kind)}
+            return {"requests": s.requests, "in_flight": s.in_flight, "max_in_flight": s.max_in_flight,
+                    "by_kind": dict(s.by_kind),
+                    "failed": s.failed, "first_call": s.first_call, "last_answer": s.last_answer}
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.stop()
 
 
@@ -271,9 +343,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--latency-median", type=float, default=0.0, help="lognormal latency: its median (s)")
+    parser.add_argument("--latency-sigma", type=float, default=0.0, help="lognormal latency: its sigma")
+    parser.add_argument("--rpm", type=int, default=None, help="answer 429 beyond this many requests per 60 s")
     args = parser.parse_args()
     fake = FakeOpenAI(args.port).start()
     fake.state.delay = args.delay
+    fake.state.latency_median, fake.state.latency_sigma = args.latency_median, args.latency_sigma
+    fake.state.rpm = args.rpm
     print(f"fake OpenAI API on {fake.base_url}", flush=True)
     try:
         while True:
