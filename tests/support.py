@@ -8,10 +8,12 @@ import contextlib
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -385,3 +387,15 @@ def free_port_block(n: int) -> int:
             sock.close()
         return base
     raise AssertionError("no free port block")
+
+
+def served_metric(port: int, series: str) -> float | None:
+    """The value of one series (its name and labels as /metrics prints them) on the app
+    serving /metrics on ``port``; None while the app does not answer or has no such series."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # nosec B310
+            text = resp.read().decode()
+    except OSError:
+        return None
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None

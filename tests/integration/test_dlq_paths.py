@@ -9,8 +9,6 @@ nothing is dead-lettered), the LLM recovers and the work completes with nothing 
 from __future__ import annotations
 
 import json
-import re
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +35,7 @@ from tests.support import (
     extractions_by_chunk,
     free_port_block,
     produce_raw,
+    served_metric,
     wait_quiescent,
     wait_until,
 )
@@ -263,13 +262,7 @@ def test_invalid_and_rejected_llm_answers_are_dead_lettered_and_their_chunks_sto
 
 def circuit_state(port: int) -> float | None:
     """graphrag_llm_circuit_state of the app serving /metrics on ``port`` (None: not served yet)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    found = re.search(r'^graphrag_llm_circuit_state\{model="gpt-test"\} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else None
+    return served_metric(port, 'graphrag_llm_circuit_state{model="gpt-test"}')
 
 
 def test_the_circuit_opens_at_the_extract_stage_while_the_llm_fails_and_nothing_is_lost(

@@ -10,9 +10,7 @@ to the limit."""
 from __future__ import annotations
 
 import json
-import re
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +31,7 @@ from tests.support import (
     evidence_mismatches,
     free_port_block,
     manifest,
+    served_metric,
     wait_llm_outage_waited_out,
     wait_quiescent,
     wait_until,
@@ -145,13 +144,7 @@ def _reindex(d: Deployment, name: str, *options: str) -> dict[str, Any]:
 
 def stage_in_flight(port: int, stage: str) -> float | None:
     """graphrag_in_flight of ``stage`` on the app serving /metrics on ``port`` (None: not yet)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    found = re.search(rf'^graphrag_in_flight\{{stage="{stage}"\}} (\S+)$', text, re.M)
-    return float(found.group(1)) if found else None
+    return served_metric(port, f'graphrag_in_flight{{stage="{stage}"}}')
 
 
 def test_extract_has_a_chunk_ready_for_every_call_slot(deployment_factory: DeploymentFactory,
