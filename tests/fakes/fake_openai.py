@@ -39,6 +39,8 @@ class FakeState:
     latency_sigma: float = 0.0  # the sigma of the log of that time
     rpm: int | None = None  # requests per trailing 60 s beyond which the answer is a 429
     faults: list[str] = field(default_factory=list)  # consumed one per request
+    # (text, faults): consumed one per request whose messages contain the text, before ``faults``
+    faults_for: list[tuple[str, list[str]]] = field(default_factory=list)
     requests: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -55,6 +57,7 @@ class FakeState:
     def reset(self) -> None:
         with self.lock:
             self.faults.clear()
+            self.faults_for.clear()
             self.requests = self.max_in_flight = self.failed = 0
             self.first_call = self.last_answer = None
             self.started.clear()
@@ -198,7 +201,9 @@ class _Handler(BaseHTTPRequestHandler):
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
             if s.first_call is None:
                 s.first_call = now
-            fault = s.faults.pop(0) if s.faults else ""
+            messages = json.dumps(body.get("messages", []), ensure_ascii=False)
+            scripted = next((fs for text, fs in s.faults_for if fs and text in messages), None)
+            fault = scripted.pop(0) if scripted else s.faults.pop(0) if s.faults else ""
             if not fault and s.rpm is not None and _count_since(s.started, now - 60.0) >= s.rpm:
                 fault = "429:1"
             s.started.append(now)
@@ -323,6 +328,12 @@ class FakeOpenAI:
     def fault(self, *faults: str) -> None:
         with self.state.lock:
             self.state.faults.extend(faults)
+
+    def fault_for(self, text: str, *faults: str) -> None:
+        """Faults for the requests about one input only (their messages contain ``text``), in
+        order: a script that holds however the stage interleaves its calls."""
+        with self.state.lock:
+            self.state.faults_for.append((text, list(faults)))
 
     def stats(self) -> dict[str, Any]:
         s = self.state

@@ -203,7 +203,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 def llm_deployment(deployment_factory: DeploymentFactory, fake: FakeOpenAI, **extra: Any) -> Deployment:
-    """LLM extraction against the fake, one call at a time (so scripted faults meet chunks in order)."""
+    """LLM extraction against the fake, one call at a time."""
     return deployment_factory({
         "openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
                    "timeout_seconds": 5, "circuit_reset_seconds": 2},
@@ -226,8 +226,10 @@ def test_invalid_and_rejected_llm_answers_are_dead_lettered_and_their_chunks_sto
     prefix = d.settings.kafka.topic_prefix
     store = GraphStore.from_settings(d.settings)
     # First chunk: an answer that does not validate, and again after the repair request;
-    # second chunk: a request the API rejects (HTTP 400). Every later call is answered.
-    fake.fault("schema_violation", "schema_violation", "400")
+    # last chunk: a request the API rejects (HTTP 400). Every other call is answered. Keyed by
+    # text: the stage handles more chunks than it has call slots, so calls interleave.
+    fake.fault_for("What would happen to you", "schema_violation", "schema_violation")
+    fake.fault_for("Click here", "400")
     worker = d.start_worker("all")
     d.cli("submit", LLM_VIDEO)
     wait_until(lambda: video_done(store, LLM_VIDEO), 300, interval=2,
