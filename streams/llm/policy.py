@@ -172,17 +172,6 @@ def request_pacer(requests_per_minute: int, *, clock: Callable[[], float] = time
     return TokenBucket(burst, period=60.0 * burst / requests_per_minute, clock=clock, sleep=sleep)
 
 
-def handlers_for(max_concurrent_operations: int) -> int:
-    """How many inputs a stage that calls the LLM handles at once: twice its call slots.
-
-    A handler holds a slot only for the call; before and after it reads and writes the
-    answer cache and sends its output and waits for the broker's ack. With one handler per
-    slot every slot stood empty for that time (at 32 slots the server saw 21 calls in
-    flight on average); with twice as many, a handler is ready for each slot that frees.
-    """
-    return 2 * max_concurrent_operations
-
-
 @dataclass
 class SpendCap:
     """Rolling spend windows (seconds, US dollars): a call waits while any window is used up.
