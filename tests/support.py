@@ -8,6 +8,7 @@ import contextlib
 import copy
 import json
 import os
+import pickle  # nosec B403: our own test results, written and read by this session only
 import re
 import signal
 import subprocess
@@ -18,10 +19,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from filelock import FileLock
 
 from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, TranscriptChunk
 from schemas.events import utcnow
@@ -32,6 +35,8 @@ from streams.model.ids import chunk_id
 from streams.monitoring.lag import measure_lag, stage_groups, total_lag
 from streams.settings import Settings, load_settings
 
+T = TypeVar("T")
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
 
@@ -40,6 +45,76 @@ CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
 class Services:
     bootstrap: str
     mongo_uri: str
+
+
+class LocalStack:
+    """A local stack of its own (stack/localstack.py) in ``state_dir``, on free loopback
+    ports: for a test that stops or restarts the broker or the database, which must not
+    touch the stack every other test (and, under xdist, every other process) shares."""
+
+    def __init__(self, state_dir: Path) -> None:
+        ports = dict(pair.split("=", 1) for pair in self._run("free-ports", env=dict(os.environ)).split())
+        self.env = {**os.environ, **ports, "GRAPHRAG_STACK_DIR": str(state_dir)}
+        self.services = Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}",
+                                 f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}")
+
+    @staticmethod
+    def _run(*args: str, env: dict[str, str], timeout: float = 300) -> str:
+        return LocalStack._call(*args, env=env, timeout=timeout).stdout
+
+    @staticmethod
+    def _call(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), *args], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"localstack {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def run(self, *args: str, timeout: float = 300) -> str:
+        """``localstack.py ARGS`` on this stack; its output (raises with stderr on failure)."""
+        return self._run(*args, env=self.env, timeout=timeout)
+
+    def up(self, *options: str) -> subprocess.CompletedProcess[str]:
+        """Start it (or whatever of it is down): ``up --no-prometheus OPTIONS``."""
+        return self._call("up", "--no-prometheus", *options, env=self.env, timeout=300)
+
+    def down(self) -> None:
+        """Stop it and delete its data; never raises (a finaliser)."""
+        with contextlib.suppress(Exception):
+            self.run("down", "--wipe", timeout=180)
+
+
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, compute: Callable[[], T]) -> T:
+    """``compute()`` once for the whole session, even when xdist runs it in several processes:
+    the first to ask computes it under a file lock and leaves it pickled in the session's
+    temporary root (which only this session's processes share); the others wait and read it.
+    For expensive, read-only results (a clean corpus run) that tests on any process compare with."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return compute()
+    path = tmp_path_factory.getbasetemp().parent / f"{name}.pickle"
+    with FileLock(f"{path}.lock"):
+        if path.is_file():
+            value: T = pickle.loads(path.read_bytes())  # nosec B301: written by compute() above, this session
+            return value
+        value = compute()
+        path.write_bytes(pickle.dumps(value))
+        return value
+
+
+def only_once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str) -> None:
+    """Fail when a second xdist process starts the session fixture ``name``: its tests are
+    meant to share one process (--dist loadgroup, xdist_group), and grouping that silently
+    stopped working (pytest-dev/pytest-xdist#1386) would run it once per process instead."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return
+    claim = tmp_path_factory.getbasetemp().parent / f"{name}.started-by"
+    try:
+        with claim.open("x") as f:
+            f.write(worker)
+    except FileExistsError:
+        raise AssertionError(f"{name} started again in {worker} after {claim.read_text()}: xdist is not "
+                             "grouping its tests into one process (--dist loadgroup, xdist_group)") from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

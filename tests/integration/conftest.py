@@ -23,18 +23,27 @@ from typing import Any
 import pytest
 
 from tests.integration.corpus_run import CorpusRun
-from tests.support import ROOT, Deployment, DeploymentFactory, Services
+from tests.support import ROOT, Deployment, DeploymentFactory, LocalStack, Services, only_once_per_session
 
 HERE = Path(__file__).resolve().parent
 
 
-# tryfirst: the marker is on every item before -m deselects by markers.
+# Session fixtures that run a pipeline: under xdist (`make test`), every test that takes one
+# goes to the same process (--dist loadgroup), so each runs once per session, not once per process.
+SHARED_RUNS = {"corpus_run": "corpus-run", "restored_graph": "corpus-run", "demo_api": "demo-api"}
+
+
+# tryfirst: the markers are on every item before -m deselects by markers and before xdist
+# reads the groups.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The hook sees the whole session's items, not only this folder's.
     for item in items:
         if item.path.resolve().is_relative_to(HERE) and item.get_closest_marker("integration") is None:
             item.add_marker(pytest.mark.integration)
+        groups = {SHARED_RUNS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_RUNS}
+        for group in groups:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +75,7 @@ def corpus_run(services: Services, tmp_path_factory: pytest.TempPathFactory) -> 
     Read-only: a test that changes its graph or topics takes `restored_graph` as well."""
     from tests.integration.corpus_run import corpus_run as run
 
+    only_once_per_session(tmp_path_factory, "corpus_run")
     with run(services, tmp_path_factory.mktemp("corpus")) as result:
         yield result
 
@@ -79,20 +89,21 @@ def restored_graph(corpus_run: CorpusRun) -> Iterator[CorpusRun]:
 
 
 @pytest.fixture
-def fresh_services(tmp_path: Path) -> Iterator[Services]:
+def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
     """A second local stack of its own, on free ports, that has served nothing: a newcomer's
-    broker and database, whatever the session's stack has served before this test."""
-    stack = [sys.executable, str(ROOT / "stack" / "localstack.py")]
-    ports = dict(pair.split("=", 1) for pair in
-                 subprocess.run([*stack, "free-ports"], capture_output=True, text=True, check=True).stdout.split())
-    env = {**os.environ, **ports, "GRAPHRAG_STACK_DIR": str(tmp_path / "stack")}
-    up = subprocess.run([*stack, "up", "--no-prometheus"], env=env, capture_output=True, text=True, timeout=300)
+    broker and database whatever the session's stack has served, and one a test may stop
+    and start without disturbing tests running beside it (xdist)."""
+    stack = LocalStack(tmp_path / "stack")
     try:
-        if up.returncode != 0:
-            raise RuntimeError(f"could not start a fresh local stack:\n{up.stderr}")
-        yield Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}", f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}")
+        stack.up()
+        yield stack
     finally:
-        subprocess.run([*stack, "down", "--wipe"], env=env, capture_output=True, text=True, timeout=180)
+        stack.down()
+
+
+@pytest.fixture
+def fresh_services(own_stack: LocalStack) -> Services:
+    return own_stack.services
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +111,7 @@ def demo_api(services: Services, tmp_path_factory: pytest.TempPathFactory) -> It
     """The sample videos' graph behind `graphrag-streams serve` (tests/integration/demo_api.py)."""
     from tests.integration.demo_api import demo_api as serve
 
+    only_once_per_session(tmp_path_factory, "demo_api")
     with serve(services, tmp_path_factory.mktemp("demo-api")) as api:
         yield api
 

@@ -2,8 +2,9 @@
 
 Faults: kill -9 of every app process in turn (the supervisor of `worker --stages all`
 restarts it), the Kafka broker stopped and started, FerretDB stopped for 15 s (offline
-extractor); the LLM server down until the stage has waited it out for stall_seconds with the circuit
-open and its half-open probes failing (LLM extractor, against a local server that
+extractor; each on a local stack of its own, `own_stack`, so stopping its broker or database
+disturbs no test running beside it); the LLM server down until the stage has waited it out
+for stall_seconds with the circuit open and its half-open probes failing (LLM extractor, against a local server that
 speaks OpenAI's API and answers each chunk deterministically). After each, compared with a
 clean run of the same corpus and extractor in this module:
 
@@ -30,8 +31,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,13 +44,14 @@ from streams.store import GraphStore
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
-    ROOT,
     Deployment,
+    LocalStack,
     Services,
     consume_all,
     evidence_mismatches,
     extractions_by_chunk,
     manifest,
+    once_per_session,
     supervised_children,
     wait_llm_outage_waited_out,
     wait_quiescent,
@@ -61,12 +61,6 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 
 Fault = Callable[[Deployment, Any], str]
-
-
-def _stack(*args: str) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), *args],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
 
 
 def kill_every_stage(d: Deployment, worker: Any) -> str:
@@ -83,23 +77,34 @@ def kill_every_stage(d: Deployment, worker: Any) -> str:
     return f"kill -9 of each of {len(ALL_APPS)} apps in turn"
 
 
-def _down_for(service: str, seconds: float) -> None:
-    """Stop one service of the shared stack and start it again, whatever happens between."""
+def _down_for(stack: LocalStack, service: str, seconds: float) -> None:
+    """Stop one service of the stack and start it again, whatever happens between."""
     try:
-        _stack("stop", service)
+        stack.run("stop", service)
         time.sleep(seconds)
     finally:
-        _stack("up", "--no-prometheus")
+        stack.up()
 
 
-def restart_broker(d: Deployment, worker: Any) -> str:
-    _down_for("kafka", 5)
-    return "Kafka broker stopped, 5 s down, started"
+def restart_broker(stack: LocalStack) -> Fault:
+    def fault(d: Deployment, worker: Any) -> str:
+        _down_for(stack, "kafka", 5)
+        return "Kafka broker stopped, 5 s down, started"
+    return fault
 
 
-def stop_ferretdb(d: Deployment, worker: Any) -> str:
-    _down_for("ferretdb", 15)
-    return "FerretDB stopped for 15 s"
+def stop_ferretdb(stack: LocalStack) -> Fault:
+    def fault(d: Deployment, worker: Any) -> str:
+        _down_for(stack, "ferretdb", 15)
+        return "FerretDB stopped for 15 s"
+    return fault
+
+
+FAULTS: dict[str, Callable[[LocalStack], Fault]] = {
+    "kill_every_stage": lambda stack: kill_every_stage,
+    "restart_broker": restart_broker,
+    "stop_ferretdb": stop_ferretdb,
+}
 
 
 def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
@@ -194,7 +199,10 @@ def graph_differences(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def clean(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _run(services, tmp_path_factory.mktemp("clean"), None)
+    """The clean run every fault is compared with: one per session, shared by the xdist
+    processes that run this module's tests side by side."""
+    return once_per_session(tmp_path_factory, "chaos-clean",
+                            lambda: _run(services, tmp_path_factory.mktemp("clean"), None))
 
 
 def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
@@ -216,10 +224,10 @@ def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
     assert graph_differences(run["graph"], clean["graph"]) == {}
 
 
-@pytest.mark.parametrize("fault", [kill_every_stage, restart_broker, stop_ferretdb], ids=lambda f: f.__name__)
-def test_the_graph_survives_a_fault(fault: Fault, clean: dict[str, Any], services: Services,
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_the_graph_survives_a_fault(fault: str, clean: dict[str, Any], own_stack: LocalStack,
                                     tmp_path: Path) -> None:
-    _assert_same_graph(_run(services, tmp_path, fault), clean)
+    _assert_same_graph(_run(own_stack.services, tmp_path, FAULTS[fault](own_stack)), clean)
 
 
 def test_one_graph_whatever_the_partition_count(clean: dict[str, Any], services: Services, tmp_path: Path) -> None:

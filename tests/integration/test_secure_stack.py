@@ -13,7 +13,6 @@ start, with the broker's reason, what to check, and no secret in any output.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,11 +29,11 @@ from streams.settings import ChunkingSettings
 from streams.store.graph_store import GraphStore
 from streams.transcripts.chunking import chunk_segments
 from streams.transcripts.parse import parse_transcript
-from tests.support import CORPUS, ROOT, Deployment, Services, manifest, wait_videos_finished
+from tests.support import CORPUS, ROOT, Deployment, LocalStack, Services, manifest, wait_videos_finished
 
-pytestmark = pytest.mark.integration
+# One secure stack for the module: its tests in one xdist process.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("secure-stack")]
 
-STACK = [sys.executable, str(ROOT / "stack" / "localstack.py")]
 # The four shortest corpus videos: every stage and both stores on each listener, in minutes.
 VIDEOS = sorted(manifest(), key=lambda e: e["chars"])[:4]
 
@@ -62,26 +61,18 @@ def _with_secrets(listener: dict[str, str]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     tmp = tmp_path_factory.mktemp("secure-stack")
-    ports = dict(pair.split("=", 1) for pair in
-                 subprocess.run([*STACK, "free-ports"], capture_output=True, text=True, check=True).stdout.split())
-    env = {**os.environ, **ports, "GRAPHRAG_STACK_DIR": str(tmp / "stack")}
-    up = subprocess.run([*STACK, "up", "--secure", "--no-prometheus"], env=env, capture_output=True, text=True,
-                        timeout=300)
+    stack = LocalStack(tmp / "stack")
     try:
-        assert up.returncode == 0, f"could not start the secure stack:\n{up.stderr}"
-        status = json.loads(subprocess.run([*STACK, "status", "--json"], env=env, capture_output=True, text=True,
-                                           check=True).stdout)
-        secure = status["secure"]
+        up = stack.up("--secure")
+        secure = json.loads(stack.run("status", "--json"))["secure"]
         kafka = {name: _with_secrets(secure[name]) for name in ("sasl_ssl", "mtls")}
         secrets = (kafka["sasl_ssl"]["sasl_password"], kafka["mtls"]["ssl_key_password"])
         for secret in secrets:  # neither is echoed by `up` or `status`
             assert secret not in up.stdout + up.stderr
         _, other_ca = make_ca(tmp / "other-ca", "not-this-stacks-ca", days=2)
-        yield SecureStack(Services(f"127.0.0.1:{ports['GRAPHRAG_KAFKA_PORT']}",
-                                   f"mongodb://127.0.0.1:{ports['GRAPHRAG_MONGO_PORT']}"),
-                          kafka, dict(secure["mongodb_tls"]), secrets, other_ca)
+        yield SecureStack(stack.services, kafka, dict(secure["mongodb_tls"]), secrets, other_ca)
     finally:
-        subprocess.run([*STACK, "down", "--wipe"], env=env, capture_output=True, text=True, timeout=180)
+        stack.down()
 
 
 def _deployment(stack: SecureStack, tmp: Path, kafka: dict[str, Any]) -> Deployment:
