@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from schemas import GraphUpdate
-from streams.resolution.aliases import AliasTable, publish_aliases
+from streams.resolution.aliases import publish_aliases, published_aliases
 from streams.resolution.merge import (
     EntityInfo,
     Merge,
@@ -108,13 +108,9 @@ def run_merge_pass(settings: Settings, store: GraphStore, *, dry_run: bool = Fal
     published = rewritten = 0
     if not dry_run:
         # Aliases first: from now on resolvers send new mentions of these names to the survivor.
-        table = AliasTable(settings).start()
-        try:
-            current = table.snapshot()
-        finally:
-            table.stop()
         reasons = {m.target.entity_id: m.reason for m in plan.resolution.merges}
-        published = publish_aliases(settings, alias_changes(plan.resolution.multi_name(), current, reasons))
+        published = publish_aliases(settings, alias_changes(plan.resolution.multi_name(),
+                                                            published_aliases(settings), reasons))
         rewritten = apply_merge(store, plan, before)
         store.graph.record_merge_pass(version, fingerprint)  # read before the extractions: never newer
     after = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()] if not dry_run else before
