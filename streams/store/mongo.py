@@ -94,6 +94,29 @@ class Mongo:
         for part in batched(sorted(wanted), 1000):
             yield from self.coll(coll).find({field: {"$in": list(part)}}, proj)
 
+    def by_ids(self, coll: str, ids: Iterable[str], projection: Mapping[str, Any] | None = None) -> Iterator[Doc]:
+        """The documents of ``ids``. On FerretDB a few ids are looked up one by one, as a
+        filter on a single ``_id`` is its only one served by an index (42 chunks: a sixth of
+        the time of one ``$in`` scan); more than ``SCAN_ABOVE`` are found as ``find_in`` does."""
+        wanted = sorted(set(ids))
+        if not (self.filters_scan and len(wanted) <= SCAN_ABOVE):
+            yield from self.find_in(coll, "_id", wanted, projection)
+            return
+        for i in wanted:
+            found = self.coll(coll).find_one({"_id": i}, projection)
+            if found is not None:
+                yield found
+
+    def delete_ids(self, coll: str, ids: Sequence[str]) -> None:
+        """Delete documents by ``_id``. On FerretDB one delete per id (in commands of
+        ``max_ops``), each served by the ``_id`` index, where one ``$in`` filter scans the
+        collection (400 ids: 0.05 s against 0.4 s); MongoDB's index serves ``$in``."""
+        if self.filters_scan:
+            self.bulk(coll, [DeleteOne({"_id": i}) for i in ids])
+            return
+        for part in batched(ids, 1000):  # one command, not one per document
+            self.coll(coll).delete_many({"_id": {"$in": list(part)}})
+
     def ping(self) -> bool:
         try:
             self.db.command("ping")
