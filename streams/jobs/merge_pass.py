@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas import GraphUpdate
 from streams.resolution.aliases import publish_aliases, published_aliases
@@ -29,6 +29,7 @@ from streams.resolution.merge import (
 from streams.resolution.resolve import fold, mention_requests
 from streams.settings import ResolutionSettings, Settings
 from streams.store import GraphStore
+from streams.store.communities import GraphDocs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class MergeReport:
     chunks_rewritten: int = 0
     chunks_without_extraction: int = 0  # stored by a version that did not keep extractions
     skipped: bool = False  # nothing changed since the last complete pass: nothing was read or written
+    # The entities and relations as the pass left them, for the community run that follows
+    # (None: a dry run or skipped pass, nothing written).
+    graph: GraphDocs | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class MergeWrites:
     chunks_rewritten: int
     before: list[EntityInfo]  # the entities just before the rewrite
     after: list[EntityInfo]  # and after it
+    graph: GraphDocs  # the entities and relations after it
 
 
 def plan_merge(store: GraphStore, cfg: ResolutionSettings, entity_types: Iterable[str] | None) -> MergePlan:
@@ -90,7 +95,8 @@ def apply_merge(store: GraphStore, plan: MergePlan) -> MergeWrites:
     store.graph.record_redirects({e.entity_id: (names[fold(e.name)].entity_id, names[fold(e.name)].type)
                                   for e in before if e.entity_id not in alive and fold(e.name) in names}, alive)
     return MergeWrites(rewrite.chunks, before,
-                       [EntityInfo.from_doc({"_id": i, **d}) for i, d in rewrite.entities_after.items()])
+                       [EntityInfo.from_doc({"_id": i, **d}) for i, d in rewrite.entities_after.items()],
+                       GraphDocs.of(rewrite.entities_after, rewrite.relations_after))
 
 
 def decision_settings(settings: Settings) -> str:
@@ -117,6 +123,7 @@ def run_merge_pass(settings: Settings, store: GraphStore, *, dry_run: bool = Fal
         return MergeReport(0, 0, 0, 0, [], 0, skipped=True)
     plan = plan_merge(store, cfg, settings.graphrag.extraction.entity_types)
     published = rewritten = 0
+    graph = None
     if dry_run:
         before = after = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()]
     else:
@@ -125,11 +132,11 @@ def run_merge_pass(settings: Settings, store: GraphStore, *, dry_run: bool = Fal
         published = publish_aliases(settings, alias_changes(plan.resolution.multi_name(),
                                                             published_aliases(settings), reasons))
         writes = apply_merge(store, plan)
-        rewritten, before, after = writes.chunks_rewritten, writes.before, writes.after
+        rewritten, before, after, graph = writes.chunks_rewritten, writes.before, writes.after, writes.graph
         store.graph.record_merge_pass(version, fingerprint)  # read before the extractions: never newer
     same_before, _ = unmerged_same_name_share(before)
     same_after, _ = unmerged_same_name_share(after)
     log.info("merge pass: %d merge decisions, %d chunks rewritten, entities %d -> %d",
              len(plan.resolution.merges), rewritten, len(before), len(after))
     return MergeReport(len(before), len(after), same_before, same_after, plan.resolution.merges, published,
-                       rewritten, plan.chunks_without_extraction)
+                       rewritten, plan.chunks_without_extraction, graph=graph)

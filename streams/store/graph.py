@@ -58,6 +58,7 @@ class Rewrite:
     chunks: int
     entities_before: list[Doc]
     entities_after: dict[str, Doc]
+    relations_after: dict[str, Doc]
 
 
 @dataclass
@@ -183,8 +184,8 @@ class GraphWrites(Collections):
         kept_m = [d for d in stored_m.values() if d["chunk_id"] not in gone]
         kept_e = [d for d in stored_e.values() if d["chunk_id"] not in gone]
         after = self._reconcile_all("entities", entities, [*kept_m, *new_m], "entity_id", entity_doc)
-        self._reconcile_all("relations", relations, [*kept_e, *new_e], "relation_id", relation_doc)
-        return Rewrite(len(changed), list(entities.values()), after)
+        relations_after = self._reconcile_all("relations", relations, [*kept_e, *new_e], "relation_id", relation_doc)
+        return Rewrite(len(changed), list(entities.values()), after, relations_after)
 
     def _replace_evidence(self, coll: str, stored: Mapping[str, Doc], chunks: Collection[str],
                           wanted: Sequence[Doc]) -> None:

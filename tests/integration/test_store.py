@@ -455,7 +455,8 @@ class _Filters(monitoring.CommandListener):
 def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(services: Services) -> None:
     """On FerretDB every filter but one on a single ``_id`` scans the whole collection: the
     merge pass reads the chunks, entities, relations and their evidence once each (the
-    chunks that differ again by id, before writing them), and deletes by ``_id``."""
+    chunks that differ again by id, before writing them), deletes by ``_id``, and hands the
+    graph it wrote to the community run, which reads it no more."""
     filters = _Filters()
     client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
                                                       serverSelectionTimeoutMS=5000, event_listeners=[filters])
@@ -474,7 +475,8 @@ def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(service
                     [("Richard Posner", "Posner", "KNOWS", 2)]),
         ])
         filters.seen.clear()
-        assert _merge_pass(store) == 2
+        writes = apply_merge(store, plan_merge(store, ResolutionSettings(), None))
+        assert writes.chunks_rewritten == 2
         graph = ("chunks", "entities", "relations", "entity_mentions", "relation_evidence")
         by_one_id = [(command, coll, f) for command, coll, f in filters.seen
                      if set(f) == {"_id"} and isinstance(f["_id"], str)]
@@ -484,6 +486,14 @@ def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(service
         deletes = [(coll, f) for command, coll, f in filters.seen if command == "delete"]
         assert {coll for coll, _ in deletes} == {"entity_mentions", "relation_evidence", "entities", "relations"}
         assert all(set(f) == {"_id"} for _, f in deletes), deletes
+        # The community run that follows uses the graph as the pass left it: as a read would see it.
+        read = store.communities.read_graph()
+        assert writes.graph.entities == read.entities
+
+        def by_id(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return sorted(docs, key=lambda d: d["_id"])
+
+        assert by_id(writes.graph.relations) == by_id(read.relations) and read.relations
     finally:
         client.drop_database(name)
         client.close()
