@@ -92,14 +92,16 @@ async def run_communities(settings: Settings, store: GraphStore, summarizer: Sum
     cfg = settings.graphrag.communities
     started_at, t0 = datetime.now(UTC), time.monotonic()
     phases = _Phases()
-    merged, merge_skipped = 0, False
+    merged, merge_skipped, docs = 0, False, None
     if merge:
         merge_report = await asyncio.to_thread(run_merge_pass, settings, store, only_if_changed=True)
         merged = merge_report.entities_before - merge_report.entities_after  # this pass (a split: < 0)
-        merge_skipped = merge_report.skipped
+        merge_skipped, docs = merge_report.skipped, merge_report.graph
         phases.done("merge")
-    # Each collection read once: detection, summaries and the save share these.
-    docs = await asyncio.to_thread(store.communities.read_graph)
+    # Each collection read once: detection, summaries and the save share these (a pass that
+    # wrote the graph has just read it: its documents are used as they were left).
+    if docs is None:
+        docs = await asyncio.to_thread(store.communities.read_graph)
     nodes, edges = store.communities.graph(docs)
     stored = await asyncio.to_thread(store.communities.stored)
     previous = store.communities.previous(stored)

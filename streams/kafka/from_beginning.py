@@ -29,8 +29,9 @@ def read_from_beginning(settings: Settings, topic: str, *, group_id: str, timeou
 
     Without ``follow``: up to the end offsets at the start, then return; a topic that does
     not exist reads as empty. With ``follow``: wait for the topic to exist, then keep
-    reading until ``stop`` is set; ``on_caught_up`` is called once, when every partition
-    has reached the end it had at the start. ``group_id`` only names the client to the broker.
+    reading until ``stop`` is set. Either way ``on_caught_up`` is called once, when every
+    partition has reached the end it had at the start (an empty topic: at once), so a
+    reader that returns without it was cut short. ``group_id`` only names the client to the broker.
     """
     stop = stop or threading.Event()
     consumer = Consumer({**client_config(settings.kafka), "group.id": group_id,
@@ -45,14 +46,14 @@ def read_from_beginning(settings: Settings, topic: str, *, group_id: str, timeou
             low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
             if high > low:
                 pending[tp.partition] = high
+        caught_up = _Once(on_caught_up)
+        if not pending:
+            caught_up()
         if not follow:
             parts = [tp for tp in parts if tp.partition in pending]
             if not parts:
                 return
         consumer.assign(parts)
-        caught_up = _Once(on_caught_up)
-        if not pending:
-            caught_up()
         while not stop.is_set() and (follow or pending):
             msg = consumer.poll(0.5 if follow else timeout)
             if msg is None:

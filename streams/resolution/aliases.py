@@ -49,6 +49,17 @@ class AliasTable:
         log.info("alias table: %d aliases from %s", len(self), self.topic)
         return self
 
+    def read_to_end(self) -> AliasTable:
+        """Read the whole topic once, without following it: a reader thread that follows
+        would have to be stopped, which waits out its poll (half a second)."""
+        caught_up = threading.Event()
+        for msg in read_from_beginning(self.settings, self.topic, group_id=self._group, on_caught_up=caught_up.set):
+            key, value = msg.key(), msg.value()
+            self._apply(key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else None)
+        if not caught_up.is_set():
+            raise TimeoutError(f"could not read {self.topic} to its end")
+        return self
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -98,6 +109,11 @@ class AliasTable:
                 self._apply(key if isinstance(key, bytes) else None, value if isinstance(value, bytes) else None)
         except Exception:
             log.exception("alias reader failed")
+
+
+def published_aliases(settings: Settings) -> dict[str, Canonical]:
+    """The aliases the topic holds now, for the merge pass to publish only what changes."""
+    return AliasTable(settings).read_to_end().snapshot()
 
 
 def publish_aliases(settings: Settings, aliases: Mapping[str, EntityAlias | None]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b|(?<=s)'(?=\s|$)")
@@ -40,6 +41,12 @@ def singular(word: str) -> str:
     return word
 
 
+#: Names recur in every chunk that mentions them, and a merge pass normalises each one
+#: dozens of times (blocks, IDs, relation endpoints): both functions are pure, so cached.
+_CACHED = 1 << 16
+
+
+@lru_cache(maxsize=_CACHED)
 def normalize_name(name: str, entity_type: str = "CONCEPT") -> str:
     """The normalised key of an entity name ("" when nothing word-like is left).
 
@@ -60,6 +67,7 @@ def normalize_name(name: str, entity_type: str = "CONCEPT") -> str:
     return " ".join(words)
 
 
+@lru_cache(maxsize=_CACHED)
 def normalize_type(entity_type: str) -> str:
     """Entity and relation types: upper snake case ("work of art" -> "WORK_OF_ART")."""
     t = unicodedata.normalize("NFKC", entity_type).strip().upper()

@@ -5,7 +5,7 @@ what it writes (communities with their reports, one record per run)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING, DeleteOne, UpdateOne
@@ -16,6 +16,10 @@ from streams.model.reports import CommunityContext, CommunityReport, MemberInfo,
 from streams.store.documents import differs
 from streams.store.mongo import SCAN_BATCH, Collections, Doc
 
+#: What detection and summaries use of an entity and of a relation.
+ENTITY_FIELDS = ("name", "type", "description", "mention_count")
+RELATION_FIELDS = ("source_id", "target_id", "type", "description", "weight")
+
 
 @dataclass(frozen=True)
 class GraphDocs:
@@ -24,6 +28,13 @@ class GraphDocs:
     entities: dict[str, Doc]
     relations: list[Doc]
 
+    @classmethod
+    def of(cls, entities: Mapping[str, Doc], relations: Mapping[str, Doc]) -> GraphDocs:
+        """The graph as ``read_graph`` reads it, from the documents (by id) that the merge
+        pass has just written: the community run that follows reads no more."""
+        return cls({i: {"_id": i, **{k: d[k] for k in ENTITY_FIELDS if k in d}} for i, d in entities.items()},
+                   [{"_id": i, **{k: d[k] for k in RELATION_FIELDS if k in d}} for i, d in relations.items()])
+
 
 class CommunityStore(Collections):
     """Reads and writes of community runs."""
@@ -31,9 +42,8 @@ class CommunityStore(Collections):
     def read_graph(self) -> GraphDocs:
         """Every entity and relation, in one read each, with what detection and summaries use."""
         entities = {e["_id"]: e for e in self.coll("entities").find(
-            {}, {"name": 1, "type": 1, "description": 1, "mention_count": 1}, batch_size=SCAN_BATCH)}
-        relations = list(self.coll("relations").find(
-            {}, {"source_id": 1, "target_id": 1, "type": 1, "description": 1, "weight": 1}, batch_size=SCAN_BATCH))
+            {}, dict.fromkeys(ENTITY_FIELDS, 1), batch_size=SCAN_BATCH)}
+        relations = list(self.coll("relations").find({}, dict.fromkeys(RELATION_FIELDS, 1), batch_size=SCAN_BATCH))
         return GraphDocs(entities, relations)
 
     def graph(self, docs: GraphDocs | None = None) -> tuple[list[str], list[Edge]]:

@@ -10,7 +10,7 @@ incremented, so a redelivered message cannot double-count anything.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,6 +38,27 @@ NOT_STORED = datetime(1970, 1, 1, tzinfo=UTC)
 CHANGES = "graph_changes"
 EXTRACTIONS = "extractions"
 LAST_MERGE = "merge_pass"
+
+
+@dataclass(frozen=True)
+class StoredExtraction:
+    """A stored chunk as the merge pass reads it: its extraction (None: stored without one)
+    and the fingerprint of the evidence it has now."""
+
+    chunk_id: str
+    fingerprint: str | None
+    extraction: ChunkExtraction | None
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What a merge pass's rewrite did: chunks rewritten, and the entity documents just
+    before and after it (the pass's report and redirects read no more)."""
+
+    chunks: int
+    entities_before: list[Doc]
+    entities_after: dict[str, Doc]
+    relations_after: dict[str, Doc]
 
 
 @dataclass
@@ -124,49 +145,74 @@ class GraphWrites(Collections):
         self.note_extractions_changed()
         return summary
 
-    def rewrite_resolutions(self, updates: Sequence[GraphUpdate]) -> int:
+    def rewrite_resolutions(self, updates: Sequence[GraphUpdate], fingerprints: Mapping[str, str | None]) -> Rewrite:
         """The merge pass's writes: every chunk whose evidence differs from ``updates`` (already
         resolved, no redirects) gets the new evidence, then every entity and relation is
-        reconciled with the evidence stored; those left without any go. Returns the chunks
-        rewritten.
+        reconciled with the evidence stored; those left without any go.
 
-        Each collection is read once in full, not once per batch of ids: a pass touches most
-        of the graph, and FerretDB answers each such filter with a scan. It does not count as
-        a change of the extractions (``note_extractions_changed``): it changes resolutions only.
+        ``fingerprints``: the chunks' as the pass read them with their extractions, so the
+        chunks are not scanned again (on FerretDB, the largest collection); only those that
+        differ are read again, by id, just before writing. Each graph collection is read once
+        in full, before the writes, not once per batch of ids: a pass touches most of the graph,
+        and FerretDB answers each such filter with a scan; the evidence replaced is deleted by
+        id. It does not count as a change of the extractions (``note_extractions_changed``):
+        it changes resolutions only.
         """
         latest: dict[str, tuple[list[Doc], list[Doc], Doc]] = {}
         for u in updates:  # a chunk seen twice: the later one wins
             mentions = [mention_doc(u, e) for e in u.entities]
             evidence = [evidence_doc(u, r) for r in u.relations]
             latest[u.chunk.chunk_id] = (mentions, evidence, chunk_doc(u, mentions, evidence))
+        differ = [cid for cid, (_, _, doc) in latest.items()
+                  if cid in fingerprints and fingerprints[cid] != doc["evidence_fingerprint"]]
         stored = {d["_id"]: d.get("evidence_fingerprint")
-                  for d in self.mongo.find_in("chunks", "_id", latest, {"evidence_fingerprint": 1})}
+                  for d in self.mongo.by_ids("chunks", differ, {"evidence_fingerprint": 1})}
         # Never a chunk that is gone (a video forgotten meanwhile).
         changed = sorted(cid for cid, fp in stored.items() if fp != latest[cid][2]["evidence_fingerprint"])
 
+        # The graph documents before their evidence: see _reconcile_all.
+        entities, relations = self._read_all("entities"), self._read_all("relations")
+        stored_m, stored_e = self._read_all("entity_mentions"), self._read_all("relation_evidence")
+        gone = set(changed)
+        new_m = [m for cid in changed for m in latest[cid][0]]
+        new_e = [e for cid in changed for e in latest[cid][1]]
         # Evidence before chunk documents: a stored chunk implies its evidence is stored.
-        for part in batched(changed, 1000):
-            self.coll("entity_mentions").delete_many({"chunk_id": {"$in": list(part)}})
-            self.coll("relation_evidence").delete_many({"chunk_id": {"$in": list(part)}})
-        self.mongo.insert_new("entity_mentions", [m for cid in changed for m in latest[cid][0]])
-        self.mongo.insert_new("relation_evidence", [e for cid in changed for e in latest[cid][1]])
+        self._replace_evidence("entity_mentions", stored_m, gone, new_m)
+        self._replace_evidence("relation_evidence", stored_e, gone, new_e)
         self.mongo.bulk("chunks", [UpdateOne({"_id": cid}, {"$set": latest[cid][2]}) for cid in changed])
 
-        self._reconcile_all("entities", "entity_mentions", "entity_id", entity_doc)
-        self._reconcile_all("relations", "relation_evidence", "relation_id", relation_doc)
-        return len(changed)
+        kept_m = [d for d in stored_m.values() if d["chunk_id"] not in gone]
+        kept_e = [d for d in stored_e.values() if d["chunk_id"] not in gone]
+        after = self._reconcile_all("entities", entities, [*kept_m, *new_m], "entity_id", entity_doc)
+        relations_after = self._reconcile_all("relations", relations, [*kept_e, *new_e], "relation_id", relation_doc)
+        return Rewrite(len(changed), list(entities.values()), after, relations_after)
 
-    def _reconcile_all(self, coll: str, evidence_coll: str, field: str, build: Callable[[Sequence[Doc]], Doc]) -> int:
-        """Every ``coll`` document rebuilt from the ``evidence_coll`` documents naming it in
-        ``field``: written where it differs, deleted where none does. The documents are read
-        before the evidence, so one the stream stores meanwhile with its evidence is never
-        taken for unsupported."""
-        current = {d["_id"]: d for d in self.coll(coll).find({}, batch_size=SCAN_BATCH)}
+    def _replace_evidence(self, coll: str, stored: Mapping[str, Doc], chunks: Collection[str],
+                          wanted: Sequence[Doc]) -> None:
+        """Make the ``chunks``' evidence in ``coll`` exactly ``wanted``, touching only the
+        documents that differ: a rewritten chunk keeps most of its evidence (only the
+        mentions of merged names move), and on FerretDB each document deleted or inserted
+        costs about a millisecond or two."""
+        old = {i: d for i, d in stored.items() if d["chunk_id"] in chunks}
+        new = {d["_id"]: d for d in wanted}
+        self.mongo.delete_ids(coll, sorted(i for i, d in old.items() if new.get(i) != d))
+        self.mongo.insert_new(coll, [d for i, d in new.items() if old.get(i) != d])
+
+    def _read_all(self, coll: str) -> dict[str, Doc]:
+        return {d["_id"]: d for d in self.coll(coll).find({}, batch_size=SCAN_BATCH)}
+
+    def _reconcile_all(self, coll: str, current: Mapping[str, Doc], evidence: Iterable[Doc], field: str,
+                       build: Callable[[Sequence[Doc]], Doc]) -> dict[str, Doc]:
+        """Every ``coll`` document rebuilt from the ``evidence`` documents naming it in
+        ``field``: written where it differs, deleted where none does. Returns the documents
+        wanted. ``current`` must be read before the evidence, so a document the stream stores
+        meanwhile with its evidence is never taken for unsupported."""
         grouped: dict[str, list[Doc]] = defaultdict(list)
-        for d in self.coll(evidence_coll).find({}, batch_size=SCAN_BATCH):
+        for d in evidence:
             grouped[d[field]].append(d)
         wanted = {i: build(grouped[i]) for i in sorted(grouped)}
-        return self._write_reconciled(coll, current, wanted, sorted(current.keys() - grouped.keys()))
+        self._write_reconciled(coll, current, wanted, sorted(current.keys() - grouped.keys()))
+        return wanted
 
     def note_extractions_changed(self) -> None:
         """Count a change to the set of stored extractions (a chunk stored, extracted again or
@@ -221,14 +267,15 @@ class GraphWrites(Collections):
                                             for i, doc in wanted.items() if i in current and differs(current[i], doc)]
         self.mongo.insert_or_set(coll, new)
         self.mongo.bulk(coll, ops)
-        for part in batched(unsupported, 1000):  # one command, not one per document
-            self.coll(coll).delete_many({"_id": {"$in": list(part)}})
+        self.mongo.delete_ids(coll, unsupported)
         return len(new) + len(ops) + len(unsupported)
 
-    def record_redirects(self, mapping: Mapping[str, tuple[str, str]]) -> None:
+    def record_redirects(self, mapping: Mapping[str, tuple[str, str]],
+                         entities: Collection[str] | None = None) -> None:
         """Remember merged id -> survivor, so updates that still name a merged entity follow it.
 
-        Another redirect whose id is an entity again (a merge undone by new evidence) is dropped.
+        Another redirect whose id is an entity again (a merge undone by new evidence) is dropped;
+        ``entities``: the entity ids, when the caller has just written them (else they are read).
         """
         ops: list[UpdateOne | DeleteOne] = [UpdateOne({"_id": old}, {"$set": {"to": new, "type": ttype}}, upsert=True)
                                             for old, (new, ttype) in mapping.items()]
@@ -237,9 +284,12 @@ class GraphWrites(Collections):
                 for d in self.coll("entity_redirects").find({"to": {"$in": list(mapping)}})]
         self.mongo.bulk("entity_redirects", ops)
         alive = [d["_id"] for d in self.coll("entity_redirects").find({}, {"_id": 1})]
-        back = [eid for part in batched(alive, 1000)
-                for eid in (d["_id"] for d in self.coll("entities").find({"_id": {"$in": list(part)}}, {"_id": 1}))
-                if eid not in mapping]
+        if entities is not None:
+            back = [eid for eid in alive if eid in entities and eid not in mapping]
+        else:
+            back = [eid for part in batched(alive, 1000)
+                    for eid in (d["_id"] for d in self.coll("entities").find({"_id": {"$in": list(part)}}, {"_id": 1}))
+                    if eid not in mapping]
         self.mongo.bulk("entity_redirects", [DeleteOne({"_id": eid}) for eid in back])
 
     def entity_redirects(self, entity_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -251,12 +301,12 @@ class GraphWrites(Collections):
                 found[d["_id"]] = (d["to"], d["type"])
         return found
 
-    def chunk_extractions(self) -> Iterator[ChunkExtraction | None]:
-        """Every stored chunk's extraction, in chunk order; None for a chunk stored without one."""
+    def chunk_extractions(self) -> Iterator[StoredExtraction]:
+        """Every stored chunk's extraction and evidence fingerprint, in chunk order."""
         for c in self.coll("chunks").find().sort([("video_id", ASCENDING), ("index", ASCENDING), ("_id", ASCENDING)]):
             extracted = c.get("extracted")
             if extracted is None:
-                yield None
+                yield StoredExtraction(c["_id"], c.get("evidence_fingerprint"), None)
                 continue
             chunk = TranscriptChunk(
                 chunk_id=c["_id"], video_id=c["video_id"], index=c["index"], chunk_count=c["chunk_count"],
@@ -264,12 +314,13 @@ class GraphWrites(Collections):
                 timeline=list(zip(c.get("timeline_offsets") or [], c.get("timeline_seconds") or [], strict=True)),
                 requested_at=NOT_STORED)
             graph = ExtractedGraph.model_validate(extracted)
-            yield ChunkExtraction(chunk=chunk, entities=graph.entities, relations=graph.relations,
-                                  extractor=c.get("extractor", ""), prompt_version=c.get("prompt_version", ""),
-                                  error=c.get("extraction_error"))
+            yield StoredExtraction(c["_id"], c.get("evidence_fingerprint"), ChunkExtraction(
+                chunk=chunk, entities=graph.entities, relations=graph.relations, extractor=c.get("extractor", ""),
+                prompt_version=c.get("prompt_version", ""), error=c.get("extraction_error")))
 
     def entity_infos(self) -> list[Doc]:
-        return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1}))
+        return list(self.coll("entities").find({}, {"type": 1, "name": 1, "aliases": 1, "mention_count": 1},
+                                               batch_size=SCAN_BATCH))
 
     def forget_video(self, video_id: str) -> dict[str, int]:
         """Remove a video's chunks and evidence; recompute what they supported. Idempotent.

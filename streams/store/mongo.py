@@ -20,6 +20,8 @@ DUPLICATE_KEY = 11000
 #: On FerretDB, more values than this are looked up in one scan of the collection (find_in).
 SCAN_ABOVE = 100
 SCAN_BATCH = 10_000
+#: On FerretDB, up to this many documents are deleted one ``_id`` at a time (delete_ids).
+DELETE_ONE_BY_ONE = 500
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -93,6 +95,31 @@ class Mongo:
             return
         for part in batched(sorted(wanted), 1000):
             yield from self.coll(coll).find({field: {"$in": list(part)}}, proj)
+
+    def by_ids(self, coll: str, ids: Iterable[str], projection: Mapping[str, Any] | None = None) -> Iterator[Doc]:
+        """The documents of ``ids``. On FerretDB a few ids are looked up one by one, as a
+        filter on a single ``_id`` is its only one served by an index (42 chunks: a sixth of
+        the time of one ``$in`` scan); more than ``SCAN_ABOVE`` are found as ``find_in`` does."""
+        wanted = sorted(set(ids))
+        if not (self.filters_scan and len(wanted) <= SCAN_ABOVE):
+            yield from self.find_in(coll, "_id", wanted, projection)
+            return
+        for i in wanted:
+            found = self.coll(coll).find_one({"_id": i}, projection)
+            if found is not None:
+                yield found
+
+    def delete_ids(self, coll: str, ids: Sequence[str]) -> None:
+        """Delete documents by ``_id``. On FerretDB up to ``DELETE_ONE_BY_ONE`` ids one by one
+        (in commands of ``max_ops``), each served by the ``_id`` index, where a ``$in`` filter
+        scans the collection and compares every value with every document (of 3,600 evidence
+        documents, 100 deleted: 0.1 s against 0.45 s; 300: 0.45 s against 1.5 s); more go in
+        ``$in`` commands, as each delete by id costs 1 to 2 ms. MongoDB's index serves ``$in``."""
+        if self.filters_scan and len(ids) <= DELETE_ONE_BY_ONE:
+            self.bulk(coll, [DeleteOne({"_id": i}) for i in ids])
+            return
+        for part in batched(ids, 1000):  # one command, not one per document
+            self.coll(coll).delete_many({"_id": {"$in": list(part)}})
 
     def ping(self) -> bool:
         try:

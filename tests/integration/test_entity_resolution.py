@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaException
 
 from schemas import ChunkExtraction, GraphUpdate
 from schemas.events import MentionResolved
@@ -23,6 +24,7 @@ from tests.support import (
     extraction_record,
     produce_raw,
     wait_quiescent,
+    wait_until,
 )
 
 RESOLUTION = [Stage.ROUTE, Stage.RESOLVE, Stage.ASSEMBLE]
@@ -139,3 +141,28 @@ def test_merge_pass_publishes_aliases_that_resolvers_follow(deployment_factory: 
     assert not run_merge_pass(d.settings, store, only_if_changed=True).skipped
     assert run_merge_pass(d.settings, store, only_if_changed=True).skipped
     assert_no_stall(worker)
+
+
+@pytest.mark.integration
+def test_published_aliases_are_what_the_topic_holds(deployment_factory: DeploymentFactory) -> None:
+    """The merge pass reads the aliases topic to its end once, an empty one at once (not
+    after a timeout), and sees retractions."""
+    from schemas import EntityAlias
+    from streams.resolution.aliases import publish_aliases, published_aliases
+    from streams.resolution.resolve import Canonical
+
+    d = deployment_factory()
+    d.create_topics()
+
+    def ready() -> list[dict[str, Canonical]] | None:
+        try:
+            return [published_aliases(d.settings)]
+        except KafkaException:  # topics just created: "not leader for partition" for a moment
+            return None
+
+    assert wait_until(ready, timeout=30, interval=0.5) == [{}]
+    posner, mars = entity_id("PERSON", "richard posner"), entity_id("LOCATION", "mars")
+    publish_aliases(d.settings, {"posner": EntityAlias(entity_id=posner, type="PERSON", name="Richard Posner"),
+                                 "red planet": EntityAlias(entity_id=mars, type="LOCATION", name="Mars")})
+    publish_aliases(d.settings, {"red planet": None})
+    assert published_aliases(d.settings) == {"posner": Canonical(posner, "PERSON", "Richard Posner")}

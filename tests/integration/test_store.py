@@ -4,6 +4,7 @@ large batches and video completion. Each test uses its own database, dropped aft
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,6 @@ from schemas.events import utcnow
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
 from streams.jobs.merge_pass import apply_merge, plan_merge
 from streams.model.ids import chunk_id, entity_id
-from streams.resolution.merge import EntityInfo
 from streams.resolution.resolve import mention_requests, resolve_extraction, resolve_mention
 from streams.settings import ResolutionSettings
 from streams.store import GraphStore, video_state
@@ -376,8 +376,7 @@ def test_video_state(doc: dict[str, Any], state: str) -> None:
 
 def _merge_pass(store: GraphStore) -> int:
     """The merge pass's store part (aliases need a broker; not here)."""
-    before = [EntityInfo.from_doc(d) for d in store.graph.entity_infos()]
-    return apply_merge(store, plan_merge(store, ResolutionSettings(), None), before)
+    return apply_merge(store, plan_merge(store, ResolutionSettings(), None)).chunks_rewritten
 
 
 def test_the_extractions_version_moves_with_stored_chunks_not_with_merge_rewrites(store: GraphStore) -> None:
@@ -431,6 +430,73 @@ def test_updates_made_before_a_merge_follow_it(store: GraphStore) -> None:
     other = entity_id("PERSON", "judge richard posner")
     store.graph.record_redirects({posner: (other, "PERSON")})
     assert store.graph.entity_redirects([posner, richard]) == {posner: (other, "PERSON"), richard: (other, "PERSON")}
+
+
+class _Filters(monitoring.CommandListener):
+    """The reads and deletes a client sends, as (command name, collection, filter)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        cmd, name = event.command, event.command_name
+        if name == "find":
+            self.seen.append((name, str(cmd["find"]), dict(cmd.get("filter") or {})))
+        elif name == "delete":
+            self.seen += [(name, str(cmd["delete"]), dict(d["q"])) for d in cmd.get("deletes", [])]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(services: Services) -> None:
+    """On FerretDB every filter but one on a single ``_id`` scans the whole collection: the
+    merge pass reads the chunks, entities, relations and their evidence once each (the
+    chunks that differ again by id, before writing them), deletes by ``_id``, and hands the
+    graph it wrote to the community run, which reads it no more."""
+    filters = _Filters()
+    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
+                                                      serverSelectionTimeoutMS=5000, event_listeners=[filters])
+    name = f"t_store_{uuid.uuid4().hex[:10]}"
+    try:
+        store = GraphStore(client[name])
+        store.ensure_indexes()
+        one = _chunk(MARS, 0, "Richard Posner met Posner on Mars.", count=3)
+        two = _chunk(MARS, 1, "Posner wrote about Mars.", count=3, start=10)
+        three = _chunk(MARS, 2, "Richard Posner and Judge Posner.", count=3, start=20)
+        store.graph.write_updates([
+            _update(one, [("Richard Posner", "PERSON"), ("Posner", "PERSON"), ("Mars", "LOCATION")],
+                    [("Richard Posner", "Mars", "VISITED", 5), ("Posner", "Mars", "VISITED", 3)]),
+            _update(two, [("Posner", "PERSON"), ("Mars", "LOCATION")], [("Posner", "Mars", "WROTE_ABOUT", 4)]),
+            _update(three, [("Richard Posner", "PERSON"), ("Posner", "PERSON")],
+                    [("Richard Posner", "Posner", "KNOWS", 2)]),
+        ])
+        filters.seen.clear()
+        writes = apply_merge(store, plan_merge(store, ResolutionSettings(), None))
+        assert writes.chunks_rewritten == 2
+        graph = ("chunks", "entities", "relations", "entity_mentions", "relation_evidence")
+        by_one_id = [(command, coll, f) for command, coll, f in filters.seen
+                     if set(f) == {"_id"} and isinstance(f["_id"], str)]
+        scans = Counter(coll for command, coll, f in filters.seen
+                        if command == "find" and coll in graph and (command, coll, f) not in by_one_id)
+        assert scans == dict.fromkeys(graph, 1)
+        deletes = [(coll, f) for command, coll, f in filters.seen if command == "delete"]
+        assert {coll for coll, _ in deletes} == {"entity_mentions", "relation_evidence", "entities", "relations"}
+        assert all(set(f) == {"_id"} for _, f in deletes), deletes
+        # The community run that follows uses the graph as the pass left it: as a read would see it.
+        read = store.communities.read_graph()
+        assert writes.graph.entities == read.entities
+
+        def by_id(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return sorted(docs, key=lambda d: d["_id"])
+
+        assert by_id(writes.graph.relations) == by_id(read.relations) and read.relations
+    finally:
+        client.drop_database(name)
+        client.close()
 
 
 def test_a_merge_pass_leaves_the_graph_of_a_set_of_chunks_whatever_came_first(services: Services) -> None:
