@@ -9,6 +9,7 @@ from schemas import ChunkExtraction, TranscriptChunk
 from streams.extraction import ExtractionFailed, Extractor
 from streams.extraction.factory import make_extractor
 from streams.kafka.dlq import BadMessage
+from streams.llm.policy import handlers_for
 from streams.model.ids import chunk_id
 
 log = logging.getLogger("graphrag.extract")
@@ -43,5 +44,7 @@ class ExtractStage:
 
 
 def register(rt: StageRuntime) -> None:
+    # More handlers than LLM slots (the client's semaphore keeps the calls to the limit), so
+    # that the cache, the send and its ack happen while another handler's call runs.
     rt.run_decoded(TranscriptChunk, ExtractStage(rt).handle, rt.topics.chunks, name="extract",
-                   check=verify_chunk, concurrency=rt.settings.graphrag.max_concurrent_operations)
+                   check=verify_chunk, concurrency=handlers_for(rt.settings.graphrag.max_concurrent_operations))

@@ -25,6 +25,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
+from agents.faust_fair import PartitionFairQueue
 from agents.faust_fetch import ActiveOnlyFetchConsumer
 
 
@@ -88,7 +89,12 @@ class SafeCommitTransport(aiokafka_driver.Transport):
 
 
 class SafeCommitApp(faust.App):
-    """faust.App on the aiokafka transport with :class:`SafeCommitConsumer`."""
+    """faust.App on the aiokafka transport with :class:`SafeCommitConsumer`, whose stream
+    buffers hand out their partitions in turn (:mod:`agents.faust_fair`)."""
 
     def _new_transport(self) -> Any:
         return SafeCommitTransport(self.conf.broker_consumer, self)
+
+    def FlowControlQueue(self, maxsize: int | None = None, *,
+                         clear_on_resume: bool = False) -> PartitionFairQueue:
+        return PartitionFairQueue(maxsize=maxsize, flow_control=self.flow_control, clear_on_resume=clear_on_resume)

@@ -16,7 +16,10 @@ from typing import Any
 
 import pytest
 
+from agents.worker import parse_stages
 from streams.kafka.dlq import parse_headers
+from streams.kafka.topics import Stage
+from streams.llm.policy import handlers_for
 from streams.store import GraphStore
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
@@ -26,7 +29,9 @@ from tests.support import (
     assert_no_stall,
     consume_all,
     evidence_mismatches,
+    free_port_block,
     manifest,
+    served_metric,
     wait_llm_outage_waited_out,
     wait_quiescent,
     wait_until,
@@ -137,3 +142,40 @@ def _reindex(d: Deployment, name: str, *options: str) -> dict[str, Any]:
     return out
 
 
+def stage_in_flight(port: int, stage: str) -> float | None:
+    """graphrag_in_flight of ``stage`` on the app serving /metrics on ``port`` (None: not yet)."""
+    return served_metric(port, f'graphrag_in_flight{{stage="{stage}"}}')
+
+
+def test_extract_has_a_chunk_ready_for_every_call_slot(deployment_factory: DeploymentFactory,
+                                                       fake: FakeOpenAI) -> None:
+    """While every call slot is taken, more chunks are being handled than there are slots (the
+    ones waiting for a slot, or for the cache or the broker's ack after their call), so a slot
+    that frees is taken at once; the calls themselves never exceed the limit."""
+    limit, video = 2, "-0bi7FOvW8E"  # a corpus video of a dozen chunks
+    apps = parse_stages("all")
+    base = free_port_block(len(apps))
+    port = base + apps.index(Stage.EXTRACT)
+    d = deployment_factory({
+        "openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test"},
+        "graphrag": {"max_concurrent_operations": limit, "extraction": {"extractor": "llm"},
+                     "transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                     "communities": {"interval_seconds": 86400}},
+        "monitoring": {"metrics_port": base},
+    })
+    store = GraphStore.from_settings(d.settings)
+    fake.hold()  # calls come in and wait for their answers
+    worker = d.start_worker("all")
+    d.cli("submit", video)
+    wait_until(lambda: fake.stats()["in_flight"] == limit and stage_in_flight(port, "extract") == handlers_for(limit),
+               timeout=300, interval=0.5,
+               message=lambda: f"{limit} calls and {handlers_for(limit)} chunks in flight (calls {fake.stats()}, "
+                               f"chunks {stage_in_flight(port, 'extract')}); log:\n{worker.log_tail()}")
+    assert fake.stats()["max_in_flight"] == limit
+    fake.release()
+    wait_until(lambda: bool(store.videos.find([video])) and store.videos.find([video])[0]["status"] == "done",
+               timeout=300, interval=1, message=lambda: f"{video} done; log:\n{worker.log_tail()}")
+    stats = fake.stats()
+    assert stats["max_in_flight"] == limit and stats["failed"] == 0
+    assert stats["requests"] == store.db.chunks.count_documents({}) > handlers_for(limit)
+    assert_no_stall(worker)

@@ -1,14 +1,15 @@
 """The LLM request rate (streams/llm/policy.py request_pacer) on a clock the test moves: no
 60 s window holds more than requests_per_minute requests plus one second's worth, from the
 first one on, calls that wait go out at exactly rpm / 60 a second, and one woken late does
-not lose its turn; the client uses it. A token debt is paid before the next call."""
+not lose its turn; the client uses it. The extract stage's
+handlers: twice the call slots (handlers_for). A token debt is paid before the next call."""
 
 from __future__ import annotations
 
 import asyncio
 
 from streams.llm.client import LLMClient
-from streams.llm.policy import TokenBucket, request_pacer
+from streams.llm.policy import TokenBucket, handlers_for, request_pacer
 from streams.settings import load_settings
 from tests.support import ROOT
 
@@ -76,6 +77,10 @@ def test_the_client_paces_requests() -> None:
     client = LLMClient(settings)
     assert (client.requests.capacity, client.requests.period) == (2.0, 1.0)  # 2 a second, one second's worth
     asyncio.run(client.aclose())
+
+
+def test_twice_as_many_handlers_as_call_slots() -> None:
+    assert [handlers_for(n) for n in (1, 8, 32)] == [2, 16, 64]
 
 
 def test_a_debt_is_paid_before_the_next_call() -> None:
