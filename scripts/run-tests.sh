@@ -49,12 +49,13 @@ export COVERAGE_FILE="$PWD/build/coverage/.coverage"
 cov=(--cov --cov-report=term --cov-report=html)
 # The slowest tests, printed at the end: where the suite's time goes (issue 12 item 5).
 cov+=(--durations=25 --durations-min=5)
-# In parallel processes (pytest-xdist): most of an integration test's time is waiting on the
-# pipeline's processes, the broker and the database, so more processes than cores pay.
-# Tests that share a session's pipeline run go to one process (tests/integration/conftest.py,
-# xdist_group); a test that stops the broker or the database does so on a stack of its own.
-# GRAPHRAG_TEST_PROCESSES=0 runs everything in this one process.
-cov+=(-n "${GRAPHRAG_TEST_PROCESSES:-3}" --dist loadgroup)
+# In parallel processes (pytest-xdist), one per core by default: an integration test spends
+# much of its time waiting (on the pipeline's processes, the broker, the database, outages it
+# stages), which another process fills; more processes than cores overloaded this 2-core
+# machine until stall checks and timeouts fired. Tests that share a session's pipeline run go
+# to one process (tests/integration/conftest.py, xdist_group); a test that stops the broker or
+# the database does so on a stack of its own. GRAPHRAG_TEST_PROCESSES=0: all in this process.
+cov+=(-n "${GRAPHRAG_TEST_PROCESSES:-2}" --dist loadgroup)
 [ "$#" -gt 0 ] && cov+=(--cov-fail-under=0)
 $BIN/pytest "${cov[@]}" "$@"; rc=$?
 
