@@ -448,12 +448,21 @@ def extraction_record(index: int, names: Sequence[tuple[str, str]], relations: S
 
 
 def free_port_block(n: int) -> int:
-    """A base port with base .. base+n-1 free (the supervisor gives app i port base+i)."""
+    """A base port with base .. base+n-1 free (the supervisor gives app i port base+i).
+
+    Below the kernel's ephemeral range: a port in it can be taken by any client connection's
+    local end (dozens of Kafka clients per worker, two test processes side by side) between
+    this check and the app's bind, and that app's metrics server then never serves."""
     import random
     import socket
 
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768  # Linux's default
+    low, high = (10000, ephemeral_low) if ephemeral_low > 10000 + 10 * n else (30000, 40000)
     for _ in range(200):
-        base = random.randrange(30000, 40000 - n)  # a port, not a secret  # nosec B311
+        base = random.randrange(low, high - n)  # a port, not a secret  # nosec B311
         try:
             socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
         except OSError:
