@@ -3,6 +3,7 @@ large batches and video completion. Each test uses its own database, dropped aft
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -40,10 +41,11 @@ POSNER = "-HxP28QcnIQ"
 T0 = utcnow()
 
 
-@pytest.fixture
-def store(services: Services) -> Iterator[GraphStore]:
+@contextlib.contextmanager
+def fresh_store(services: Services, *listeners: monitoring.CommandListener) -> Iterator[GraphStore]:
+    """A store on a database of its own, indexed, dropped afterwards; ``listeners`` see its commands."""
     client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
-                                                      serverSelectionTimeoutMS=5000)
+                                                      serverSelectionTimeoutMS=5000, event_listeners=list(listeners))
     name = f"t_store_{uuid.uuid4().hex[:10]}"
     s = GraphStore(client[name])  # default max_ops_per_command (25), as in development.yaml
     try:
@@ -53,6 +55,12 @@ def store(services: Services) -> Iterator[GraphStore]:
     finally:
         client.drop_database(name)
         client.close()
+
+
+@pytest.fixture
+def store(services: Services) -> Iterator[GraphStore]:
+    with fresh_store(services) as s:
+        yield s
 
 
 # --------------------------------------------------------------------------- building updates
@@ -259,12 +267,7 @@ def test_new_entities_and_relations_are_inserted_not_upserted(services: Services
     inserts (FerretDB on SQLite: tens of thousands/s against a few hundred upserts/s); only
     documents that exist and changed are updated."""
     commands = _Commands()
-    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
-                                                      serverSelectionTimeoutMS=5000, event_listeners=[commands])
-    name = f"t_store_{uuid.uuid4().hex[:10]}"
-    try:
-        store = GraphStore(client[name])
-        store.ensure_indexes()
+    with fresh_store(services, commands) as store:
         updates = _corpus_updates(POSNER, "YaleCourses/-HxP28QcnIQ.srt")
         commands.seen.clear()
         summary = store.graph.write_updates(updates)
@@ -284,9 +287,6 @@ def test_new_entities_and_relations_are_inserted_not_upserted(services: Services
         after = {d["_id"]: d["mention_count"] for d in store.coll("entities").find()}
         assert [after[e["_id"]] for e in before["entities"][:3]] == [
             e["mention_count"] + 1 for e in before["entities"][:3]]
-    finally:
-        client.drop_database(name)
-        client.close()
 
 
 # --------------------------------------------------------------------------- videos
@@ -458,12 +458,7 @@ def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(service
     chunks that differ again by id, before writing them), deletes by ``_id``, and hands the
     graph it wrote to the community run, which reads it no more."""
     filters = _Filters()
-    client: MongoClient[dict[str, Any]] = MongoClient(services.mongo_uri, tz_aware=True,
-                                                      serverSelectionTimeoutMS=5000, event_listeners=[filters])
-    name = f"t_store_{uuid.uuid4().hex[:10]}"
-    try:
-        store = GraphStore(client[name])
-        store.ensure_indexes()
+    with fresh_store(services, filters) as store:
         one = _chunk(MARS, 0, "Richard Posner met Posner on Mars.", count=3)
         two = _chunk(MARS, 1, "Posner wrote about Mars.", count=3, start=10)
         three = _chunk(MARS, 2, "Richard Posner and Judge Posner.", count=3, start=20)
@@ -494,9 +489,6 @@ def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(service
             return sorted(docs, key=lambda d: d["_id"])
 
         assert by_id(writes.graph.relations) == by_id(read.relations) and read.relations
-    finally:
-        client.drop_database(name)
-        client.close()
 
 
 def test_a_merge_pass_leaves_the_graph_of_a_set_of_chunks_whatever_came_first(services: Services) -> None:
