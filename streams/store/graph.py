@@ -166,7 +166,7 @@ class GraphWrites(Collections):
         differ = [cid for cid, (_, _, doc) in latest.items()
                   if cid in fingerprints and fingerprints[cid] != doc["evidence_fingerprint"]]
         stored = {d["_id"]: d.get("evidence_fingerprint")
-                  for d in self.mongo.by_ids("chunks", differ, {"evidence_fingerprint": 1})}
+                  for d in self.mongo.find_in("chunks", "_id", differ, {"evidence_fingerprint": 1})}
         # Never a chunk that is gone (a video forgotten meanwhile).
         changed = sorted(cid for cid, fp in stored.items() if fp != latest[cid][2]["evidence_fingerprint"])
 
