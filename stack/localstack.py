@@ -221,6 +221,80 @@ def provision_kafka() -> Path:
     return home
 
 
+#: Added to the SQLite backend: a filter on one top-level field, equal to a string or an
+#: ObjectID or ``$in`` up to 1,000 of them, becomes a WHERE clause on the field's expression as
+#: its index spells it, so SQLite answers it from the index. Released FerretDB pushes down a
+#: single ``_id`` only and scans for everything else: the sink's reconciliation (``$in`` on
+#: ``entity_id``, ``relation_id``, ``_id``), the merge pass and the deletes scanned whole
+#: collections once per batch, so a growing graph cost more per batch (quadratic in all).
+#: The WHERE clause must keep every row the filter can match, as FerretDB's handler applies
+#: the whole filter again to what it returns: a field holding an array matches by any
+#: element, so rows whose value is an array (its JSON text starts with "[") are kept too,
+#: by a range on the same indexed expression; ``_id`` is never an array.
+_FERRETDB_PUSHDOWN = r"""// pushdownWhere (graphrag-streams' patch, stack/localstack.py) is a WHERE clause for a
+// filter on one plainly named top-level field equal to, or $in, strings or ObjectIDs,
+// on the field's expression as its index spells it; "" when the filter is anything else.
+// It selects a superset of the matches: the handler filters again.
+func pushdownWhere(filter *types.Document) (string, []any) {
+	if filter.Len() != 1 {
+		return "", nil
+	}
+
+	key := filter.Keys()[0]
+	for i, r := range key {
+		if !(r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')) {
+			return "", nil
+		}
+	}
+	if key == "" {
+		return "", nil
+	}
+
+	var values []any
+
+	switch v := must.NotFail(filter.Get(key)).(type) {
+	case string, types.ObjectID:
+		values = []any{v}
+	case *types.Document:
+		if v.Len() != 1 || !v.Has("$in") {
+			return "", nil
+		}
+
+		in, ok := must.NotFail(v.Get("$in")).(*types.Array)
+		if !ok || in.Len() == 0 || in.Len() > 1000 {
+			return "", nil
+		}
+
+		for i := 0; i < in.Len(); i++ {
+			values = append(values, must.NotFail(in.Get(i)))
+		}
+	default:
+		return "", nil
+	}
+
+	args := make([]any, len(values))
+
+	for i, value := range values {
+		switch value.(type) {
+		case string, types.ObjectID:
+			args[i] = string(must.NotFail(sjson.MarshalSingleValue(value)))
+		default:
+			return "", nil
+		}
+	}
+
+	column := fmt.Sprintf("%s->%q", metadata.DefaultColumn, key)
+	in := fmt.Sprintf("%s IN (?%s)", column, strings.Repeat(", ?", len(args)-1))
+
+	if key == "_id" {
+		return " WHERE " + in, args
+	}
+
+	return fmt.Sprintf(" WHERE (%s OR (%s >= '[' AND %s < '\\'))", in, column, column), args
+}
+"""
+
+
 #: Edits applied to FerretDB's own source (from the Go module proxy) before it is built:
 #: (file, text as released, replacement). Each must match exactly once, so a version bump
 #: that changes the code fails the build loudly instead of building it unpatched.
@@ -234,6 +308,45 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     ("internal/backends/sqlite/metadata/metadata.go",
      """IDColumn = DefaultColumn + "->'$._id'\"""",
      """IDColumn = DefaultColumn + `->"_id"`"""),
+    # Pushdown of one field's equality or ``$in`` (see _FERRETDB_PUSHDOWN): queries, updates,
+    # deletes and counts (all go through Query) ...
+    ("internal/backends/sqlite/collection.go",
+     """	// that logic should exist in one place
+	// TODO https://github.com/FerretDB/FerretDB/issues/3235
+	if params.Filter.Len() == 1 {
+		v, _ := params.Filter.Get("_id")
+		switch v.(type) {
+		case string, types.ObjectID:
+			whereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
+			args = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+		}
+	}
+""",
+     """	whereClause, args = pushdownWhere(params.Filter)
+"""),
+    # ... and explain, which must show what Query does.
+    ("internal/backends/sqlite/collection.go",
+     """	// that logic should exist in one place
+	// TODO https://github.com/FerretDB/FerretDB/issues/3235
+	if params.Filter.Len() == 1 {
+		v, _ := params.Filter.Get("_id")
+		switch v.(type) {
+		case string, types.ObjectID:
+			filterPushdown = true
+			whereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
+			args = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+		}
+	}
+""",
+     """	whereClause, args = pushdownWhere(params.Filter)
+	filterPushdown = whereClause != ""
+"""),
+    ("internal/backends/sqlite/collection.go",
+     """// Query implements backends.Collection interface.
+""",
+     _FERRETDB_PUSHDOWN + """
+// Query implements backends.Collection interface.
+"""),
 )
 
 

@@ -39,6 +39,10 @@ def test_the_patches_fit_the_released_source(tmp_path: Path) -> None:
     text = (src / "internal/backends/sqlite/metadata/metadata.go").read_text()
     # The _id lookup now spells the expression of the index FerretDB creates on _id.
     assert 'IDColumn = DefaultColumn + `->"_id"`' in text and "'$._id'" not in text
+    # Query and explain push one field's equality or $in down to the index (pushdownWhere).
+    collection = (src / "internal/backends/sqlite/collection.go").read_text()
+    assert collection.count("whereClause, args = pushdownWhere(params.Filter)") == 2
+    assert collection.count("func pushdownWhere(") == 1 and "issues/3235" not in collection
 
 
 def test_a_source_the_patches_do_not_fit_stops_the_build(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from bson import ObjectId
 from pymongo import MongoClient, monitoring
 
 from schemas import (
@@ -555,6 +556,31 @@ def test_a_lookup_by_id_uses_the_id_index(store: GraphStore, collection: str) ->
     plan = " ".join(explained["queryPlanner"]["Plan"])
     assert "USING INDEX" in plan and "__id_" in plan, plan
     assert store.coll(collection).find_one({"_id": "doc-7"}) == {"_id": "doc-7", "n": 7}
+
+
+def test_lookups_the_backend_serves_from_an_index_still_find_every_match(store: GraphStore) -> None:
+    """What FerretDB's pushdown selects must contain every match, as its handler filters again
+    only what the query returned: a field holding an array matches by any element, strings
+    with characters JSON escapes, ObjectIds; numbers beside strings are not pushed down."""
+    coll = store.coll("entity_mentions")
+    oid = ObjectId()
+    odd = 'a<b&c>"d\\\u00e9\u2028'
+    coll.insert_many([{"_id": f"m-{i}", "entity_id": f"e{i % 5}"} for i in range(40)]
+                     + [{"_id": "list", "entity_id": ["e3", "zz"]}, {"_id": odd, "entity_id": odd},
+                        {"_id": oid, "entity_id": oid}, {"_id": "number", "entity_id": 3}, {"_id": "missing"}])
+
+    def ids(flt: dict[str, Any]) -> list[str]:
+        return sorted(str(d["_id"]) for d in coll.find(flt))
+
+    assert ids({"entity_id": "e3"}) == sorted([f"m-{i}" for i in range(40) if i % 5 == 3] + ["list"])
+    assert ids({"entity_id": {"$in": ["zz", odd]}}) == sorted(["list", odd])
+    assert ids({"_id": {"$in": ["m-1", odd, "nope"]}}) == sorted(["m-1", odd])
+    assert ids({"_id": oid}) == ids({"entity_id": {"$in": [oid]}}) == [str(oid)]
+    assert ids({"entity_id": {"$in": [3, "e1"]}}) == sorted([f"m-{i}" for i in range(40) if i % 5 == 1] + ["number"])
+    assert coll.count_documents({"entity_id": {"$in": ["e1", "e2"]}}) == 16
+    assert coll.delete_many({"_id": {"$in": ["m-1", "m-2"]}}).deleted_count == 2
+    assert coll.update_many({"entity_id": "e4"}, {"$set": {"seen": True}}).modified_count == 8
+    assert len(ids({"entity_id": {"$in": [f"e{i}" for i in range(5)]}})) == 38 + 1
 
 
 def test_insert_or_set_sets_a_document_stored_meanwhile(store: GraphStore) -> None:
