@@ -454,10 +454,10 @@ class _Filters(monitoring.CommandListener):
 
 
 def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(services: Services) -> None:
-    """On FerretDB every filter but one on a single ``_id`` scans the whole collection: the
-    merge pass reads the chunks, entities, relations and their evidence once each (the
-    chunks that differ again by id, before writing them), deletes by ``_id``, and hands the
-    graph it wrote to the community run, which reads it no more."""
+    """On FerretDB a filter its index does not serve scans the whole collection: the merge
+    pass reads the chunks, entities, relations and their evidence once each (the chunks that
+    differ again by ``_id``, before writing them), deletes by ``_id``, and hands the graph it
+    wrote to the community run, which reads it no more."""
     filters = _Filters()
     with fresh_store(services, filters) as store:
         one = _chunk(MARS, 0, "Richard Posner met Posner on Mars.", count=3)
@@ -474,8 +474,9 @@ def test_a_merge_pass_scans_each_graph_collection_once_and_deletes_by_id(service
         writes = apply_merge(store, plan_merge(store, ResolutionSettings(), None))
         assert writes.chunks_rewritten == 2
         graph = ("chunks", "entities", "relations", "entity_mentions", "relation_evidence")
+        # By _id: one value, or $in where the server's index serves it (Mongo.in_uses_index).
         by_one_id = [(command, coll, f) for command, coll, f in filters.seen
-                     if set(f) == {"_id"} and isinstance(f["_id"], str)]
+                     if set(f) == {"_id"} and (isinstance(f["_id"], str) or store.mongo.in_uses_index(coll, "_id"))]
         scans = Counter(coll for command, coll, f in filters.seen
                         if command == "find" and coll in graph and (command, coll, f) not in by_one_id)
         assert scans == dict.fromkeys(graph, 1)
@@ -556,6 +557,30 @@ def test_a_lookup_by_id_uses_the_id_index(store: GraphStore, collection: str) ->
     plan = " ".join(explained["queryPlanner"]["Plan"])
     assert "USING INDEX" in plan and "__id_" in plan, plan
     assert store.coll(collection).find_one({"_id": "doc-7"}) == {"_id": "doc-7", "n": 7}
+
+
+@pytest.mark.parametrize(("collection", "field"), [("entities", "_id"), ("chunks", "video_id"),
+                                                ("entity_mentions", "entity_id"), ("relation_evidence", "relation_id")])
+def test_an_in_lookup_on_an_indexed_field_uses_the_index(store: GraphStore, collection: str, field: str) -> None:
+    """The sink reconciles every batch with ``$in`` on these fields. FerretDB 1.24 as released
+    scans the collection for any filter but a single ``_id`` (so each batch cost more as the
+    graph grew); the local stack's build pushes one field's equality or ``$in`` down to
+    SQLite's index (stack/localstack.py FERRETDB_PATCHES), and the store uses ``$in`` where
+    the server says so (``in_uses_index``)."""
+    store.coll(collection).insert_many([{"_id": f"doc-{i}", **({} if field == "_id" else {field: f"key-{i % 7}"})}
+                                        for i in range(50)])
+    wanted = ["doc-3", "doc-4"] if field == "_id" else ["key-3", "key-4"]
+    explained = store.db.command("explain", {"find": collection, "filter": {field: {"$in": wanted}}})
+    assert store.mongo.in_uses_index(collection, field)
+    if "ferretdbVersion" in explained.get("serverInfo", {}):
+        plan = " ".join(explained["queryPlanner"]["Plan"])
+        assert "USING INDEX" in plan and " SCAN " not in f" {plan} ", plan
+    else:
+        assert "IXSCAN" in str(explained["queryPlanner"]["winningPlan"])
+    found = sorted(d["_id"] for d in store.mongo.find_in(collection, field, wanted))
+    assert found == (wanted if field == "_id" else sorted(f"doc-{i}" for i in range(50) if i % 7 in (3, 4)))
+    assert not store.mongo.in_uses_index(collection, "not_indexed") or "ferretdbVersion" not in explained.get(
+        "serverInfo", {})
 
 
 def test_lookups_the_backend_serves_from_an_index_still_find_every_match(store: GraphStore) -> None:
