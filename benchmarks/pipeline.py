@@ -56,6 +56,41 @@ def _kib(pid: int, field: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (all its threads); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_pids() -> dict[str, int]:
+    """The local stack's Kafka and FerretDB processes (their pid files, as `localstack.py` writes them)."""
+    state = os.environ.get("GRAPHRAG_STACK_DIR") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "graphrag-streams", "stack")
+    out = {}
+    for name in ("kafka", "ferretdb"):
+        try:
+            with open(os.path.join(state, name, f"{name}.pid")) as f:
+                out[name] = int(f.read().strip())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def cpu_by_process(worker: WorkerProcess) -> dict[str, float]:
+    """CPU seconds so far of every process the pipeline runs on: each stage, the worker's
+    supervisor, the broker, FerretDB, and this benchmark (its lag sampler)."""
+    pids = {**supervised_children(worker), **stack_pids()}
+    if worker.proc is not None:
+        pids["supervisor"] = worker.proc.pid
+    out = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    out["benchmark"] = sum(os.times()[:2])
+    return out
+
+
 class Sampler(threading.Thread):
     """Every ``interval`` s while the corpus runs: each group's total lag and each stage
     process's RSS (the process's own peak, VmHWM, is read too: it also covers between samples)."""
@@ -107,11 +142,13 @@ def main() -> None:
         time.sleep(8)  # let the apps join their groups before the clock starts
         sampler = Sampler(d.settings, worker)
         sampler.start()
+        cpu0 = cpu_by_process(worker)
         t0 = time.monotonic()
         d.cli("submit", *ids)
         wait_until(lambda: all(v["status"] in ("done", "failed") for v in store.videos.find(ids))
                    and len(store.videos.find(ids)) == len(ids), timeout=1800, interval=1)
         wall = time.monotonic() - t0
+        cpu1 = cpu_by_process(worker)
         sampler.halt.set()
         sampler.join()
         sampler.sample_rss()
@@ -128,6 +165,11 @@ def main() -> None:
         print("peak RSS per stage process (VmHWM): " + ", ".join(
             f"{stage} {kib / 1024:.0f} MB" for stage, kib in sampler.peak_kib.items())
               + f"; max {max(sampler.peak_kib.values(), default=0) / 1024:.0f} MB (target <= 400 MB)")
+        cpu = {name: cpu1[name] - cpu0.get(name, 0.0) for name in cpu1}
+        print(f"CPU seconds while the corpus ran ({wall:.1f}s x {os.cpu_count()} CPUs = "
+              f"{wall * (os.cpu_count() or 1):.0f} available): " + ", ".join(
+                  f"{name} {sec:.1f}" for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1]))
+              + f"; total {sum(cpu.values()):.1f} ({sum(cpu.values()) / counts['chunks'] * 1000:.0f} ms a chunk)")
         print(f"load average {os.getloadavg()[0]:.2f} after the corpus")
         e2e = sorted((v["done_at"] - v["requested_at"]).total_seconds() for v in videos if v.get("done_at"))
         dlq = consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
@@ -212,6 +254,7 @@ def main() -> None:
         print(json.dumps({"wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq),
                           "chunks_per_s": round(e2e_rate, 2), "store_chunks_per_s": round(store_rate, 2),
                           "ratio": round(e2e_rate / store_rate, 2),
+                          "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
                           "peak_rss_mb": {k: round(v / 1024) for k, v in sampler.peak_kib.items()}}))
     finally:
         d.cleanup()
