@@ -39,6 +39,12 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
+#: ``openai`` settings for tests that run the corpus through LLM extraction and are not about
+#: the rate limits (tests/unit/test_llm_rate.py is): the defaults, 500 requests and 200,000
+#: tokens a minute, hold such a run to about 80 calls a minute against the local fake (each
+#: call reserves its prompt and max_output_tokens), so the corpus took about 4 minutes per
+#: pass where the calls themselves need seconds.
+NO_RATE_LIMITS = {"requests_per_minute": 1_000_000, "tokens_per_minute": 1_000_000_000}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from streams.store import GraphStore
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
+    NO_RATE_LIMITS,
     Deployment,
     LocalStack,
     Services,
@@ -109,7 +110,7 @@ FAULTS: dict[str, Callable[[LocalStack], Fault]] = {
 
 def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
     return {"openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
-                       "timeout_seconds": 5, "circuit_reset_seconds": 5},
+                       "timeout_seconds": 5, "circuit_reset_seconds": 5, **NO_RATE_LIMITS},
             "graphrag": {"extraction": {"extractor": "llm"}, "max_concurrent_operations": 4,
                          "retry_attempts": 1, "circuit_breaker_threshold": 3}}
 
@@ -128,7 +129,10 @@ def llm_outage(fake: FakeOpenAI) -> Fault:
     return fault
 
 
-def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, Any] | None = None) -> dict[str, Any]:
+def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, Any] | None = None,
+         fault_when: Callable[[GraphStore], bool] | None = None) -> dict[str, Any]:
+    """The corpus through a worker of all stages, ``fault`` injected mid-run: when
+    ``fault_when(store)`` holds (default: once the sink has stored 20 chunks)."""
     base = {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
                          "communities": {"interval_seconds": 86400},
                          "stall_seconds": 60}}
@@ -142,9 +146,9 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
         store = GraphStore.from_settings(d.settings)
         what, fault_at = "none", None
         if fault is not None:
-            # Mid-run: once the sink has stored a few chunks.
-            wait_until(lambda: store.reads.counts().get("chunks", 0) >= 20, timeout=300, interval=0.5,
-                       message="the first chunks stored")
+            # Mid-run: by default once the sink has stored a few chunks.
+            when = fault_when or (lambda st: st.reads.counts().get("chunks", 0) >= 20)
+            wait_until(lambda: when(store), timeout=300, interval=0.5, message="the moment for the fault")
             fault_at = time.monotonic()
             what = fault(d, worker)
 
@@ -241,6 +245,7 @@ def test_one_graph_whatever_the_partition_count(clean: dict[str, Any], services:
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[FakeOpenAI]:
     server = FakeOpenAI().start()
+    server.state.delay = 0.05  # calls overlap, and the corpus's take seconds, not milliseconds
     yield server
     server.stop()
 
@@ -252,7 +257,9 @@ def clean_llm(services: Services, tmp_path_factory: pytest.TempPathFactory, fake
 
 def test_the_graph_survives_an_llm_outage(clean_llm: dict[str, Any], fake_llm: FakeOpenAI, services: Services,
                                           tmp_path: Path) -> None:
-    run = _run(services, tmp_path, llm_outage(fake_llm), _llm_config(fake_llm))
+    # While most of the corpus is still to be extracted: after 40 of its 302 calls.
+    run = _run(services, tmp_path, llm_outage(fake_llm), _llm_config(fake_llm),
+               fault_when=lambda _: fake_llm.stats()["requests"] >= 40)
     assert {e for found in run["extractions"].values() for e in found} and all(
         '"extractor": "openai:' in e for found in run["extractions"].values() for e in found)
     _assert_same_graph(run, clean_llm)

@@ -24,6 +24,7 @@ from streams.store import GraphStore
 from tests.fakes.fake_openai import FakeOpenAI
 from tests.support import (
     CORPUS,
+    NO_RATE_LIMITS,
     Deployment,
     DeploymentFactory,
     assert_no_stall,
@@ -52,7 +53,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
     limit = 2
     d = deployment_factory({
         "openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
-                   "timeout_seconds": 5, "circuit_reset_seconds": 5},
+                   "timeout_seconds": 5, "circuit_reset_seconds": 5, **NO_RATE_LIMITS},
         "graphrag": {"max_concurrent_operations": limit, "retry_attempts": 1, "circuit_breaker_threshold": 3,
                      "extraction": {"extractor": "llm"},
                      "transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
