@@ -295,6 +295,20 @@ func pushdownWhere(filter *types.Document) (string, []any) {
 """
 
 
+#: The released pushdown of a single ``_id``, in Query and (with ``{explain}``) in Explain.
+_RELEASED_ID_PUSHDOWN = """	// that logic should exist in one place
+	// TODO https://github.com/FerretDB/FerretDB/issues/3235
+	if params.Filter.Len() == 1 {
+		v, _ := params.Filter.Get("_id")
+		switch v.(type) {
+		case string, types.ObjectID:
+{explain}			whereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
+			args = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
+		}
+	}
+"""
+
+
 #: Edits applied to FerretDB's own source (from the Go module proxy) before it is built:
 #: (file, text as released, replacement). Each must match exactly once, so a version bump
 #: that changes the code fails the build loudly instead of building it unpatched.
@@ -309,35 +323,12 @@ FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
      """IDColumn = DefaultColumn + "->'$._id'\"""",
      """IDColumn = DefaultColumn + `->"_id"`"""),
     # Pushdown of one field's equality or ``$in`` (see _FERRETDB_PUSHDOWN): queries, updates,
-    # deletes and counts (all go through Query) ...
-    ("internal/backends/sqlite/collection.go",
-     """	// that logic should exist in one place
-	// TODO https://github.com/FerretDB/FerretDB/issues/3235
-	if params.Filter.Len() == 1 {
-		v, _ := params.Filter.Get("_id")
-		switch v.(type) {
-		case string, types.ObjectID:
-			whereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
-			args = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
-		}
-	}
-""",
+    # deletes and counts (all go through Query), and explain, which must show what Query does.
+    ("internal/backends/sqlite/collection.go", _RELEASED_ID_PUSHDOWN.replace("{explain}", ""),
      """	whereClause, args = pushdownWhere(params.Filter)
 """),
-    # ... and explain, which must show what Query does.
     ("internal/backends/sqlite/collection.go",
-     """	// that logic should exist in one place
-	// TODO https://github.com/FerretDB/FerretDB/issues/3235
-	if params.Filter.Len() == 1 {
-		v, _ := params.Filter.Get("_id")
-		switch v.(type) {
-		case string, types.ObjectID:
-			filterPushdown = true
-			whereClause = fmt.Sprintf(` WHERE %s = ?`, metadata.IDColumn)
-			args = []any{string(must.NotFail(sjson.MarshalSingleValue(v)))}
-		}
-	}
-""",
+     _RELEASED_ID_PUSHDOWN.replace("{explain}", "\t\t\tfilterPushdown = true\n"),
      """	whereClause, args = pushdownWhere(params.Filter)
 	filterPushdown = whereClause != ""
 """),
