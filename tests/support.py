@@ -27,8 +27,6 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaError,
-    KafkaException,
     Producer,
     TopicPartition,
 )
@@ -38,6 +36,7 @@ from schemas import ChunkExtraction, ExtractedEntity, ExtractedRelation, Transcr
 from schemas.events import utcnow
 from streams.kafka.clients import client_config, make_admin
 from streams.kafka.codec import encode
+from streams.kafka.offsets import watermarks
 from streams.kafka.topics import Stage
 from streams.model.ids import chunk_id
 from streams.monitoring.lag import measure_lag, stage_groups, total_lag
@@ -49,9 +48,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus").resolve()
 #: ``openai`` settings for tests that run the corpus through LLM extraction and are not about
 #: the rate limits (tests/unit/test_llm_rate.py is): the defaults, 500 requests and 200,000
-#: tokens a minute, hold such a run to about 80 calls a minute against the local fake (each
-#: call reserves its prompt and max_output_tokens), so the corpus took about 4 minutes per
-#: pass where the calls themselves need seconds.
+#: tokens a minute, held such a run to about 1.3 calls a second against the local fake once the
+#: token budget was spent (each call reserves its prompt and max_output_tokens): a re-index of
+#: the corpus's 302 chunks took 183 s where the calls themselves need seconds.
 NO_RATE_LIMITS = {"requests_per_minute": 1_000_000, "tokens_per_minute": 1_000_000_000}
 
 
@@ -327,27 +326,6 @@ def produce_raw(settings: Settings, topic: str, messages: Iterable[tuple[bytes |
     assert not errors, errors
 
 
-#: What a broker answers for a partition it is not serving yet (librdkafka does not mark the
-#: first as retriable when it comes from a ListOffsets request).
-NOT_READY = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
-
-
-def _watermarks(c: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
-    """A partition's low and high offsets. Just after its topic is created the broker may
-    answer "not leader for partition" until the partition is ready (seen once in a full
-    run, reading a new DLQ topic): such an answer says to ask again, so it is asked again."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            low, high = c.get_watermark_offsets(tp, timeout=timeout)
-            return low, high
-        except KafkaException as exc:
-            err = exc.args[0]
-            if not (err.retriable() or err.code() in NOT_READY) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def consume_all(settings: Settings, topic: str, timeout: float = 10.0) -> list[Any]:
     """Every message currently in a topic (all partitions, from the beginning)."""
     c = Consumer({**client_config(settings.kafka), "group.id": f"test-reader-{uuid.uuid4().hex[:6]}",
@@ -356,7 +334,7 @@ def consume_all(settings: Settings, topic: str, timeout: float = 10.0) -> list[A
         md = c.list_topics(topic, timeout=timeout).topics[topic]
         ends = {}
         for p in md.partitions:
-            low, high = _watermarks(c, TopicPartition(topic, p), timeout)
+            low, high = watermarks(c, TopicPartition(topic, p), timeout)
             if high > low:
                 ends[p] = high
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])

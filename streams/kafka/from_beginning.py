@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streams.kafka.clients import client_config
+from streams.kafka.offsets import watermarks
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def read_from_beginning(settings: Settings, topic: str, *, group_id: str, timeou
         parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions]
         pending: dict[int, int] = {}  # partition -> end offset at the start
         for tp in parts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            low, high = watermarks(consumer, tp, timeout)
             if high > low:
                 pending[tp.partition] = high
         caught_up = _Once(on_caught_up)

@@ -21,10 +21,11 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streams.kafka.clients import make_admin
+from streams.kafka.offsets import worth_asking_again
 from streams.kafka.topics import PIPELINE, Stage, group_id, topics_for
 from streams.monitoring.scaling import desired_replicas
 from streams.settings import Settings
@@ -51,13 +52,6 @@ def stage_groups(settings: Settings, stages: Iterable[Stage] = PIPELINE) -> dict
     return {group_id(settings, s): t.inputs(s) for s in stages}
 
 
-# Errors of a partition whose leader is moving or not elected yet; librdkafka does not flag
-# all of them retriable in admin results (NOT_LEADER_FOR_PARTITION failed a test run).
-_LEADERSHIP_ERRORS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                                KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.REQUEST_TIMED_OUT,
-                                KafkaError._TIMED_OUT})
-
-
 def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec,
              timeout: float, attempts: int = 8) -> dict[tuple[str, int], int]:
     """Offsets per partition; retried while the cluster reports a retriable error (a topic
@@ -70,7 +64,7 @@ def _offsets(admin: AdminClient, tps: Sequence[TopicPartition], spec: OffsetSpec
             return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
         except KafkaException as exc:
             err = exc.args[0]
-            if attempt + 1 == attempts or not (err.retriable() or err.code() in _LEADERSHIP_ERRORS):
+            if attempt + 1 == attempts or not worth_asking_again(err):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from agents.worker import parse_stages
 from schemas import GraphUpdate, ResolvedEntity, ResolvedRelation, TranscriptChunk, TranscriptFetched
 from schemas.events import utcnow
 from streams.kafka.dlq import CONNECT_PREFIX, parse_headers
+from streams.kafka.offsets import LEADERSHIP_ERRORS
 from streams.kafka.topics import Stage
 from streams.model.ids import chunk_id, entity_id, relation_id
 from streams.monitoring.lag import measure_lag, stage_groups, total_lag
@@ -78,10 +79,6 @@ def dead_letters(d: Deployment) -> list[Any]:
     return consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")
 
 
-NO_LEADER_YET = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT)
-
-
 def settled(predicate: Callable[[], Any]) -> Callable[[], Any]:
     """A wait_until predicate that reads topics: just after `topics create` a partition may
     have no leader yet (NOT_LEADER_FOR_PARTITION), which means "not yet", not a failure."""
@@ -89,7 +86,7 @@ def settled(predicate: Callable[[], Any]) -> Callable[[], Any]:
         try:
             return predicate()
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() in NO_LEADER_YET:
+            if exc.args and exc.args[0].code() in LEADERSHIP_ERRORS:
                 return False
             raise
     return check
