@@ -1,5 +1,6 @@
 """Answers: in-process latency of local and global questions, p50/p95 over 20 questions per
-mode, on the corpus graph and on a generated graph, printed side by side.
+mode, on the corpus graph and on a generated graph, printed side by side ("unnamed": local
+questions that name no entity, found through BM25), and what a snapshot refresh costs.
 
 The graph is read once into a snapshot (streams/query/snapshot.py; its build time is
 printed); each question is then timed twice: answered from that snapshot, and through
@@ -28,6 +29,7 @@ from communities import generated_graph
 from streams.communities.summarize import ExtractiveSummarizer
 from streams.jobs.community_run import run_communities
 from streams.query.answers import Answer, answer_global, answer_local
+from streams.query.index import QueryIndex, terms
 from streams.query.snapshot import GraphSnapshot, SnapshotHolder, load_snapshot
 from streams.settings import Settings
 from streams.store import GraphStore
@@ -36,13 +38,48 @@ from tests.support import Deployment, wait_quiescent
 QUESTIONS = 20
 
 
-def questions(snap: GraphSnapshot) -> tuple[list[str], list[str]]:
-    """20 local questions naming the most mentioned entities, 20 global ones from report titles."""
-    top = sorted(snap.entities.items(), key=lambda kv: (-int(kv[1].get("mention_count", 0)), kv[0]))[:QUESTIONS]
-    local = [f"What is said about {e['name']}?" for _, e in top]
+def questions(snap: GraphSnapshot) -> tuple[list[str], list[str], list[str]]:
+    """20 local questions naming the most mentioned entities, 20 global ones from report titles,
+    and 20 local ones that name no entity: four words of a described entity's description
+    (answered through BM25)."""
+    top = sorted(snap.entities.items(), key=lambda kv: (-int(kv[1].get("mention_count", 0)), kv[0]))
+    local = [f"What is said about {e['name']}?" for _, e in top[:QUESTIONS]]
     titles = [(c.get("report") or {}).get("title", "") for c in snap.communities]
     global_ = [f"What do the videos say about {t}?" for t in titles if t][:QUESTIONS]
-    return local, global_
+    unnamed = []
+    for _, e in top:
+        name = set(terms(e.get("name", "")))
+        words = list(dict.fromkeys(w for w in terms(e.get("description") or "") if w not in name))[:4]
+        question = f"What is said about {' '.join(words)}?"
+        if len(words) == 4 and not snap.index.named(question):
+            unnamed.append(question)
+        if len(unnamed) == QUESTIONS:
+            break
+    return local, global_, unnamed
+
+
+def refresh_times(store: GraphStore, snap: GraphSnapshot) -> None:
+    """What a refresh costs: the snapshot read afresh against one built from the last one, and
+    the index alone, afresh against from the last one with one entity renamed."""
+    t0 = time.perf_counter()
+    load_snapshot(store)
+    fresh = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    load_snapshot(store, snap)
+    again = time.perf_counter() - t0
+    entities = dict(snap.entities)
+    some = next(iter(entities), None)
+    if some is not None:
+        entities[some] = {**entities[some], "name": f"{entities[some].get('name', '')} renamed"}
+    t0 = time.perf_counter()
+    QueryIndex.build(entities, snap.communities, snap.chunk_texts)
+    index_fresh = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    QueryIndex.build(entities, snap.communities, snap.chunk_texts, previous=snap.index)
+    index_again = time.perf_counter() - t0
+    print(f"refresh: snapshot afresh {fresh:.2f}s, from the last one {again:.2f}s; index alone (one entity "
+          f"renamed) afresh {index_fresh * 1000:.0f} ms, from the last one {index_again * 1000:.0f} ms "
+          f"(x{index_fresh / max(index_again, 1e-9):.1f})")
 
 
 def _timed(answer: Callable[[str], Answer], qs: list[str]) -> tuple[list[float], int]:
@@ -65,14 +102,18 @@ def measure(label: str, store: GraphStore) -> None:
     graph = f"{label} ({len(snap.entities)} ent)"
     print(f"\n{graph}: snapshot built in {snap.build_seconds:.2f}s, {len(snap.communities)} communities")
     print(f"{'graph':<28} {'mode':<7} {'path':<22} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-    holder = SnapshotHolder(store, refresh_seconds=3600, max_age_seconds=3600, loader=lambda _: snap)
+    holder = SnapshotHolder(store, refresh_seconds=3600, max_age_seconds=3600, loader=lambda *_: snap)
     holder.refresh()
-    local, global_ = questions(snap)
-    for mode, qs, fn in (("local", local, answer_local), ("global", global_, answer_global)):
+    local, global_, unnamed = questions(snap)
+    for mode, qs, fn in (("local", local, answer_local), ("global", global_, answer_global),
+                         ("unnamed", unnamed, answer_local)):
+        if not qs:
+            continue
         times, cited = _timed(lambda q, fn=fn: fn(snap, q), qs)  # type: ignore[misc]
         _row(graph, mode, "snapshot", times, cited, len(qs))
         times, cited = _timed(lambda q, fn=fn: fn(holder.latest(), q), qs)  # type: ignore[misc]
         _row(graph, mode, "latest() + snapshot", times, cited, len(qs))
+    refresh_times(store, snap)
 
 
 def _communities(settings: Settings, store: GraphStore, *, merge: bool) -> None:

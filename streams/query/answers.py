@@ -4,8 +4,10 @@ Everything is read from a :class:`~streams.query.snapshot.GraphSnapshot` (the gr
 memory, refreshed when it changes) and its :class:`~streams.query.index.QueryIndex`: a
 question costs no store round trip.
 
-local:  find the entities the question names (names, aliases, fuzzy), expand their
-        neighbourhood, rank relations and the chunks that mention them.
+local:  find the entities the question names (names, aliases, fuzzy), or when it names none
+        the entities whose names and descriptions BM25 ranks highest for it; expand their
+        neighbourhood, rank relations and the chunks that mention them (most mentions,
+        then BM25 over the chunk's text).
 global: rank community reports by how well they match the question, then combine their
         findings (map over communities, reduce to one answer).
 
@@ -47,8 +49,9 @@ class Answer:
 
 
 def match_entities(graph: GraphSnapshot, question: str, limit: int = 6) -> list[Doc]:
-    """Entities the question names: exact names/aliases first (longest first), then fuzzy."""
-    scored = graph.index.named(question)
+    """Entities the question names: exact names/aliases first (longest first), then fuzzy;
+    when it names none, those BM25 finds by their names and descriptions."""
+    scored = graph.index.named(question) or graph.index.entity_text.search(question, limit)
     ranked = sorted(scored, key=lambda eid: (-scored[eid], -int(graph.entities[eid].get("mention_count", 0)), eid))
     return [{"_id": eid, **graph.entities[eid]} for eid in ranked[:limit]]
 
@@ -73,7 +76,7 @@ def _cited_chunks(graph: GraphSnapshot, pairs: Iterable[tuple[str, str]]) -> dic
 
 
 def local_context(graph: GraphSnapshot, entities: list[Doc], max_relations: int = 12,
-                  max_chunks: int = 5) -> dict[str, Any]:
+                  max_chunks: int = 5, question: str = "") -> dict[str, Any]:
     ids = [e["_id"] for e in entities]
     rels = {r["_id"]: r for eid in ids for r in graph.relations_by_entity.get(eid, ())}
     top = sorted(rels.values(), key=lambda r: (-float(r.get("weight", 0)), r["_id"]))[:max_relations]
@@ -99,7 +102,9 @@ def local_context(graph: GraphSnapshot, entities: list[Doc], max_relations: int 
     for (chunk_id, eid), c in cites.items():
         if eid in ids and chunk_id not in by_chunk:
             by_chunk[chunk_id] = c
-    top_chunks = sorted(by_chunk, key=lambda c: (-mention_counts[c], c))[:max_chunks]
+    # Ties in mentions go to the chunk whose text BM25 ranks higher for the question.
+    relevance = graph.index.chunk_text.search(question, 200) if question else {}
+    top_chunks = sorted(by_chunk, key=lambda c: (-mention_counts[c], -relevance.get(c, 0.0), c))[:max_chunks]
     sources = [{"citation": by_chunk[c], "text": graph.chunk_texts.get(c, "")} for c in top_chunks]
     return {"relations": relation_rows, "sources": sources}
 
@@ -119,8 +124,8 @@ def _entity_row(e: Doc) -> dict[str, Any]:
 def answer_local(graph: GraphSnapshot, question: str) -> Answer:
     entities = match_entities(graph, question)
     if not entities:
-        return Answer(question, "local", "No entity of the graph is named in the question.", [])
-    ctx = local_context(graph, entities)
+        return Answer(question, "local", "No entity of the graph is named or described in the question.", [])
+    ctx = local_context(graph, entities, question=question)
     names = [e["name"] for e in entities]
     lines = [f"About {', '.join(names)}:"]
     citations: list[Citation] = []

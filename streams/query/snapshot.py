@@ -17,7 +17,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from streams.query.index import QueryIndex
@@ -45,9 +45,10 @@ class GraphSnapshot:
     built_at: float = field(default_factory=time.time)
     community_by_id: dict[str, Doc] = field(init=False)
     mentions_by_chunk: dict[str, list[Doc]] = field(init=False)  # by time
-    index: QueryIndex = field(init=False)  # names, aliases and report words, for answers
+    index: QueryIndex = field(init=False)  # names, aliases, report words and BM25, for answers
+    previous_index: InitVar[QueryIndex | None] = None  # the last snapshot's: only changes are redone
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, previous_index: QueryIndex | None) -> None:
         object.__setattr__(self, "community_by_id", {c["_id"]: c for c in self.communities})
         by_chunk: dict[str, list[Doc]] = defaultdict(list)
         for ms in self.mentions_by_entity.values():
@@ -56,7 +57,8 @@ class GraphSnapshot:
         for ms in by_chunk.values():
             ms.sort(key=lambda m: (float(m.get("start", 0)), m["_id"]))
         object.__setattr__(self, "mentions_by_chunk", dict(by_chunk))
-        object.__setattr__(self, "index", QueryIndex.build(self.entities, self.communities))
+        object.__setattr__(self, "index", QueryIndex.build(self.entities, self.communities, self.chunk_texts,
+                                                           previous=previous_index))
 
     def name(self, entity_id: str) -> str:
         return str(self.entities.get(entity_id, {}).get("name", "?"))
@@ -69,7 +71,8 @@ def graph_signature(store: GraphStore) -> tuple[Any, ...]:
             last.get("started_at") if last else None)
 
 
-def load_snapshot(store: GraphStore) -> GraphSnapshot:
+def load_snapshot(store: GraphStore, previous: GraphSnapshot | None = None) -> GraphSnapshot:
+    """The graph as the store holds it now; ``previous`` lends its index's unchanged parts."""
     started = time.perf_counter()
     signature = graph_signature(store)
     entities = {d["_id"]: d for d in store.coll("entities").find({}, ENTITY_FIELDS)}
@@ -104,7 +107,8 @@ def load_snapshot(store: GraphStore) -> GraphSnapshot:
     for e in store.coll("relation_evidence").find({}, EVIDENCE_FIELDS):
         evidence[e["relation_id"]].append(e)
     snap = GraphSnapshot(signature, entities, dict(relations), dict(mentions), communities, dict(by_entity),
-                         dict(chunks), texts, 0.0, dict(evidence))
+                         dict(chunks), texts, 0.0, dict(evidence),
+                         previous_index=previous.index if previous is not None else None)
     object.__setattr__(snap, "build_seconds", time.perf_counter() - started)  # the index included
     return snap
 
@@ -113,7 +117,7 @@ class SnapshotHolder:
     """The current snapshot, rebuilt in a background thread when the graph's signature moves."""
 
     def __init__(self, store: GraphStore, refresh_seconds: float, max_age_seconds: float = 300.0,
-                 loader: Callable[[GraphStore], GraphSnapshot] = load_snapshot) -> None:
+                 loader: Callable[[GraphStore, GraphSnapshot | None], GraphSnapshot] = load_snapshot) -> None:
         self._store = store
         self._refresh_seconds = refresh_seconds
         self._max_age_seconds = max_age_seconds
@@ -136,7 +140,7 @@ class SnapshotHolder:
             fresh = snap is not None and time.time() - snap.built_at < self._max_age_seconds
             if fresh and snap is not None and graph_signature(self._store) == snap.signature:
                 return False
-            self._current = self._loader(self._store)
+            self._current = self._loader(self._store, snap)
             log.info("graph snapshot: %d entities, built in %.2fs", len(self._current.entities),
                      self._current.build_seconds)
             return True

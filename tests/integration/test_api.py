@@ -396,9 +396,9 @@ def test_the_snapshot_is_rebuilt_only_when_the_graph_changed(demo_api: DemoApi) 
     store = demo_api.store
     loads: list[float] = []
 
-    def counting_loader(s: Any) -> Any:
+    def counting_loader(s: Any, previous: Any) -> Any:
         loads.append(0.0)
-        return load_snapshot(s)
+        return load_snapshot(s, previous)
 
     holder = SnapshotHolder(store, refresh_seconds=3600, loader=counting_loader)
     assert holder.current is None and holder.refresh() and len(loads) == 1
