@@ -130,14 +130,17 @@ def llm_outage(fake: FakeOpenAI) -> Fault:
 
 
 def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, Any] | None = None,
-         fault_when: Callable[[GraphStore], bool] | None = None) -> dict[str, Any]:
+         fault_when: Callable[[GraphStore], bool] | None = None, measured: bool = True) -> dict[str, Any]:
     """The corpus through a worker of all stages, ``fault`` injected mid-run: when
-    ``fault_when(store)`` holds (default: once the sink has stored 20 chunks)."""
+    ``fault_when(store)`` holds (default: once the sink has stored 20 chunks). Not
+    ``measured``: coverage does not trace its processes (a run without a fault executes
+    nothing the session's corpus run does not)."""
     base = {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
                          "communities": {"interval_seconds": 86400},
                          "stall_seconds": 60}}
     overrides = config or {}
-    d = Deployment(services, tmp, {**overrides, "graphrag": {**base["graphrag"], **overrides.get("graphrag", {})}})
+    d = Deployment(services, tmp, {**overrides, "graphrag": {**base["graphrag"], **overrides.get("graphrag", {})}},
+                   measured=measured)
     ids = [e["video_id"] for e in manifest()]
     try:
         worker = d.start_worker("all")
@@ -206,7 +209,7 @@ def clean(services: Services, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """The clean run every fault is compared with: one per session, shared by the xdist
     processes that run this module's tests side by side."""
     return once_per_session(tmp_path_factory, "chaos-clean",
-                            lambda: _run(services, tmp_path_factory.mktemp("clean"), None))
+                            lambda: _run(services, tmp_path_factory.mktemp("clean"), None, measured=False))
 
 
 def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
@@ -237,7 +240,7 @@ def test_the_graph_survives_a_fault(fault: str, clean: dict[str, Any], own_stack
 def test_one_graph_whatever_the_partition_count(clean: dict[str, Any], services: Services, tmp_path: Path) -> None:
     """The clean run has 3 partitions per topic; this one has 1, so names meet their blocks
     in another order."""
-    run = _run(services, tmp_path, None, {"kafka": {"partitions": 1}})
+    run = _run(services, tmp_path, None, {"kafka": {"partitions": 1}}, measured=False)
     run["fault"], run["recovered_after"] = "1 partition instead of 3", 0.0
     _assert_same_graph(run, clean)
 
@@ -252,7 +255,7 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def clean_llm(services: Services, tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeOpenAI) -> dict[str, Any]:
-    return _run(services, tmp_path_factory.mktemp("clean-llm"), None, _llm_config(fake_llm))
+    return _run(services, tmp_path_factory.mktemp("clean-llm"), None, _llm_config(fake_llm), measured=False)
 
 
 def test_the_graph_survives_an_llm_outage(clean_llm: dict[str, Any], fake_llm: FakeOpenAI, services: Services,
