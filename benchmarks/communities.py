@@ -104,6 +104,7 @@ def generated_graph(store: GraphStore, relations: int, seed: int = 7) -> tuple[i
     for coll, items in (("entities", entities), ("relations", docs)):
         for i in range(0, len(items), 1000):
             store.coll(coll).insert_many(items[i:i + 1000], ordered=False)
+    store.graph.note_graph_changed()  # as every writer of the graph does
     return len(entities), len(docs)
 
 

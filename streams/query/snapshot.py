@@ -3,8 +3,9 @@
 FerretDB answers every query that is not on ``_id`` by scanning the collection, so an
 entity page built from ``relations``/``entity_mentions``/``communities`` queries costs
 about a second on the corpus graph. A :class:`GraphSnapshot` is read in a few bulk scans
-and rebuilt when the graph changed (its signature: the collections' sizes and the last
-community run), checked every ``api.refresh_seconds``, and at the latest after
+and rebuilt when the graph changed (its signature: the store's count of graph writes,
+``GraphWrites.note_graph_changed``, one read by ``_id``, and the last community run),
+checked every ``api.refresh_seconds``, and at the latest after
 ``api.snapshot_max_age_seconds``. Entities newer than the snapshot
 are read from the store directly, so nothing is ever missing, only slower until the next
 refresh.
@@ -65,10 +66,14 @@ class GraphSnapshot:
 
 
 def graph_signature(store: GraphStore) -> tuple[Any, ...]:
-    """Changes whenever chunks are stored, forgotten or resolved again, or communities run."""
+    """Changes whenever the graph is written (chunks stored, forgotten or resolved again) or
+    communities run: the store's count of graph writes, one read by ``_id``. A graph written
+    only by an older version has no such count: then the collections' sizes, which FerretDB
+    counts by reading each collection."""
     last = store.communities.last_run()
-    return (*(store.document_count(c) for c in SIGNATURE_COLLECTIONS),
-            last.get("started_at") if last else None)
+    version = store.graph.graph_version()
+    sizes = tuple(store.document_count(c) for c in SIGNATURE_COLLECTIONS) if version is None else ()
+    return (store.db.name, version, *sizes, last.get("started_at") if last else None)
 
 
 def load_snapshot(store: GraphStore, previous: GraphSnapshot | None = None) -> GraphSnapshot:

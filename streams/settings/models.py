@@ -246,7 +246,7 @@ class ApiSettings(_Section):
     # How often the server checks whether the graph changed and reloads its in-memory copy
     # of the adjacency (entity pages read it; an entity newer than it is read from the store).
     refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
-    # Reloaded after this long even when no size changed (an update that keeps every count).
+    # Reloaded after this long even when the store counted no write (a write by another tool).
     snapshot_max_age_seconds: float = Field(default=300.0, gt=0, le=86_400)
 
 

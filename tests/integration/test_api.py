@@ -237,11 +237,13 @@ def test_an_entity_stored_after_the_snapshot_is_answered_at_once(demo_api: DemoA
     entity = {"_id": "answer-freshness-test", "name": "Quillon Zyxwv Institute", "aliases": ["Zyxwv Quillon"],
               "type": "ORGANIZATION", "mention_count": 1, "video_count": 1, "description": ""}
     store.coll("entities").insert_one(entity)
+    store.graph.note_graph_changed()  # as every writer of the graph does after writing
     try:
         answer = demo_api.get("/api/query", q="What about Zyxwv Quillon?").json()
         assert [e["id"] for e in answer["entities"]] == [entity["_id"]]
     finally:
         store.coll("entities").delete_one({"_id": entity["_id"]})
+        store.graph.note_graph_changed()
     assert demo_api.get("/api/query", q="What about Zyxwv Quillon?").json()["entities"] == []
 
 

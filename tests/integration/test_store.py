@@ -616,3 +616,37 @@ def test_insert_or_set_sets_a_document_stored_meanwhile(store: GraphStore) -> No
                                            {"_id": "c", "name": "C"}])
     assert sorted(store.coll("entities").find(), key=lambda d: d["_id"]) == [
         {"_id": "a", "name": "A"}, {"_id": "b", "name": "B", "key": "kept"}, {"_id": "c", "name": "C"}]
+
+
+# --------------------------------------------------------------------------- the graph's signature
+
+
+def test_every_write_to_the_graph_changes_its_signature_even_one_that_keeps_every_size(services: Services) -> None:
+    from streams.query.snapshot import graph_signature
+
+    seen = _Commands()
+    with fresh_store(services, seen) as store:
+        assert store.graph.graph_version() is None
+        empty = graph_signature(store)
+        mars = _chunk(MARS, 0, "Phobos and Deimos orbit Mars.")
+        store.graph.write_updates([_update(mars, [("Phobos", "LOCATION"), ("Mars", "LOCATION")],
+                                           [("Phobos", "Mars", "orbits", 6)])])
+        first = graph_signature(store)
+        assert first != empty and store.graph.graph_version() is not None
+        assert graph_signature(store) == first  # nothing written since
+        sizes = store.reads.counts()
+
+        # Extracted again with another strength and description: every size stays, the graph changed.
+        store.graph.write_updates([_update(mars, [("Phobos", "LOCATION", "A moon."), ("Mars", "LOCATION")],
+                                           [("Phobos", "Mars", "orbits", 9)], prompt="v2")])
+        assert store.reads.counts() == sizes
+        second = graph_signature(store)
+        assert second != first
+
+        # Reading it costs reads by _id and of the last community run, not the collections' sizes.
+        seen.seen.clear()
+        graph_signature(store)
+        assert {name for name, _ in seen.seen} == {"find"}, seen.seen
+
+        store.graph.forget_video(MARS)
+        assert graph_signature(store) != second
