@@ -142,7 +142,7 @@ class QueryIndex:
             for w in ws:
                 by_word[w].append(i)
         described = {eid: entity_text(e) for eid, e in entities.items()}
-        texts = dict(chunk_texts or {})
+        texts = chunk_texts or {}
         entity_index = previous.entity_text.reused_or_rebuilt(described) if previous else TextIndex(described)
         chunk_index = (previous.chunk_text.reused_or_rebuilt(texts, ids_name_content=True) if previous
                        else TextIndex(texts))

@@ -284,10 +284,7 @@ class GraphWrites(Collections):
         self.mongo.insert_or_set(coll, new)
         self.mongo.bulk(coll, ops)
         self.mongo.delete_ids(coll, unsupported)
-        writes = len(new) + len(ops) + len(unsupported)
-        if writes:
-            self.note_graph_changed()
-        return writes
+        return len(new) + len(ops) + len(unsupported)
 
     def record_redirects(self, mapping: Mapping[str, tuple[str, str]],
                          entities: Collection[str] | None = None) -> None:
