@@ -393,6 +393,28 @@ def manifest() -> list[dict[str, Any]]:
     return json.loads((CORPUS / "manifest.json").read_text())
 
 
+def corpus_sample(fraction: float = 1 / 3) -> list[dict[str, Any]]:
+    """Part of the corpus, for the tests whose property does not grow with the data (a fault
+    survived, a replay, a re-run from the cache) but whose cost does: videos taken from each
+    channel in turn, in manifest order, until they hold ``fraction`` of the corpus's
+    characters. Deterministic; every channel has a video in it while the budget lasts."""
+    entries = manifest()
+    budget = fraction * sum(e["chars"] for e in entries)
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        by_channel.setdefault(e["channel"], []).append(e)
+    queues = list(by_channel.values())
+    chosen: list[dict[str, Any]] = []
+    total = 0
+    while total < budget and any(queues):
+        for queue in queues:
+            if queue and total < budget:
+                entry = queue.pop(0)
+                chosen.append(entry)
+                total += entry["chars"]
+    return chosen
+
+
 def reset_groups_to_earliest(settings: Settings) -> None:
     """Move every stage's group to offset 0 of all its inputs (workers stopped): a full replay."""
     admin = make_admin(settings)

@@ -1,7 +1,7 @@
-"""The corpus through the pipeline with LLM extraction against a local OpenAI-compatible server:
-an outage in the middle, longer than stall_seconds and through failed half-open probes,
-loses and dead-letters nothing (the LLM fault of the chaos suite,
-tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
+"""A third of the corpus (``corpus_sample``) through the pipeline with LLM extraction against
+a local OpenAI-compatible server: an outage in the middle, longer than stall_seconds and
+through failed half-open probes, loses and dead-letters nothing (the LLM fault of the chaos
+suite, tests/integration/test_chaos.py: a deliberate pause, not a stall); a re-run costs no
 call, nor does a re-index with the same prompt, while one with a new prompt version calls
 again; the in-flight calls never exceed max_concurrent_operations. The extract stage keeps
 a chunk ready for every call slot: twice as many handlers as slots, the calls still held
@@ -29,9 +29,9 @@ from tests.support import (
     DeploymentFactory,
     assert_no_stall,
     consume_all,
+    corpus_sample,
     evidence_mismatches,
     free_port_block,
-    manifest,
     served_metric,
     wait_llm_outage_waited_out,
     wait_quiescent,
@@ -61,7 +61,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
                      # shorter than the outage: waiting out the open circuit must not count as a stall
                      "stall_seconds": 30},
     })
-    ids = [e["video_id"] for e in manifest()]
+    ids = [e["video_id"] for e in corpus_sample()]
     store = GraphStore.from_settings(d.settings)
     d.cli("topics", "create")
     worker = d.start_worker("all")
@@ -69,7 +69,7 @@ def test_llm_outage_loses_nothing_and_a_rerun_costs_no_call(deployment_factory: 
 
     # Take the LLM server down once extraction is under way, until the pipeline has waited it
     # out with the circuit open for longer than stall_seconds, through failed half-open probes.
-    wait_until(lambda: fake.stats()["requests"] >= 40, timeout=300, message="extraction to start")
+    wait_until(lambda: fake.stats()["requests"] >= 20, timeout=300, message="extraction to start")
     opened = worker.log_count("LLM circuit closed -> open")
     fake.stop()
     down_at = time.monotonic()
