@@ -32,6 +32,7 @@ from tests.support import (
     Deployment,
     Services,
     consume_all,
+    corpus_sample,
     manifest,
     produce_raw,
     wait_quiescent,
@@ -161,3 +162,27 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[CorpusRun]:
         yield _freeze(d, store, ids, wall)
     finally:
         d.cleanup()
+
+
+#: The settings of a deployment made for `sample_run`: local transcripts, no community timer.
+SAMPLE_SETTINGS: dict[str, Any] = {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                                                "communities": {"interval_seconds": 86400}}}
+
+
+def sample_run(d: Deployment) -> tuple[GraphStore, list[str]]:
+    """A third of the corpus (``corpus_sample``) through deployment ``d``'s pipeline, the bad
+    requests and chunks among it, until quiescent; its workers stopped after. For a test
+    that changes what it reads (a replay, a re-index) and would otherwise pay for changing
+    and restoring the session's whole corpus run."""
+    ids = [e["video_id"] for e in corpus_sample()]
+    topics = d.settings.kafka.topic_prefix
+    d.cli("topics", "create")
+    worker = d.start_worker("all")
+    d.cli("submit", *ids)
+    produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
+    produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
+    store = GraphStore.from_settings(d.settings)
+    wait_videos_finished(store, ids, worker, timeout=900, what="the sample's videos done")
+    wait_quiescent(d.settings, workers=[worker])
+    d.stop_workers()
+    return store, ids

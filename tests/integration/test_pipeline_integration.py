@@ -17,20 +17,12 @@ from tests.integration.corpus_run import (
     BAD_CHUNKS,
     BAD_REQUESTS,
     BROKEN_SRT_ID,
+    SAMPLE_SETTINGS,
     VALID_ID_WITHOUT_TRANSCRIPT,
     CorpusRun,
+    sample_run,
 )
-from tests.support import (
-    CORPUS,
-    Deployment,
-    DeploymentFactory,
-    consume_all,
-    corpus_sample,
-    produce_raw,
-    reset_groups_to_earliest,
-    wait_quiescent,
-    wait_videos_finished,
-)
+from tests.support import Deployment, DeploymentFactory, consume_all, reset_groups_to_earliest, wait_quiescent
 
 pytestmark = pytest.mark.integration
 
@@ -120,19 +112,8 @@ def test_replaying_every_topic_leaves_the_graph_identical(deployment_factory: De
     """Every stage's group back to offset 0 of all its inputs, bad messages among them, and
     everything consumed again (the duplicates the replay itself produces too): the graph is
     the same, document for document."""
-    d: Deployment = deployment_factory({"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
-                                                     "communities": {"interval_seconds": 86400}}})
-    ids = [e["video_id"] for e in corpus_sample()]
-    topics = d.settings.kafka.topic_prefix
-    d.cli("topics", "create")
-    worker = d.start_worker("all")
-    d.cli("submit", *ids)
-    produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
-    produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
-    store = GraphStore.from_settings(d.settings)
-    wait_videos_finished(store, ids, worker, timeout=900, what="the sample's videos done")
-    wait_quiescent(d.settings, workers=[worker])
-    d.stop_workers()
+    d: Deployment = deployment_factory(SAMPLE_SETTINGS)
+    store, _ = sample_run(d)
     before = store.reads.snapshot()
     assert before["chunks"] and before["entities"] and before["relations"]
 

@@ -1,7 +1,8 @@
-"""Re-index side by side, `graph diff` and `graph promote` on the session's corpus run: two
-re-indexes with the offline extractor under two settings, beside the live pipeline: what
-each consumed, that the live graph and DLQ are untouched, the diff of the two, and
-promoting one and going back.
+"""Re-index side by side, `graph diff` and `graph promote` on a live graph of a third of the
+corpus with bad chunks in its topic (`sample_run`: a re-index consumes the live chunks
+again, so on the whole corpus each costs most of a run): two re-indexes with the offline
+extractor under two settings, beside the live pipeline: what each consumed, that the live
+graph and DLQ are untouched, the diff of the two, and promoting one and going back.
 
 The rules: tests/unit/test_reindex.py.
 """
@@ -16,8 +17,8 @@ import pytest
 from pymongo import MongoClient
 
 from streams.kafka.dlq import parse_headers
-from tests.integration.corpus_run import BAD_CHUNKS, CorpusRun
-from tests.support import Deployment, consume_all
+from tests.integration.corpus_run import BAD_CHUNKS, SAMPLE_SETTINGS, sample_run
+from tests.support import Deployment, DeploymentFactory, consume_all
 
 
 def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
@@ -29,17 +30,18 @@ def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(restored_graph: CorpusRun) -> None:
-    d: Deployment = restored_graph.deployment
+def test_two_reindexes_beside_the_live_graph_diff_and_promote(deployment_factory: DeploymentFactory) -> None:
+    d: Deployment = deployment_factory(SAMPLE_SETTINGS)
+    live, _ = sample_run(d)
     prefix = d.settings.kafka.topic_prefix
-    live_counts = restored_graph.store.reads.counts()
+    live_counts = live.reads.counts()
     live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
     client: MongoClient[dict[str, Any]] = MongoClient(d.services.mongo_uri)
     try:
         first = _reindex(d, "a")
         second = _reindex(d, "b", "--set", "graphrag.extraction.max_entities_per_chunk=4")
         # Each consumed every chunk of the live topic: the same chunks as the live graph.
-        live_chunks = {c["_id"] for c in restored_graph.store.db.chunks.find({}, {"_id": 1})}
+        live_chunks = {c["_id"] for c in live.db.chunks.find({}, {"_id": 1})}
         for name, out in (("a", first), ("b", second)):
             db = client[out["database"]]
             assert out["database"] == f"{d.settings.mongodb.database}_{name}"
@@ -50,7 +52,7 @@ def test_two_reindexes_of_the_corpus_beside_the_live_graph_diff_and_promote(rest
             assert Counter(parse_headers(m.headers())["reason"] for m in dlq) == Counter(r for _, r in BAD_CHUNKS)
         assert second["counts"]["entity_mentions"] < first["counts"]["entity_mentions"]
         # The live pipeline saw none of it.
-        assert restored_graph.store.reads.counts() == live_counts
+        assert live.reads.counts() == live_counts
         assert len(consume_all(d.settings, f"{prefix}dlq")) == live_dlq
 
         diff = json.loads(d.cli("graph", "diff", "a", "b", "--json", "--top", "3").stdout)
