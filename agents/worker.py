@@ -4,25 +4,27 @@
 ``--stages all`` (development) starts one child process per stage, restarts one that
 dies (with backoff, as Kubernetes restarts a pod) and stops them all together: each
 stage keeps its own consumer group, metrics port and failure domain, just as it has in
-a cluster.
+a cluster. Children are forks of the supervisor, so they start with its imports and
+settings already loaded (`ps` shows each as ``graphrag-streams worker --stages <stage>``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
-import subprocess  # starts this program's own stages (argv built here, no shell)  # nosec B404
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
-from pathlib import Path
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 import faust
+from setproctitle import setproctitle
 
 from agents.runtime import StageRuntime, check_faust_connection, make_app
 from agents.stall import StallWatch, broker_offsets
@@ -192,40 +194,55 @@ class Backoff:
         return delay
 
 
+#: How the supervisor starts a stage: a fork of itself. An exec'd ``python -m streams.cli
+#: worker --stages <stage>`` spent about a second of CPU per stage importing again what the
+#: supervisor has imported (faust, aiohttp, pymongo, the stages); a fork starts with it. The
+#: supervisor runs no thread and holds no client when it forks (check_topics' admin client
+#: is gone by then), so the child inherits nothing half-done.
+_FORK = multiprocessing.get_context("fork")
+
+
+def _run_supervised(stage: Stage, settings: Settings, restarts: int) -> None:
+    """A supervised stage's process: the default signal handlers back (the supervisor's
+    only set its own flag), its stage in its title, then the stage until it stops."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ[RESTARTS_ENV] = str(restarts)
+    setproctitle(f"graphrag-streams worker --stages {stage.value}")
+    sys.exit(run_stage(stage, settings))
+
+
 @dataclass
 class Child:
     stage: Stage
-    cmd: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    settings: Settings
+    proc: BaseProcess | None = None
     started: float = 0.0
     restart_at: float | None = None
     restarts: int = 0
     backoff: Backoff = field(default_factory=Backoff)
 
     def start(self) -> None:
-        env = {**os.environ, RESTARTS_ENV: str(self.restarts)}
-        self.proc = subprocess.Popen(self.cmd, env=env)  # argv of our own CLI, no shell  # nosec B603
+        self.proc = _FORK.Process(target=_run_supervised, args=(self.stage, self.settings, self.restarts),
+                                  name=f"stage-{self.stage.value}")
+        self.proc.start()
         self.started, self.restart_at = time.monotonic(), None
 
 
-def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port: int = 0,
-              poll: float = 0.5, root_args: Sequence[str] = ()) -> int:
+def supervise(stages: Sequence[Stage], settings: Settings, *, poll: float = 0.5) -> int:
     """Run each stage in a child process, restarting one that dies (with backoff).
 
-    Children get metrics ports ``metrics_port``, ``metrics_port + 1``, ... in pipeline
-    order (0 keeps their endpoints off); ``root_args`` go before the command in each.
-    A child that exits with :data:`EXIT_NOT_STARTABLE` (a missing topic, a bad
-    configuration) stops them all: a restart would not help. SIGTERM/SIGINT stop every child.
+    Children get metrics ports ``monitoring.metrics_port``, ``+ 1``, ... in pipeline order
+    (0 keeps their endpoints off). A child that exits with :data:`EXIT_NOT_STARTABLE` (a
+    missing topic, a bad configuration) stops them all: a restart would not help.
+    SIGTERM/SIGINT stop every child.
     """
+    metrics_port = settings.monitoring.metrics_port
     children: list[Child] = []
     for i, stage in enumerate(stages):
-        cmd = [sys.executable, "-m", "streams.cli"]
-        if config_path:
-            cmd += ["--config", str(config_path)]
-        cmd += root_args  # --set, --reindex: the children see the settings this process sees
         port = metrics_port + i if metrics_port else 0
-        cmd += ["worker", "--stages", stage.value, "--metrics-port", str(port)]
-        child = Child(stage, cmd)
+        own = settings.model_copy(update={"monitoring": settings.monitoring.model_copy(update={"metrics_port": port})})
+        child = Child(stage, own)
         child.start()
         children.append(child)
         log.info("started stage %s (pid %d, metrics port %s)", stage.value, child.proc.pid if child.proc else 0,
@@ -244,8 +261,9 @@ def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port
         while not stopping:
             now = time.monotonic()
             for c in children:
-                if c.proc is not None and c.proc.poll() is not None:
-                    rc = c.proc.returncode
+                if c.proc is not None and not c.proc.is_alive():
+                    rc = c.proc.exitcode
+                    c.proc.close()
                     c.proc = None
                     if rc == EXIT_NOT_STARTABLE:
                         print(f"graphrag-streams: stage {c.stage.value} cannot start (exit {rc}); "
@@ -265,13 +283,13 @@ def supervise(stages: Sequence[Stage], config_path: Path | None, *, metrics_port
             if not stopping:
                 time.sleep(poll)
     finally:
-        running = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]
+        running = [c.proc for c in children if c.proc is not None and c.proc.is_alive()]
         for p in running:
-            p.send_signal(signal.SIGTERM)
+            p.terminate()  # SIGTERM: each stage stops its Faust worker cleanly
         deadline = time.monotonic() + 30
         for p in running:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            p.join(timeout=max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
                 p.kill()
+                p.join()
     return code

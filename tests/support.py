@@ -37,7 +37,7 @@ from schemas.events import utcnow
 from streams.kafka.clients import client_config, make_admin
 from streams.kafka.codec import encode
 from streams.kafka.offsets import watermarks
-from streams.kafka.topics import Stage
+from streams.kafka.topics import Stage, group_id
 from streams.model.ids import chunk_id
 from streams.monitoring.lag import measure_lag, stage_groups, total_lag
 from streams.settings import Settings, load_settings
@@ -458,7 +458,10 @@ def evidence_mismatches(store: Any) -> list[str]:
 
 
 def supervised_children(worker: WorkerProcess) -> dict[str, int]:
-    """stage -> pid of the child processes a `worker --stages a,b,...` supervisor runs (from /proc)."""
+    """stage -> pid of the child processes a `worker --stages a,b,...` supervisor runs (from
+    /proc). A child is titled ``graphrag-streams worker --stages <stage>`` until its Faust
+    worker retitles it ``[Faust:Worker] -<state>- <app id> ...``; the app id is the stage's group."""
+    by_group = {group_id(worker.d.settings, s): s.value for s in Stage}
     out = {}
     parent = worker.proc.pid if worker.proc is not None else -1
     for entry in os.listdir("/proc"):
@@ -469,12 +472,14 @@ def supervised_children(worker: WorkerProcess) -> dict[str, int]:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
             if ppid != parent:
                 continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:  # a retitled process's is one string
+                args = [a.decode(errors="replace") for a in f.read().replace(b"\0", b" ").split()]
         except (OSError, IndexError, ValueError):
             continue
-        if b"--stages" in args:
-            out[args[args.index(b"--stages") + 1].decode()] = int(entry)
+        if "--stages" in args:
+            out[args[args.index("--stages") + 1]] = int(entry)
+        elif args[:1] == ["[Faust:Worker]"] and len(args) > 2 and args[2] in by_group:
+            out[by_group[args[2]]] = int(entry)
     return out
 
 

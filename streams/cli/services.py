@@ -7,7 +7,6 @@ import sys
 import click
 
 from streams.cli.root import CONTEXT, Ctx, cli, fail, setup_logging
-from streams.settings import config_path
 
 # faust (the stages) and fastapi/uvicorn (the API) load inside the commands: they take
 # most of a second, and every command, --help included, imports this module.
@@ -49,11 +48,9 @@ def worker(obj: Ctx, stages: str, metrics_port: int | None) -> None:
         fail(str(exc), 2)
     except Exception as exc:
         fail(f"could not reach Kafka at {settings.kafka.bootstrap_servers}: {exc}", 2)
-    path = config_path(obj.config, obj.env)
     click.echo(f"starting stages: {', '.join(s.value for s in chosen)} ({settings.environment}, "
                f"topics {settings.kafka.topic_prefix}*)", err=True)
-    sys.exit(supervise(chosen, path.resolve(), metrics_port=settings.monitoring.metrics_port,
-                       root_args=obj.root_args()))
+    sys.exit(supervise(chosen, settings))
 
 
 @cli.command(context_settings=CONTEXT)
