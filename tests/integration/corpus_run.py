@@ -169,12 +169,12 @@ SAMPLE_SETTINGS: dict[str, Any] = {"graphrag": {"transcripts": {"local_dirs": [s
                                                 "communities": {"interval_seconds": 86400}}}
 
 
-def sample_run(d: Deployment) -> tuple[GraphStore, list[str]]:
-    """A third of the corpus (``corpus_sample``) through deployment ``d``'s pipeline, the bad
-    requests and chunks among it, until quiescent; its workers stopped after. For a test
+def sample_run(d: Deployment, fraction: float = 1 / 3) -> tuple[GraphStore, list[str]]:
+    """``fraction`` of the corpus (``corpus_sample``) through deployment ``d``'s pipeline, the
+    bad requests and chunks among it, until quiescent; its workers stopped after. For a test
     that changes what it reads (a replay, a re-index) and would otherwise pay for changing
     and restoring the session's whole corpus run."""
-    ids = [e["video_id"] for e in corpus_sample()]
+    ids = [e["video_id"] for e in corpus_sample(fraction)]
     topics = d.settings.kafka.topic_prefix
     d.cli("topics", "create")
     worker = d.start_worker("all")
