@@ -144,24 +144,32 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[CorpusRun]:
                                                 "communities": {"interval_seconds": 86400}}})
     ids = [e["video_id"] for e in manifest()]
     try:
-        d.cli("topics", "create")
-        worker = d.start_worker("all")
-        started = time.monotonic()
-        topics = d.settings.kafka.topic_prefix
-        half = len(ids) // 2
-        d.cli("submit", *ids[:half])
-        produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
-        produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
-        d.cli("submit", "--file", "-", input="\n".join(ids[half:]) + "\n")
-        store = GraphStore.from_settings(d.settings)
-
-        wait_videos_finished(store, ids, worker, timeout=900, what="all corpus videos done")
-        wall = time.monotonic() - started
-        wait_quiescent(d.settings, workers=[worker])
-        d.stop_workers()  # a test that needs one starts its own (restored_graph stops it)
+        store, wall = run_with_bad_messages(d, ids, "all corpus videos done")
         yield _freeze(d, store, ids, wall)
     finally:
         d.cleanup()
+
+
+def run_with_bad_messages(d: Deployment, ids: list[str], what: str) -> tuple[GraphStore, float]:
+    """``ids`` through deployment ``d``'s pipeline (all apps): half submitted by argument, the
+    bad requests and chunks, the rest from a file; until every video is finished and the
+    pipeline quiescent, its workers stopped after. Returns the store and the seconds from
+    the worker's start to every video finished."""
+    d.cli("topics", "create")
+    worker = d.start_worker("all")
+    started = time.monotonic()
+    topics = d.settings.kafka.topic_prefix
+    half = len(ids) // 2
+    d.cli("submit", *ids[:half])
+    produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
+    produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
+    d.cli("submit", "--file", "-", input="\n".join(ids[half:]) + "\n")
+    store = GraphStore.from_settings(d.settings)
+    wait_videos_finished(store, ids, worker, timeout=900, what=what)
+    wall = time.monotonic() - started
+    wait_quiescent(d.settings, workers=[worker])
+    d.stop_workers()  # a test that needs one starts its own
+    return store, wall
 
 
 #: The settings of a deployment made for `sample_run`: local transcripts, no community timer.
@@ -169,20 +177,10 @@ SAMPLE_SETTINGS: dict[str, Any] = {"graphrag": {"transcripts": {"local_dirs": [s
                                                 "communities": {"interval_seconds": 86400}}}
 
 
-def sample_run(d: Deployment, fraction: float = 1 / 3) -> tuple[GraphStore, list[str]]:
-    """``fraction`` of the corpus (``corpus_sample``) through deployment ``d``'s pipeline, the
-    bad requests and chunks among it, until quiescent; its workers stopped after. For a test
-    that changes what it reads (a replay, a re-index) and would otherwise pay for changing
-    and restoring the session's whole corpus run."""
-    ids = [e["video_id"] for e in corpus_sample(fraction)]
-    topics = d.settings.kafka.topic_prefix
-    d.cli("topics", "create")
-    worker = d.start_worker("all")
-    d.cli("submit", *ids)
-    produce_raw(d.settings, f"{topics}videos.requested", [(None, v) for v, _ in BAD_REQUESTS])
-    produce_raw(d.settings, f"{topics}transcripts.chunks", [(None, v) for v, _ in BAD_CHUNKS])
-    store = GraphStore.from_settings(d.settings)
-    wait_videos_finished(store, ids, worker, timeout=900, what="the sample's videos done")
-    wait_quiescent(d.settings, workers=[worker])
-    d.stop_workers()
-    return store, ids
+def sample_run(d: Deployment, fraction: float = 1 / 3) -> GraphStore:
+    """``fraction`` of the corpus (``corpus_sample``) through deployment ``d``'s pipeline with
+    the bad messages (`run_with_bad_messages`). For a test that changes what it reads (a
+    replay, a re-index) and would otherwise pay for changing and restoring the session's
+    whole corpus run."""
+    store, _ = run_with_bad_messages(d, [e["video_id"] for e in corpus_sample(fraction)], "the sample's videos done")
+    return store

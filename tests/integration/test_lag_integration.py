@@ -3,6 +3,7 @@ under a backlog, and the workers' /metrics, /livez and /readyz endpoints."""
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -23,12 +24,18 @@ pytestmark = pytest.mark.integration
 SMALL_VIDEO = "4ClLMrfYmmw"  # a 2 kB Kurzgesagt transcript
 
 
+@functools.cache
+def _kafka_classpath() -> str:
+    """The cached Kafka distribution's classpath (asked once: the draining loop runs the tool often)."""
+    return subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "kafka-classpath"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
 def kafka_tool_describe(d: Deployment, *groups: str) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
     """Run Kafka's ConsumerGroupCommand (--describe) for ``groups`` (one JVM for all: each
     start costs seconds of CPU) and parse its tables: group -> (topic, partition) -> row."""
-    cp = subprocess.run([sys.executable, str(ROOT / "stack" / "localstack.py"), "kafka-classpath"],
-                        capture_output=True, text=True, check=True).stdout.strip()
-    out = subprocess.run(["java", "-cp", cp, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    tool = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+    out = subprocess.run(["java", "-cp", _kafka_classpath(), tool,
                           "--bootstrap-server", d.settings.kafka.bootstrap_servers, "--describe",
                           *(a for g in groups for a in ("--group", g))],
                          capture_output=True, text=True, timeout=120)
