@@ -266,12 +266,16 @@ class WorkerProcess:
         self._log.close()
         self.proc = None
 
+    def log_lines(self, text: str) -> list[str]:
+        """The lines of the worker's log (every app's) that contain ``text``."""
+        try:
+            return [line for line in self.log_path.read_text(errors="replace").splitlines() if text in line]
+        except OSError:
+            return []
+
     def log_count(self, text: str) -> int:
         """How many lines of the worker's log (every app's) contain ``text``."""
-        try:
-            return sum(text in line for line in self.log_path.read_text(errors="replace").splitlines())
-        except OSError:
-            return 0
+        return len(self.log_lines(text))
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -284,7 +288,7 @@ def assert_no_stall(*workers: WorkerProcess) -> None:
     """No app of these workers stopped itself on a stall (agents/stall.py): on small data a
     stall means a record that was never delivered, which a restart only hides."""
     for w in workers:
-        stalls = [line for line in w.log_path.read_text(errors="replace").splitlines() if "is stalled" in line]
+        stalls = w.log_lines("is stalled")
         assert not stalls, "\n".join(stalls)
 
 

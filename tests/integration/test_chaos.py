@@ -49,6 +49,7 @@ from tests.support import (
     Deployment,
     LocalStack,
     Services,
+    assert_no_stall,
     consume_all,
     corpus_sample,
     evidence_mismatches,
@@ -109,10 +110,13 @@ FAULTS: dict[str, Callable[[LocalStack], Fault]] = {
 }
 
 
+LLM_LIMIT = 4  # max_concurrent_operations of the LLM runs
+
+
 def _llm_config(fake: FakeOpenAI) -> dict[str, Any]:
     return {"openai": {"api_key": "sk-test-not-a-real-key", "base_url": fake.base_url, "model": "gpt-test",
                        "timeout_seconds": 5, "circuit_reset_seconds": 5, **NO_RATE_LIMITS},
-            "graphrag": {"extraction": {"extractor": "llm"}, "max_concurrent_operations": 4,
+            "graphrag": {"extraction": {"extractor": "llm"}, "max_concurrent_operations": LLM_LIMIT,
                          "retry_attempts": 1, "circuit_breaker_threshold": 3,
                          # the outage lasts longer than this (waiting out an open circuit is not a stall)
                          "stall_seconds": 30}}
@@ -126,7 +130,13 @@ def llm_outage(fake: FakeOpenAI) -> Fault:
         served = fake.stats()["requests"]  # after stop: calls in flight at that moment finish
         # Down until the stage has waited it out (circuit open, failed probes) for stall_seconds.
         wait_llm_outage_waited_out(worker, opened, down_at, longer_than=d.settings.graphrag.stall_seconds)
+        # While down: no call served, nothing dead-lettered, no app stopped itself as stalled,
+        # and work left waiting, not given up.
         assert fake.stats()["requests"] == served, "requests were served during the outage"
+        assert consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq") == []
+        assert_no_stall(worker)
+        store = GraphStore.from_settings(d.settings)
+        assert not all(v["status"] == "done" for v in store.videos.find()), "no work was left waiting"
         fake.start()  # same port
         return f"LLM server down for {time.monotonic() - down_at:.0f} s (circuit open, probes failed)"
     return fault
@@ -183,6 +193,7 @@ def _run(services: Services, tmp: Path, fault: Fault | None, config: dict[str, A
             "dlq": len(consume_all(d.settings, f"{d.settings.kafka.topic_prefix}dlq")),
             "counts": store.reads.counts(),
             "miscounted": evidence_mismatches(store),
+            "stalls": worker.log_lines("is stalled"),
             "before_merge": before_merge,
             "graph": _graph(store),
             "merge": merge,
@@ -226,6 +237,7 @@ def _assert_same_graph(run: dict[str, Any], clean: dict[str, Any]) -> None:
     assert run["extractions"] == clean["extractions"]
     assert run["dlq"] == clean["dlq"] == 0
     assert run["miscounted"] == [] and clean["miscounted"] == []
+    assert clean["stalls"] == []
     print(f"  before the merge passes (only here, only clean, differing): "
           f"{graph_differences(run['before_merge'], clean['before_merge']) or 'none'}; after: "
           f"{graph_differences(run['graph'], clean['graph']) or 'none'}; {run['merge'].chunks_rewritten} "
@@ -269,3 +281,5 @@ def test_the_graph_survives_an_llm_outage(clean_llm: dict[str, Any], fake_llm: F
     assert {e for found in run["extractions"].values() for e in found} and all(
         '"extractor": "openai:' in e for found in run["extractions"].values() for e in found)
     _assert_same_graph(run, clean_llm)
+    assert run["stalls"] == []  # waiting out an open circuit is not a stall
+    assert fake_llm.stats()["max_in_flight"] <= LLM_LIMIT

@@ -1,4 +1,4 @@
-"""Re-index side by side, `graph diff` and `graph promote` on a live graph of a third of the
+"""Re-index side by side, `graph diff` and `graph promote` on a live graph of a sixth of the
 corpus with bad chunks in its topic (`sample_run`: a re-index consumes the live chunks
 again, so on the whole corpus each costs most of a run): two re-indexes with the offline
 extractor under two settings, beside the live pipeline: what each consumed, that the live
@@ -32,7 +32,7 @@ def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
 @pytest.mark.integration
 def test_two_reindexes_beside_the_live_graph_diff_and_promote(deployment_factory: DeploymentFactory) -> None:
     d: Deployment = deployment_factory(SAMPLE_SETTINGS)
-    live = sample_run(d)
+    live = sample_run(d, 1 / 6)
     prefix = d.settings.kafka.topic_prefix
     live_counts = live.reads.counts()
     live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
