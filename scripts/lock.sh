@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the hashed locks from pyproject.toml with uv (cached under the user's cache dir):
+# Regenerate the hashed locks from pyproject.toml with uv (scripts/uv.sh):
 #   requirements.lock      runtime closure + the `redis` extra: what the image installs
 #                          (Dockerfile: pip install --require-hashes)
 #   requirements-dev.lock  that plus the `dev` and `nlp` extras: what `make install` installs
@@ -7,14 +7,9 @@
 # unless you pass --upgrade or --upgrade-package NAME, which go to both compiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-UV_VERSION=0.13.9
-tools="${XDG_CACHE_HOME:-$HOME/.cache}/graphrag-streams/tools/uv-$UV_VERSION"
-if [ ! -x "$tools/bin/uv" ]; then
-    python3 -m venv "$tools"
-    "$tools/bin/pip" install -q "uv==$UV_VERSION"
-fi
+uv="$(scripts/uv.sh)"
 compile() {
-    "$tools/bin/uv" pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11 \
+    "$uv" pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11 \
         --custom-compile-command "scripts/lock.sh" "$@"
 }
 compile --extra redis -o requirements.lock "$@"
