@@ -14,7 +14,11 @@ $BIN/ruff check streams agents schemas tests stack benchmarks; lint=$?
 # The explorer's browser tests drive Debian's Chromium; installed here once per machine
 # (as root or with password-less sudo). Without it those tests fail and say what to install.
 scripts/ensure-browser.sh || echo "warning: no Chromium: the browser tests will fail" >&2
-$BIN/mypy; types=$?
+# mypy takes half a minute of one core; it runs beside the stack's start and the tests (which
+# leave a core idle much of the time) and its report is printed at the end.
+mypy_log="$(mktemp "${TMPDIR:-/tmp}/graphrag-mypy.XXXXXX")"
+$BIN/mypy >"$mypy_log" 2>&1 &
+mypy_pid=$!
 $BIN/lint-imports; layers=$?
 # Security scans: bandit on the code (any finding fails the run; the accepted ones say why
 # inline, `# <reason>  # nosec <test id>`), and pip-audit on the runtime lock the image
@@ -32,6 +36,8 @@ export GRAPHRAG_STACK_DIR
 # shellcheck disable=SC2046  # word splitting wanted: VAR=port pairs
 export $($BIN/python stack/localstack.py free-ports)
 cleanup() {
+  kill "$mypy_pid" 2>/dev/null
+  rm -f "$mypy_log"
   $BIN/python stack/localstack.py down --wipe >/dev/null 2>&1
   rm -rf "$GRAPHRAG_STACK_DIR"
 }
@@ -58,6 +64,9 @@ cov+=(--durations=25 --durations-min=5)
 cov+=(-n "${GRAPHRAG_TEST_PROCESSES:-2}" --dist loadgroup)
 [ "$#" -gt 0 ] && cov+=(--cov-fail-under=0)
 $BIN/pytest "${cov[@]}" "$@"; rc=$?
+
+wait "$mypy_pid"; types=$?
+echo "mypy:"; cat "$mypy_log"; rm -f "$mypy_log"
 
 case $rc in
   0) ;;
