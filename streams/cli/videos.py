@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ def submit(obj: Ctx, video_ids: tuple[str, ...], files: tuple[str, ...], transcr
 @click.pass_obj
 def status(obj: Ctx, video_ids: tuple[str, ...], as_json: bool) -> None:
     """Per-video progress through the stages, and totals for the whole graph."""
+    _reject_invalid(video_ids)
     store = open_store(obj.settings)
     docs = store.videos.find(list(video_ids) or None)
     rows = [video_row(d) for d in docs]
@@ -133,6 +135,7 @@ def wait(obj: Ctx, video_ids: tuple[str, ...], transcript_dirs: tuple[str, ...],
     ids = list(dict.fromkeys(ids))
     if not ids:
         fail("no video IDs to wait for", 2)
+    _reject_invalid(ids)
     store = open_store(obj.settings)
     started = time.monotonic()
     while True:
@@ -164,3 +167,11 @@ def forget(obj: Ctx, video_id: str) -> None:
     store = open_store(obj.settings)
     removed = store.graph.forget_video(video_id)
     click.echo(f"forgot {video_id}: " + ", ".join(f"{n} {k}" for k, n in removed.items()))
+
+
+def _reject_invalid(video_ids: Sequence[str]) -> None:
+    """Exit 2 on an ID no video can have: waiting for it would never end (a mistyped option
+    after ``--`` is taken for an ID)."""
+    bad = [v for v in video_ids if not is_video_id(v)]
+    if bad:
+        fail(f"{len(bad)} invalid video ID(s): {', '.join(repr(b) for b in bad[:10])}", 2)

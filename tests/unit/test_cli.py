@@ -131,6 +131,15 @@ def test_submit_without_ids_is_a_usage_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no video IDs" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["wait", "status"])
+def test_wait_and_status_reject_an_id_no_video_can_have(tmp_path: Path, command: str) -> None:
+    """An option typed after ``--`` is an argument: `wait -- ID --interval 1` waited forever
+    for a video called "--interval"."""
+    proc = _run("--config", str(_unreachable_config(tmp_path)), command, "--", "dQw4w9WgXcQ", "--interval", "1")
+    assert proc.returncode == 2, proc
+    assert "2 invalid video ID(s): '--interval', '1'" in proc.stderr
+
+
 def test_submit_with_a_missing_id_file_is_a_usage_error(tmp_path: Path) -> None:
     """PRODUCTION BUG: a missing --file crashes with a FileNotFoundError traceback (exit 1)."""
     proc = _run("--config", str(_unreachable_config(tmp_path)), "submit", "--file", str(tmp_path / "ids.txt"))
