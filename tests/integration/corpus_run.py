@@ -29,6 +29,7 @@ from streams.resolution.resolve import Canonical
 from streams.store import GraphStore
 from tests.support import (
     CORPUS,
+    SAMPLE_FRACTION,
     Deployment,
     Services,
     consume_all,
@@ -177,7 +178,7 @@ SAMPLE_SETTINGS: dict[str, Any] = {"graphrag": {"transcripts": {"local_dirs": [s
                                                 "communities": {"interval_seconds": 86400}}}
 
 
-def sample_run(d: Deployment, fraction: float = 1 / 3) -> GraphStore:
+def sample_run(d: Deployment, fraction: float = SAMPLE_FRACTION) -> GraphStore:
     """``fraction`` of the corpus (``corpus_sample``) through deployment ``d``'s pipeline with
     the bad messages (`run_with_bad_messages`). For a test that changes what it reads (a
     replay, a re-index) and would otherwise pay for changing and restoring the session's

@@ -1,4 +1,4 @@
-"""Faults on the real stack, each during a run of a third of the corpus (``corpus_sample``:
+"""Faults on the real stack, each during a run of a sixth of the corpus (``corpus_sample``:
 what a fault must not break does not grow with the data, and each run costs its size).
 
 Faults: kill -9 of every app process in turn (the supervisor of `worker --stages all`
@@ -275,7 +275,7 @@ def clean_llm(services: Services, tmp_path_factory: pytest.TempPathFactory, fake
 
 def test_the_graph_survives_an_llm_outage(clean_llm: dict[str, Any], fake_llm: FakeOpenAI, services: Services,
                                           tmp_path: Path) -> None:
-    # While most of the sample is still to be extracted: after 20 of its calls (one per chunk, ~100).
+    # While most of the sample is still to be extracted: after 20 of its calls (one per chunk, ~60).
     run = _run(services, tmp_path, llm_outage(fake_llm), _llm_config(fake_llm),
                fault_when=lambda _: fake_llm.stats()["requests"] >= 20)
     assert {e for found in run["extractions"].values() for e in found} and all(

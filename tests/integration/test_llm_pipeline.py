@@ -56,7 +56,7 @@ def test_a_rerun_and_a_reindex_cost_no_call_a_new_prompt_version_calls_again(
                      "transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
                      "communities": {"interval_seconds": 86400}},
     })
-    ids = [e["video_id"] for e in corpus_sample(1 / 6)]
+    ids = [e["video_id"] for e in corpus_sample()]
     store = GraphStore.from_settings(d.settings)
     d.cli("topics", "create")
     worker = d.start_worker("all")

@@ -115,7 +115,7 @@ def test_replaying_every_topic_leaves_the_graph_identical(deployment_factory: De
     d: Deployment = deployment_factory(SAMPLE_SETTINGS)
     # A sixth of the corpus (3 videos, one the longest): each stage reads again its input and
     # what the replay upstream of it produced, so extraction alone runs about three times over.
-    store = sample_run(d, 1 / 6)
+    store = sample_run(d)
     before = store.reads.snapshot()
     assert before["chunks"] and before["entities"] and before["relations"]
 

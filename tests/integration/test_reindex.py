@@ -32,7 +32,7 @@ def _reindex(d: Deployment, name: str, *root: str) -> dict[str, Any]:
 @pytest.mark.integration
 def test_two_reindexes_beside_the_live_graph_diff_and_promote(deployment_factory: DeploymentFactory) -> None:
     d: Deployment = deployment_factory(SAMPLE_SETTINGS)
-    live = sample_run(d, 1 / 6)
+    live = sample_run(d)
     prefix = d.settings.kafka.topic_prefix
     live_counts = live.reads.counts()
     live_dlq = len(consume_all(d.settings, f"{prefix}dlq"))
