@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 from dataclasses import replace
 
@@ -22,6 +21,7 @@ from _common import CORPUS, deployment
 
 from agents.assemble import Assembly
 from schemas import ChunkExtraction, MentionResolved, TranscriptChunk
+from stack.localstack import ferretdb_service, kafka_service
 from streams.extraction.offline import extract_offline
 from streams.resolution.resolve import mention_requests, new_entity
 from streams.settings import DEFAULT_ENTITY_TYPES
@@ -38,13 +38,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def stack_pids() -> dict[str, int]:
-    """The local stack's broker and FerretDB (by process name)."""
-    out = {}
-    for name, pattern in (("kafka broker", "kafka.Kafka"), ("ferretdb", "ferretdb")):
-        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-        if found:
-            out[name] = int(found[0])
-    return out
+    """The broker and FerretDB of the stack in use (GRAPHRAG_STACK_DIR), from its pid files."""
+    pids = {"kafka broker": kafka_service().pid(), "ferretdb": ferretdb_service().pid()}
+    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 def assemble_logic(chunks: list[TranscriptChunk]) -> tuple[int, float]:

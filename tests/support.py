@@ -284,11 +284,16 @@ class WorkerProcess:
             return ""
 
 
+def stall_lines(worker: WorkerProcess) -> list[str]:
+    """The log lines of the worker's apps that stopped themselves on a stall (agents/stall.py)."""
+    return worker.log_lines("is stalled")
+
+
 def assert_no_stall(*workers: WorkerProcess) -> None:
     """No app of these workers stopped itself on a stall (agents/stall.py): on small data a
     stall means a record that was never delivered, which a restart only hides."""
     for w in workers:
-        stalls = w.log_lines("is stalled")
+        stalls = stall_lines(w)
         assert not stalls, "\n".join(stalls)
 
 
@@ -398,7 +403,7 @@ def manifest() -> list[dict[str, Any]]:
 
 
 #: The part of the corpus `corpus_sample` takes by default: 3 videos, ~100k of its ~594k
-#: characters, ~60 chunks (a third took twice the time of every test that runs it).
+#: characters, 62 chunks (a third was 10 videos, ~105 chunks).
 SAMPLE_FRACTION = 1 / 6
 
 

@@ -29,7 +29,6 @@ from streams.resolution.resolve import Canonical
 from streams.store import GraphStore
 from tests.support import (
     CORPUS,
-    SAMPLE_FRACTION,
     Deployment,
     Services,
     consume_all,
@@ -178,10 +177,10 @@ SAMPLE_SETTINGS: dict[str, Any] = {"graphrag": {"transcripts": {"local_dirs": [s
                                                 "communities": {"interval_seconds": 86400}}}
 
 
-def sample_run(d: Deployment, fraction: float = SAMPLE_FRACTION) -> GraphStore:
-    """``fraction`` of the corpus (``corpus_sample``) through deployment ``d``'s pipeline with
+def sample_run(d: Deployment) -> GraphStore:
+    """The corpus sample (``corpus_sample``) through deployment ``d``'s pipeline with
     the bad messages (`run_with_bad_messages`). For a test that changes what it reads (a
     replay, a re-index) and would otherwise pay for changing and restoring the session's
     whole corpus run."""
-    store, _ = run_with_bad_messages(d, [e["video_id"] for e in corpus_sample(fraction)], "the sample's videos done")
+    store, _ = run_with_bad_messages(d, [e["video_id"] for e in corpus_sample()], "the sample's videos done")
     return store
