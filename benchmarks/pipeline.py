@@ -27,6 +27,7 @@ from _common import CORPUS, ROOT, deployment, manifest, percentile
 from sink_writes import batched_rate, updates
 
 from schemas import ChunkExtraction
+from stack.localstack import JVM_QUICK
 from streams.jobs.merge_pass import run_merge_pass
 from streams.kafka.clients import make_admin
 from streams.monitoring.lag import measure_lag, stage_groups
@@ -207,7 +208,8 @@ def main() -> None:
         mismatches = rows = 0
         ours = {(r.group, r.topic, r.partition): r for r in measure_lag(d.settings)}
         for group in stage_groups(d.settings):
-            out = subprocess.run(["java", "-cp", cp, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            tool = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
+            out = subprocess.run(["java", *JVM_QUICK, "-cp", cp, tool,
                                   "--bootstrap-server", d.settings.kafka.bootstrap_servers, "--describe",
                                   "--group", group], capture_output=True, text=True, check=True).stdout
             for line in out.splitlines():

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from stack.localstack import JVM_QUICK
 from streams.monitoring.lag import LagMonitor, LagReport, PartitionLag, StageLag, measure_lag, stage_groups
 from streams.store import GraphStore
 from tests.support import ROOT, Deployment, DeploymentFactory, produce_raw, wait_quiescent, wait_until
@@ -35,7 +36,7 @@ def kafka_tool_describe(d: Deployment, *groups: str) -> dict[str, dict[tuple[str
     """Run Kafka's ConsumerGroupCommand (--describe) for ``groups`` (one JVM for all: each
     start costs seconds of CPU) and parse its tables: group -> (topic, partition) -> row."""
     tool = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-    out = subprocess.run(["java", "-cp", _kafka_classpath(), tool,
+    out = subprocess.run(["java", *JVM_QUICK, "-cp", _kafka_classpath(), tool,
                           "--bootstrap-server", d.settings.kafka.bootstrap_servers, "--describe",
                           *(a for g in groups for a in ("--group", g))],
                          capture_output=True, text=True, timeout=120)
