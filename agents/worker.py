@@ -162,7 +162,11 @@ def run_stage(stage: Stage, settings: Settings) -> int:
         # Refused credentials will be refused again; a broker that did not answer may be
         # starting: exit as a failure, so that the stage is restarted (with backoff).
         return EXIT_NOT_STARTABLE if exc.refused else EXIT_BROKER_UNREACHABLE
-    app = build_app(stage, settings)
+    try:
+        app = build_app(stage, settings)
+    except ValueError as exc:  # a setting the process cannot honour (an extractor not installed)
+        print(f"error: stage {stage.value}: {exc}", file=sys.stderr)
+        return EXIT_NOT_STARTABLE
     health = start_health(stage, settings, app)
     if topics_for(settings).inputs(stage):
         StallWatch(stage.value, settings.graphrag.stall_seconds, assigned_inputs(app, stage, settings),

@@ -1,5 +1,6 @@
 """Choose the extractor for a deployment: the LLM when configured, otherwise offline
-(spaCy when the ``nlp`` extra is installed, the plain rules when it is not)."""
+(``extraction.offline_extractor``: spaCy, the plain rules, or auto: spaCy when the ``nlp``
+extra is installed, the rules when it is not)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ def make_extractor(settings: Settings) -> Extractor:
         from streams.extraction.llm import LLMExtractor  # lazily: the offline path needs no openai client
 
         return LLMExtractor.from_settings(settings)
-    nlp = load_model()
-    if nlp is not None:
-        return SpacyExtractor(nlp, max_entities=cfg.max_entities_per_chunk)
+    if cfg.offline_extractor != "rules":
+        nlp = load_model()
+        if nlp is not None:
+            return SpacyExtractor(nlp, max_entities=cfg.max_entities_per_chunk)
+        if cfg.offline_extractor == "spacy":
+            raise ValueError("graphrag.extraction.offline_extractor is 'spacy' but spaCy or its English model is not "
+                             "installed (pip install 'graphrag-streams[nlp]')")
     return OfflineExtractor(max_entities=cfg.max_entities_per_chunk)

@@ -5,6 +5,7 @@ that the offline default picks it."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from functools import cache
 from typing import Any
 
@@ -97,3 +98,21 @@ def test_the_offline_default_picks_spacy_when_it_is_installed() -> None:
     assert result.meta == {"extractor": "offline-spacy"}
     assert "Phobos" in {e.name for e in result.entities}
     asyncio.run(extractor.aclose())
+
+
+def _offline_settings(choice: str) -> Any:
+    return load_settings(ROOT / "config" / "development.yaml", env={},
+                         overrides=[f"graphrag.extraction.offline_extractor={choice}"])
+
+
+def test_offline_extractor_chooses_the_rules_or_spacy_whatever_is_installed() -> None:
+    rules = make_extractor(_offline_settings("rules"))
+    assert isinstance(rules, OfflineExtractor) and rules.name == "offline-plain"
+    assert isinstance(make_extractor(_offline_settings("spacy")), SpacyExtractor)
+
+
+def test_offline_extractor_spacy_without_spacy_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "spacy", None)  # `import spacy` raises ImportError, as when not installed
+    with pytest.raises(ValueError, match=r"offline_extractor is 'spacy' but spaCy .* not installed"):
+        make_extractor(_offline_settings("spacy"))
+    assert isinstance(make_extractor(_offline_settings("auto")), OfflineExtractor)  # auto falls back
