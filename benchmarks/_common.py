@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 import time  # noqa: E402
 
 from streams.store import GraphStore  # noqa: E402
-from tests.support import CORPUS, Deployment, Services, WorkerProcess, manifest, wait_until  # noqa: E402
+from tests.support import CORPUS, Deployment, Services, WorkerProcess, deep_merge, manifest, wait_until  # noqa: E402
 
 __all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manifest", "percentile"]
 
@@ -29,6 +29,8 @@ def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment
     # The stack's ports, as `localstack.py up` reads them (a second stack: `localstack.py free-ports`).
     services = Services(f"127.0.0.1:{os.environ.get('GRAPHRAG_KAFKA_PORT', '9092')}",
                         f"mongodb://127.0.0.1:{os.environ.get('GRAPHRAG_MONGO_PORT', '27017')}")
+    # The product's offline default (spaCy where installed), not the tests' plain rules.
+    overrides = deep_merge({"graphrag": {"extraction": {"offline_extractor": "auto"}}}, overrides)
     if name is None:
         return Deployment(services, Path(tempfile.mkdtemp()), overrides)
     return Deployment(services, Path(tempfile.mkdtemp()), overrides, name=name)

@@ -125,8 +125,11 @@ class Sampler(threading.Thread):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-replay", action="store_true")
+    parser.add_argument("--offline-extractor", choices=["auto", "spacy", "rules"], default="auto",
+                        help="extraction.offline_extractor (auto: spaCy where installed)")
     args = parser.parse_args()
     d = deployment({"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
+                                 "extraction": {"offline_extractor": args.offline_extractor},
                                  "communities": {"interval_seconds": 86400}}})
     ids = [e["video_id"] for e in manifest()]
     chars = sum(e["chars"] for e in manifest())

@@ -72,10 +72,12 @@ def assemble_logic(chunks: list[TranscriptChunk]) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=1 / 6, help="part of the corpus (corpus_sample)")
+    parser.add_argument("--offline-extractor", choices=["auto", "spacy", "rules"], default="auto",
+                        help="extraction.offline_extractor (auto: spaCy where installed)")
     args = parser.parse_args()
     ids = [e["video_id"] for e in corpus_sample(args.fraction)]
     d = deployment({"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
-                                 "extraction": {"extractor": "offline"},
+                                 "extraction": {"extractor": "offline", "offline_extractor": args.offline_extractor},
                                  "communities": {"interval_seconds": 86400}}})
     try:
         worker = d.start_worker("all")

@@ -141,6 +141,7 @@ def corpus_run(services: Services, tmp: Path) -> Iterator[CorpusRun]:
     # The communities timer stays out of the way: tests run community passes explicitly.
     d = Deployment(services, tmp, {"graphrag": {"transcripts": {"local_dirs": [str(CORPUS), str(bad_dir)],
                                                                 "source": "local"},
+                                                "extraction": {"offline_extractor": "spacy"},
                                                 "communities": {"interval_seconds": 86400}}})
     ids = [e["video_id"] for e in manifest()]
     try:

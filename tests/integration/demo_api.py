@@ -59,6 +59,7 @@ def free_port() -> int:
 def demo_api(services: Services, tmp: Path) -> Iterator[DemoApi]:
     token = "tok-" + secrets.token_hex(12)
     d = Deployment(services, tmp, {"graphrag": {"transcripts": {"local_dirs": [str(SAMPLES)], "source": "local"},
+                                                "extraction": {"offline_extractor": "spacy"},
                                                 "communities": {"interval_seconds": 86400}},
                                    "api": {"token": token}})
     ids = sorted(p.stem for p in SAMPLES.iterdir() if p.suffix in (".srt", ".vtt", ".json"))
