@@ -7,13 +7,15 @@ The help and the errors that need no broker: tests/unit/test_cli.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from schemas import VideoRequested
 from streams.kafka.topics import topic_specs, topics_for
-from tests.support import Deployment, DeploymentFactory, consume_all
+from tests.support import ROOT, Deployment, DeploymentFactory, consume_all
 
 integration = pytest.mark.integration
 
@@ -95,3 +97,19 @@ def test_an_invalid_id_in_a_file_sends_nothing(deployment: Deployment, tmp_path:
     proc = deployment.cli("submit", "--file", str(ids_file), check=False)
     assert proc.returncode == 2 and "../../etc/p" in proc.stderr
     assert _requests(deployment) == []
+
+
+@integration
+def test_a_worker_whose_extractor_is_not_installed_exits_not_startable(deployment_factory: DeploymentFactory,
+                                                                       tmp_path: Path) -> None:
+    """offline_extractor: spacy where spaCy cannot be imported (a package that fails to
+    import, first on the path): the stage says why and exits 2, not a crash loop."""
+    d = deployment_factory({"graphrag": {"extraction": {"extractor": "offline", "offline_extractor": "spacy"}}})
+    d.cli("topics", "create")
+    (tmp_path / "spacy").mkdir()
+    (tmp_path / "spacy" / "__init__.py").write_text("raise ImportError('spaCy is not installed here')\n")
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", "worker", "--stages", "extract"], cwd=ROOT,
+                          env={**d.env, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "stage extract: graphrag.extraction.offline_extractor is 'spacy' but spaCy" in proc.stderr
+    assert "Traceback" not in proc.stderr
