@@ -15,10 +15,12 @@ sys.path.insert(0, str(ROOT))
 
 import time  # noqa: E402
 
+from stack.localstack import ferretdb_service, kafka_service  # noqa: E402
 from streams.store import GraphStore  # noqa: E402
 from tests.support import CORPUS, Deployment, Services, WorkerProcess, deep_merge, manifest, wait_until  # noqa: E402
 
-__all__ = ["CORPUS", "ROOT", "Deployment", "deployment", "index_corpus", "manifest", "percentile"]
+__all__ = ["CORPUS", "ROOT", "Deployment", "cpu_seconds", "deployment", "index_corpus", "manifest", "percentile",
+           "stack_pids"]
 
 
 def deployment(overrides: dict[str, Any], name: str | None = None) -> Deployment:
@@ -53,3 +55,19 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (all its threads); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_pids() -> dict[str, int]:
+    """The Kafka broker and FerretDB of the stack in use (GRAPHRAG_STACK_DIR), from its pid files."""
+    pids = {"kafka": kafka_service().pid(), "ferretdb": ferretdb_service().pid()}
+    return {name: pid for name, pid in pids.items() if pid is not None}

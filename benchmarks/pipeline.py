@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-from _common import CORPUS, ROOT, deployment, manifest, percentile
+from _common import CORPUS, ROOT, cpu_seconds, deployment, manifest, percentile, stack_pids
 from sink_writes import batched_rate, updates
 
 from schemas import ChunkExtraction
@@ -55,30 +55,6 @@ def _kib(pid: int, field: str) -> int:
     except OSError:
         pass
     return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (all its threads); 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stack_pids() -> dict[str, int]:
-    """The local stack's Kafka and FerretDB processes (their pid files, as `localstack.py` writes them)."""
-    state = os.environ.get("GRAPHRAG_STACK_DIR") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "graphrag-streams", "stack")
-    out = {}
-    for name in ("kafka", "ferretdb"):
-        try:
-            with open(os.path.join(state, name, f"{name}.pid")) as f:
-                out[name] = int(f.read().strip())
-        except (OSError, ValueError):
-            pass
-    return out
 
 
 def cpu_by_process(worker: WorkerProcess) -> dict[str, float]:

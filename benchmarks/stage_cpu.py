@@ -13,34 +13,18 @@ the broker and FerretDB also serve whatever else runs on the stack, so run it on
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from dataclasses import replace
 
-from _common import CORPUS, deployment
+from _common import CORPUS, cpu_seconds, deployment, stack_pids
 
 from agents.assemble import Assembly
 from schemas import ChunkExtraction, MentionResolved, TranscriptChunk
-from stack.localstack import ferretdb_service, kafka_service
 from streams.extraction.offline import extract_offline
 from streams.resolution.resolve import mention_requests, new_entity
 from streams.settings import DEFAULT_ENTITY_TYPES
 from streams.store import GraphStore
 from tests.support import consume_all, corpus_sample, supervised_children, wait_until
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-
-
-def stack_pids() -> dict[str, int]:
-    """The broker and FerretDB of the stack in use (GRAPHRAG_STACK_DIR), from its pid files."""
-    pids = {"kafka broker": kafka_service().pid(), "ferretdb": ferretdb_service().pid()}
-    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 def assemble_logic(chunks: list[TranscriptChunk]) -> tuple[int, float]:

@@ -105,7 +105,7 @@ def _offline_settings(choice: str) -> Any:
                          overrides=[f"graphrag.extraction.offline_extractor={choice}"])
 
 
-def test_offline_extractor_chooses_the_rules_or_spacy_whatever_is_installed() -> None:
+def test_offline_extractor_rules_and_spacy_give_the_extractor_they_name() -> None:
     rules = make_extractor(_offline_settings("rules"))
     assert isinstance(rules, OfflineExtractor) and rules.name == "offline-plain"
     assert isinstance(make_extractor(_offline_settings("spacy")), SpacyExtractor)
