@@ -12,14 +12,17 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import faust
+import faust.streams
 from faust.types.auth import CredentialsT
 
+from agents.faust_batches import take_ready
 from agents.faust_commit import SafeCommitApp
 from agents.faust_recovery import FixedTableManager
 from schemas import Event, VideoStatusEvent
@@ -192,6 +195,16 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
     )
 
 
+# A stage that handles its input in batches takes what is there, up to BATCH_SIZE messages,
+# waiting at most BATCH_SECONDS for more: its outputs go out together, in a few produce
+# requests, instead of one awaited round trip each (per-message requests cost the stage, and
+# the broker, more CPU than the stage's own work).
+BATCH_SIZE = 500
+BATCH_SECONDS = 0.05
+# A batch is handed over once nothing more arrived for this long and nothing is waiting.
+BATCH_QUIET_SECONDS = 0.01
+
+
 @dataclass
 class StageRuntime:
     """The handles a stage's handlers need; built once per worker process."""
@@ -234,15 +247,33 @@ class StageRuntime:
 
         self.run_each(decoded, *topics, name=name, concurrency=concurrency)
 
-    def run_batches(self, handle: Callable[[Sequence[InputEvent]], Awaitable[None]], topic: str, *, name: str,
-                    size: int, within: float) -> None:
-        """One agent that hands ``handle`` batches of up to ``size`` events (or what came ``within`` s)."""
+    def run_decoded_batches(self, model: type[E], handle: Callable[[Sequence[tuple[InputEvent, E]]], Awaitable[None]],
+                            *topics: str, name: str, size: int = BATCH_SIZE, within: float = BATCH_SECONDS) -> None:
+        """``run_batches`` for a stage with one input model: bad input is dead-lettered here,
+        and ``handle`` gets the batch's good events with their values."""
+        async def decoded(events: Sequence[InputEvent]) -> None:
+            good = []
+            for event in events:
+                value = await self.decode_or_dead_letter(event, model)
+                if value is not None:
+                    good.append((event, value))
+            if good:
+                await handle(good)
+
+        self.run_batches(decoded, *topics, name=name, size=size, within=within)
+
+    def run_batches(self, handle: Callable[[Sequence[InputEvent]], Awaitable[None]], *topics: str, name: str,
+                    size: int, within: float, quiet: float | None = BATCH_QUIET_SECONDS) -> None:
+        """One agent over ``topics`` that hands ``handle`` batches of up to ``size`` events: at
+        most ``within`` s after the first of them came, sooner once nothing more arrived for
+        ``quiet`` s (None: only when full or due; agents/faust_batches.py). A batch is
+        acknowledged once ``handle`` returned."""
         async def agent(stream: Any) -> None:
-            async for events in stream.take_events(size, within=within):
+            async for events in take_ready(stream, size, within=within, quiet=quiet):
                 async with self.processing(events):
                     await handle(events)
 
-        self.app.agent(self.topic(topic), name=name)(agent)
+        self.app.agent(self.topic(*topics), name=name)(agent)
 
     @asynccontextmanager
     async def processing(self, events: Sequence[InputEvent]) -> AsyncIterator[None]:
@@ -267,7 +298,13 @@ class StageRuntime:
         EVENTS_OUT.labels(self.stage.value, topic).inc()
 
     async def send_many(self, topic: str, items: Sequence[tuple[str, Event]]) -> None:
-        futures = [await self.topic(topic).send(key=k.encode(), value=encode(v)) for k, v in items]
+        """Produce several messages at once (the client batches them into few requests) and
+        wait until the broker has every one."""
+        await self.send_raw_many(topic, [(k, encode(v)) for k, v in items])
+
+    async def send_raw_many(self, topic: str, items: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`send_many` of values already encoded."""
+        futures = [await self.topic(topic).send(key=k.encode(), value=v) for k, v in items]
         await asyncio.gather(*futures)
         EVENTS_OUT.labels(self.stage.value, topic).inc(len(items))
 
@@ -317,6 +354,22 @@ class StageRuntime:
         await self.send(self.topics.dlq, record.key, record.value, record.headers())
         FAILURES.labels(self.stage.value, reason).inc()
         DLQ_RECORDS.labels(self.stage.value, reason).inc()
+
+
+@contextmanager
+def table_writes_for(event: InputEvent) -> Iterator[None]:
+    """Table writes inside go to the changelog partition of ``event``'s partition.
+
+    Faust takes that partition from the event being handled (``faust.streams.current_event``),
+    which a batch handler (``take_events``) does not have: it must name the event whose key it
+    writes, or a key of partition 2 would be recovered from the changelog into partition 0's
+    owner. Faust's own stream sets the same context variable for each event it yields.
+    """
+    token = faust.streams._current_event.set(weakref.ref(cast(Any, event)))  # a Faust Event
+    try:
+        yield
+    finally:
+        faust.streams._current_event.reset(token)
 
 
 def _timestamp_ms(msg: InputMessage) -> int | None:

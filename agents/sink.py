@@ -127,7 +127,10 @@ def register(rt: StageRuntime) -> None:
         await sink.ensure_indexes()
 
     rt.app.task(create_indexes)
+    # Every write costs the store a fixed price on top of its documents' (on FerretDB ~0.2 s
+    # for a batch of 5 chunks, ~2.6 s for 200): a batch waits out batch_seconds from its first
+    # message (or fills), never less; it gathers while the batch before it is written.
     rt.run_batches(sink.handle_edges, rt.topics.graph_updates, name="sink-edges",
-                   size=cfg.batch_size, within=cfg.batch_seconds)
+                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=None)
     rt.run_batches(sink.handle_status, rt.topics.status, name="sink-status",
-                   size=cfg.batch_size, within=cfg.batch_seconds)
+                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=None)
