@@ -9,13 +9,13 @@ leaves a small entry behind; it completes harmlessly if the chunk is processed a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
 
-from agents.runtime import InputEvent, StageRuntime
+from agents.runtime import BATCH_SECONDS, BATCH_SIZE, InputEvent, StageRuntime, table_writes_for
 from schemas import ChunkExtraction, GraphUpdate, MentionResolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.resolve import Canonical, mention_requests, resolve_extraction
@@ -64,37 +64,49 @@ class Assembly:
 
 
 class AssembleStage:
+    """Handles a batch at a time: the messages of one chunk in a batch cost one table read and
+    one table write (a chunk's ~10 messages arrive close together), and the batch's completed
+    updates are sent together instead of one awaited round trip each."""
+
     def __init__(self, rt: StageRuntime, table: MutableMapping[str, dict[str, Any]]) -> None:
         self.rt = rt
         self.table = table  # chunk_id -> Assembly.to_table()
 
-    async def handle(self, event: InputEvent) -> None:
-        rt, msg = self.rt, event.message
-        chunk_key = (msg.key or b"").decode("utf-8", "replace")
-        state = Assembly.from_table(self.table[chunk_key])
-        if msg.topic == rt.topics.resolve_pending:
+    async def apply(self, state: Assembly, event: InputEvent) -> Assembly:
+        """``state`` with one message of its chunk applied (unchanged if it was dead-lettered)."""
+        rt = self.rt
+        if event.message.topic == rt.topics.resolve_pending:
             extraction = await rt.decode_or_dead_letter(event, ChunkExtraction)
-            if extraction is None:
-                return
-            state = replace(state, extraction=extraction)
-        else:
-            answer = await rt.decode_or_dead_letter(event, MentionResolved)
-            if answer is None:
-                return
-            state = state.with_resolved(answer)
-        cfg = rt.settings.graphrag
-        update = state.complete(entity_types=cfg.extraction.entity_types, block_chars=cfg.resolution.block_chars)
-        if update is None:
-            self.table[chunk_key] = state.to_table()
-            return
-        await rt.send_event(rt.topics.graph_updates, update.chunk.video_id, update)
-        if chunk_key in self.table:
-            del self.table[chunk_key]
+            return state if extraction is None else replace(state, extraction=extraction)
+        answer = await rt.decode_or_dead_letter(event, MentionResolved)
+        return state if answer is None else state.with_resolved(answer)
+
+    async def handle(self, events: Sequence[InputEvent]) -> None:
+        rt, cfg = self.rt, self.rt.settings.graphrag
+        by_chunk: dict[str, list[InputEvent]] = {}
+        for event in events:  # keyed by chunk and co-partitioned: a chunk's messages share a partition
+            by_chunk.setdefault((event.message.key or b"").decode("utf-8", "replace"), []).append(event)
+        completed: list[tuple[str, InputEvent, GraphUpdate]] = []
+        for chunk_key, chunk_events in by_chunk.items():
+            state = before = Assembly.from_table(self.table[chunk_key])
+            for event in chunk_events:
+                state = await self.apply(state, event)
+            update = state.complete(entity_types=cfg.extraction.entity_types, block_chars=cfg.resolution.block_chars)
+            if update is not None:
+                completed.append((chunk_key, chunk_events[-1], update))
+            elif state != before:
+                with table_writes_for(chunk_events[-1]):
+                    self.table[chunk_key] = state.to_table()
+        await rt.send_many(rt.topics.graph_updates, [(u.chunk.video_id, u) for _, _, u in completed])
+        for chunk_key, event, _ in completed:  # only once the updates are on the broker
+            if chunk_key in self.table:
+                with table_writes_for(event):
+                    del self.table[chunk_key]
 
 
 def register(rt: StageRuntime) -> None:
     (table_name,) = TABLES[Stage.ASSEMBLE]
     table = rt.app.Table(table_name, default=dict, partitions=rt.settings.kafka.partitions, schema=JSON,
                          help="chunk_id -> {extraction, resolved mentions}")
-    rt.run_each(AssembleStage(rt, table).handle, rt.topics.resolve_pending, rt.topics.resolve_resolved,
-                name="assemble")
+    rt.run_batches(AssembleStage(rt, table).handle, rt.topics.resolve_pending, rt.topics.resolve_resolved,
+                   name="assemble", size=BATCH_SIZE, within=BATCH_SECONDS)

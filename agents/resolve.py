@@ -9,12 +9,12 @@ entity its block already knows.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import faust
 
-from agents.runtime import InputEvent, StageRuntime
+from agents.runtime import InputEvent, StageRuntime, table_writes_for
 from schemas import MentionRequest, MentionResolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.aliases import AliasTable
@@ -29,15 +29,21 @@ class ResolveStage:
         self.blocks = blocks  # blocking key -> the block's names (resolution.resolve.BlockState)
         self.aliases = aliases
 
-    async def handle(self, event: InputEvent, req: MentionRequest) -> None:
-        rt = self.rt
-        canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type,
-                                                  rt.settings.graphrag.resolution, alias=self.aliases.get)
-        if updated is not None:
-            self.blocks[req.block] = updated
-        await rt.send_event(rt.topics.resolve_resolved, req.chunk_id, MentionResolved(
-            chunk_id=req.chunk_id, mention=req.mention, entity_id=canonical.entity_id,
-            type=canonical.type, canonical_name=canonical.name, how=how))
+    async def handle(self, batch: Sequence[tuple[InputEvent, MentionRequest]]) -> None:
+        """Resolves the batch's mentions in order (each sees what the ones before it added to
+        its block), then sends the answers together."""
+        rt, cfg = self.rt, self.rt.settings.graphrag.resolution
+        answers: list[tuple[str, MentionResolved]] = []
+        for event, req in batch:
+            canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type, cfg,
+                                                      alias=self.aliases.get)
+            if updated is not None:
+                with table_writes_for(event):
+                    self.blocks[req.block] = updated
+            answers.append((req.chunk_id, MentionResolved(
+                chunk_id=req.chunk_id, mention=req.mention, entity_id=canonical.entity_id,
+                type=canonical.type, canonical_name=canonical.name, how=how)))
+        await rt.send_many(rt.topics.resolve_resolved, answers)
 
 
 def register(rt: StageRuntime) -> None:
@@ -46,5 +52,5 @@ def register(rt: StageRuntime) -> None:
                           help="blocking key -> {folded name: [entity_id, type, canonical name]}")
     # Read every merge decision before any mention is resolved (the worker starts after this).
     aliases = AliasTable(rt.settings).start()
-    rt.run_decoded(MentionRequest, ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions,
-                   name="resolve")
+    rt.run_decoded_batches(MentionRequest, ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions,
+                           name="resolve")

@@ -9,6 +9,8 @@ resolves to the same entities.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from agents.runtime import InputEvent, StageRuntime
 from schemas import ChunkExtraction
 from streams.resolution.resolve import mention_requests
@@ -18,14 +20,16 @@ class RouteStage:
     def __init__(self, rt: StageRuntime) -> None:
         self.rt = rt
 
-    async def handle(self, event: InputEvent, extraction: ChunkExtraction) -> None:
-        rt = self.rt
-        requests = mention_requests(extraction, entity_types=rt.settings.graphrag.extraction.entity_types,
-                                    block_chars=rt.settings.graphrag.resolution.block_chars)
+    async def handle(self, batch: Sequence[tuple[InputEvent, ChunkExtraction]]) -> None:
+        rt, cfg = self.rt, self.rt.settings.graphrag
+        mentions = [(r.block, r) for _, extraction in batch
+                    for r in mention_requests(extraction, entity_types=cfg.extraction.entity_types,
+                                              block_chars=cfg.resolution.block_chars)]
         # Mentions first: the assembler completes a chunk once its extraction and all its mentions met.
-        await rt.send_many(rt.topics.resolve_mentions, [(r.block, r) for r in requests])
-        await rt.send(rt.topics.resolve_pending, extraction.chunk.chunk_id, event.message.value)
+        await rt.send_many(rt.topics.resolve_mentions, mentions)
+        await rt.send_raw_many(rt.topics.resolve_pending,
+                               [(extraction.chunk.chunk_id, event.message.value) for event, extraction in batch])
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_decoded(ChunkExtraction, RouteStage(rt).handle, rt.topics.extractions, name="route")
+    rt.run_decoded_batches(ChunkExtraction, RouteStage(rt).handle, rt.topics.extractions, name="route")
