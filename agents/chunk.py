@@ -35,4 +35,6 @@ class ChunkStage:
 
 
 def register(rt: StageRuntime) -> None:
-    rt.run_decoded(TranscriptFetched, ChunkStage(rt).handle, rt.topics.transcripts, name="chunk")
+    # Several transcripts at once: each waits for its chunks' and its status's acks, and a
+    # video's chunks are independent of another's.
+    rt.run_decoded(TranscriptFetched, ChunkStage(rt).handle, rt.topics.transcripts, name="chunk", concurrency=8)

@@ -43,8 +43,16 @@ class ExtractStage:
         await rt.send_event(rt.topics.extractions, chunk.chunk_id, out)
 
 
+#: Handlers of an offline extractor: its work is the process's own CPU, so handlers only
+#: overlap the sends' round trips to the broker (one at a time, each chunk waits for its ack).
+OFFLINE_HANDLERS = 32
+
+
 def register(rt: StageRuntime) -> None:
-    # More handlers than LLM slots (the client's semaphore keeps the calls to the limit), so
-    # that the cache, the send and its ack happen while another handler's call runs.
-    rt.run_decoded(TranscriptChunk, ExtractStage(rt).handle, rt.topics.chunks, name="extract",
-                   check=verify_chunk, concurrency=handlers_for(rt.settings.graphrag.max_concurrent_operations))
+    stage = ExtractStage(rt)
+    # With the LLM, more handlers than call slots (the client's semaphore keeps the calls to
+    # the limit), so that the cache, the send and its ack happen while another handler's call runs.
+    handlers = (handlers_for(rt.settings.graphrag.max_concurrent_operations) if rt.settings.llm_enabled
+                else OFFLINE_HANDLERS)
+    rt.run_decoded(TranscriptChunk, stage.handle, rt.topics.chunks, name="extract", check=verify_chunk,
+                   concurrency=handlers)
