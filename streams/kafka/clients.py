@@ -76,6 +76,10 @@ def make_producer(settings: Settings, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "message.max.bytes": settings.security.max_message_bytes + 65_536,
+        # The Java client's and aiokafka's (Faust's) partitioner, not librdkafka's CRC32 default:
+        # a message this client produces to a keyed internal topic (a DLQ redrive to
+        # resolve.mentions or resolve.pending) lands on the partition that owns its key.
+        "partitioner": "murmur2_random",
         **overrides,
     }
     return Producer(conf)

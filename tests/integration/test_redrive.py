@@ -96,3 +96,25 @@ def test_dlq_replay_redrives_fixed_records_and_gives_up_on_those_that_keep_faili
     bad = d.cli("dlq", "replay", "--since", "yesterday", check=False)
     assert bad.returncode == 2 and "'yesterday' is not an ISO 8601 time" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.integration
+def test_the_cli_producer_partitions_keys_as_the_stage_apps_do(deployment_factory: DeploymentFactory) -> None:
+    """A redrive (or any message the CLI produces) to a keyed internal topic must land on the
+    partition whose owner holds that key's state: the one aiokafka (Faust) picks, murmur2.
+    librdkafka's default (CRC32) put a redriven resolve.pending record beside none of its
+    resolved mentions, so its chunk would never be assembled."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.kafka.clients import OutgoingMessage, make_producer, produce_and_confirm
+
+    d = deployment_factory({})
+    d.create_topics()
+    topic = f"{d.settings.kafka.topic_prefix}resolve.pending"
+    keys = [f"{i:024x}".encode() for i in range(40)]
+    produce_and_confirm(make_producer(d.settings), [OutgoingMessage(topic, k, b"{}") for k in keys])
+    landed = {m.key(): m.partition() for m in consume_all(d.settings, topic)}
+    partitions = list(range(d.settings.kafka.partitions))
+    faust_partition = {k: DefaultPartitioner()(k, partitions, partitions) for k in keys}
+    assert landed == faust_partition
+    assert len(set(landed.values())) == len(partitions)  # the keys spread: the check can tell them apart
