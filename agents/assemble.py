@@ -9,14 +9,15 @@ leaves a small entry behind; it completes harmlessly if the chunk is processed a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import faust
 
 from agents.runtime import BATCH_SECONDS, BATCH_SIZE, InputEvent, StageRuntime, table_writes_for
-from schemas import ChunkExtraction, GraphUpdate, MentionResolved
+from schemas import ChunkExtraction, GraphUpdate, MentionResolved, MentionsResolved
+from streams.kafka.codec import decode_resolved
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.resolve import Canonical, mention_requests, resolve_extraction
 
@@ -71,6 +72,8 @@ class AssembleStage:
     def __init__(self, rt: StageRuntime, table: MutableMapping[str, dict[str, Any]]) -> None:
         self.rt = rt
         self.table = table  # chunk_id -> Assembly.to_table()
+        limit = rt.settings.security.max_message_bytes
+        self.decode_resolved: Callable[[bytes], MentionsResolved] = lambda raw: decode_resolved(raw, max_bytes=limit)
 
     async def apply(self, state: Assembly, event: InputEvent) -> Assembly:
         """``state`` with one message of its chunk applied (unchanged if it was dead-lettered)."""
@@ -78,8 +81,12 @@ class AssembleStage:
         if event.message.topic == rt.topics.resolve_pending:
             extraction = await rt.decode_or_dead_letter(event, ChunkExtraction)
             return state if extraction is None else replace(state, extraction=extraction)
-        answer = await rt.decode_or_dead_letter(event, MentionResolved)
-        return state if answer is None else state.with_resolved(answer)
+        answers = await rt.decode_or_dead_letter(event, MentionsResolved, decoder=self.decode_resolved)
+        if answers is None:
+            return state
+        for answer in answers.answers:
+            state = state.with_resolved(answer)
+        return state
 
     async def handle(self, events: Sequence[InputEvent]) -> None:
         rt, cfg = self.rt, self.rt.settings.graphrag

@@ -1,10 +1,11 @@
 """resolve: ``resolve.mentions`` -> ``resolve.resolved``, streaming entity resolution.
 
-Mentions arrive keyed by blocking key. Each is resolved against the names its block
-already knows (a changelog-backed table, so it survives restarts and rebalances; this app
-is its only reader and writer) and the merge decisions on the aliases topic, and the
-answer goes to ``resolve.resolved`` keyed by chunk. A redelivered mention resolves to the
-entity its block already knows.
+Mentions arrive in batches (a chunk's mentions whose blocks this partition owns). Each is
+resolved against the names its block already knows (a changelog-backed table, so it
+survives restarts and rebalances; this app is its only reader and writer) and the merge
+decisions on the aliases topic; a batch's answers go to ``resolve.resolved`` as one
+message, keyed by chunk. A redelivered mention resolves to the entity its block already
+knows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import faust
 
 from agents.runtime import InputEvent, StageRuntime, table_writes_for
-from schemas import MentionRequest, MentionResolved
+from schemas import MentionBatch, MentionResolved, MentionsResolved
+from streams.kafka.codec import decode_mentions
 from streams.kafka.topics import TABLES, Stage
 from streams.resolution.aliases import AliasTable
 from streams.resolution.resolve import BlockState, resolve_mention
@@ -29,20 +31,23 @@ class ResolveStage:
         self.blocks = blocks  # blocking key -> the block's names (resolution.resolve.BlockState)
         self.aliases = aliases
 
-    async def handle(self, batch: Sequence[tuple[InputEvent, MentionRequest]]) -> None:
+    async def handle(self, batch: Sequence[tuple[InputEvent, MentionBatch]]) -> None:
         """Resolves the batch's mentions in order (each sees what the ones before it added to
-        its block), then sends the answers together."""
+        its block), then sends the answers together, one message per chunk's batch."""
         rt, cfg = self.rt, self.rt.settings.graphrag.resolution
-        answers: list[tuple[str, MentionResolved]] = []
-        for event, req in batch:
-            canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type, cfg,
-                                                      alias=self.aliases.get)
-            if updated is not None:
-                with table_writes_for(event):
-                    self.blocks[req.block] = updated
-            answers.append((req.chunk_id, MentionResolved(
-                chunk_id=req.chunk_id, mention=req.mention, entity_id=canonical.entity_id,
-                type=canonical.type, canonical_name=canonical.name, how=how)))
+        answers: list[tuple[str, MentionsResolved]] = []
+        for event, mentions in batch:
+            resolved = []
+            for req in mentions.mentions:
+                canonical, how, updated = resolve_mention(self.blocks[req.block], req.name, req.type, cfg,
+                                                          alias=self.aliases.get)
+                if updated is not None:
+                    with table_writes_for(event):
+                        self.blocks[req.block] = updated
+                resolved.append(MentionResolved(chunk_id=req.chunk_id, mention=req.mention,
+                                                entity_id=canonical.entity_id, type=canonical.type,
+                                                canonical_name=canonical.name, how=how))
+            answers.append((mentions.chunk_id, MentionsResolved(chunk_id=mentions.chunk_id, answers=resolved)))
         await rt.send_many(rt.topics.resolve_resolved, answers)
 
 
@@ -52,5 +57,6 @@ def register(rt: StageRuntime) -> None:
                           help="blocking key -> {folded name: [entity_id, type, canonical name]}")
     # Read every merge decision before any mention is resolved (the worker starts after this).
     aliases = AliasTable(rt.settings).start()
-    rt.run_decoded_batches(MentionRequest, ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions,
-                           name="resolve")
+    max_bytes = rt.settings.security.max_message_bytes
+    rt.run_decoded_batches(MentionBatch, ResolveStage(rt, blocks, aliases).handle, rt.topics.resolve_mentions,
+                           name="resolve", decoder=lambda raw: decode_mentions(raw, max_bytes=max_bytes))

@@ -255,6 +255,41 @@ class MentionResolved(Event):
     how: Literal["new", "exact", "alias", "fuzzy"]
 
 
+class MentionBatch(Event):
+    """A chunk's mentions whose blocks one resolver partition owns (internal topic
+    ``<prefix>resolve.mentions``, key = the first mention's blocking key: the blocks of a
+    batch hash to one partition, so the key puts the batch where each of them belongs).
+
+    One message per chunk and partition instead of one per mention: the per-message cost of
+    the route, resolve and assemble apps and of the broker. (A lone ``MentionRequest`` on the
+    topic, from a route app of an earlier version, is read as a batch of one.)"""
+
+    chunk_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    mentions: list[MentionRequest] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_chunk(self) -> MentionBatch:
+        strays = sorted({m.chunk_id for m in self.mentions} - {self.chunk_id})
+        if strays:
+            raise ValueError(f"mentions of another chunk ({', '.join(strays[:3])}) in the batch of {self.chunk_id}")
+        return self
+
+
+class MentionsResolved(Event):
+    """The canonical entities of one ``MentionBatch`` (internal topic ``<prefix>resolve.resolved``,
+    key = chunk_id). (A lone ``MentionResolved`` is read as a batch of one.)"""
+
+    chunk_id: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]
+    answers: list[MentionResolved] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_chunk(self) -> MentionsResolved:
+        strays = sorted({a.chunk_id for a in self.answers} - {self.chunk_id})
+        if strays:
+            raise ValueError(f"answers of another chunk ({', '.join(strays[:3])}) in the batch of {self.chunk_id}")
+        return self
+
+
 class EntityAlias(BaseModel):
     """A merge decision: mentions whose folded name is the message key belong to this entity
     (compacted topic ``<prefix>entities.aliases``; a null value retracts it)."""
@@ -292,6 +327,6 @@ TOPIC_MODELS: dict[str, type[Event]] = {
     "graph.extractions": ChunkExtraction,
     "graph.edges": GraphUpdate,
     "videos.status": VideoStatusEvent,
-    "resolve.mentions": MentionRequest,
-    "resolve.resolved": MentionResolved,
+    "resolve.mentions": MentionBatch,
+    "resolve.resolved": MentionsResolved,
 }

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pydantic
 
-from schemas import Event, VideoRequested, is_video_id
+from schemas import Event, MentionBatch, MentionRequest, MentionResolved, MentionsResolved, VideoRequested, is_video_id
 from schemas.errors import describe_validation_error
 from streams.kafka.dlq import BadMessage, decode_json_object
 
@@ -21,7 +21,28 @@ def encode(event: Event) -> bytes:
 
 def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
     """Validate raw bytes strictly against a topic's model."""
+    return _validate(model, decode_json_object(value, max_bytes=max_bytes))
+
+
+def decode_mentions(value: bytes | None, *, max_bytes: int) -> MentionBatch:
+    """A ``resolve.mentions`` message: a batch, or the lone mention an earlier route app sent."""
     data = decode_json_object(value, max_bytes=max_bytes)
+    if "mentions" in data:
+        return _validate(MentionBatch, data)
+    one = _validate(MentionRequest, data)
+    return MentionBatch(chunk_id=one.chunk_id, mentions=[one])
+
+
+def decode_resolved(value: bytes | None, *, max_bytes: int) -> MentionsResolved:
+    """A ``resolve.resolved`` message: a batch, or the lone answer an earlier resolve app sent."""
+    data = decode_json_object(value, max_bytes=max_bytes)
+    if "answers" in data:
+        return _validate(MentionsResolved, data)
+    one = _validate(MentionResolved, data)
+    return MentionsResolved(chunk_id=one.chunk_id, answers=[one])
+
+
+def _validate(model: type[E], data: dict[str, object]) -> E:
     version = data.get("schema_version", 1)
     if version != 1:
         raise BadMessage("unsupported_schema_version",

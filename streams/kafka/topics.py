@@ -200,3 +200,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
           for stage, tables in TABLES.items() for table in tables),
         *(TopicSpec(leader_topic(settings, stage), 1, k.replication_factor) for stage in LEADER_APPS),
     ]
+
+
+def key_partition(key: str, partitions: int) -> int:
+    """The partition of ``key`` under Kafka's default partitioner, murmur2: the Java
+    client's, aiokafka's (every Faust app), and this project's librdkafka producers'
+    (``streams.kafka.clients.make_producer``). A message produced with this key lands there."""
+    from aiokafka.partitioner import murmur2
+
+    return int(murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions

@@ -13,12 +13,20 @@ Pure functions; the resolve stage (agents/resolve.py) runs them in three steps:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from rapidfuzz import fuzz, process
 
-from schemas import ChunkExtraction, ExtractedGraph, GraphUpdate, MentionRequest, ResolvedEntity, ResolvedRelation
+from schemas import (
+    ChunkExtraction,
+    ExtractedGraph,
+    GraphUpdate,
+    MentionBatch,
+    MentionRequest,
+    ResolvedEntity,
+    ResolvedRelation,
+)
 from streams.model.ids import entity_id, relation_id
 from streams.resolution.normalize import normalize_name, normalize_type
 from streams.settings import ResolutionSettings
@@ -73,6 +81,16 @@ def mention_requests(extraction: ChunkExtraction, *, entity_types: Iterable[str]
             out.append(MentionRequest(chunk_id=extraction.chunk.chunk_id, mention=i, name=e.name.strip(),
                                       type=etype, block=block_of(e.name, block_chars)))
     return out
+
+
+def mention_batches(requests: Sequence[MentionRequest], partition_of: Callable[[str], int]) -> list[MentionBatch]:
+    """A chunk's mention requests, one batch per resolver partition that owns their blocks
+    (``partition_of`` a block; batches in the order of their first mention). Sent keyed by
+    their first block, each lands on that partition."""
+    by_partition: dict[int, list[MentionRequest]] = {}
+    for r in requests:
+        by_partition.setdefault(partition_of(r.block), []).append(r)
+    return [MentionBatch(chunk_id=group[0].chunk_id, mentions=group) for group in by_partition.values()]
 
 
 def new_entity(name: str, etype: str) -> Canonical:

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import KafkaException
 
 from schemas import ChunkExtraction, GraphUpdate
-from schemas.events import MentionResolved
+from schemas.events import MentionsResolved
 from streams.kafka.topics import Stage
 from streams.model.ids import entity_id
 from tests.support import (
@@ -48,8 +48,8 @@ def _updates(d: Any) -> dict[int, GraphUpdate]:
 def _resolved(d: Any, chunk: str) -> list[tuple[str, str, str]]:
     """The resolve stage's answers for one chunk's mentions (``resolve.resolved``), in mention
     order: what the resolver decided, before the sink could redirect anything."""
-    events = [MentionResolved.model_validate_json(m.value())
-              for m in consume_all(d.settings, f"{d.settings.kafka.topic_prefix}resolve.resolved")]
+    events = [a for m in consume_all(d.settings, f"{d.settings.kafka.topic_prefix}resolve.resolved")
+              for a in MentionsResolved.model_validate_json(m.value()).answers]
     return [(e.entity_id, e.canonical_name, e.how) for e in sorted(events, key=lambda e: e.mention)
             if e.chunk_id == chunk]
 

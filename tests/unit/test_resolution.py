@@ -227,3 +227,53 @@ def test_an_assembly_completes_once_its_extraction_and_every_mention_are_in_and_
     update = state.with_resolved(answers[1]).complete(entity_types=DEFAULT_ENTITY_TYPES, block_chars=2)
     assert update is not None
     assert {e.name for e in update.entities} == {"Posner", "Chicago"} and len(update.relations) == 1
+
+
+def test_a_chunks_mentions_travel_one_batch_per_resolver_partition_each_keyed_to_land_there() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.kafka.topics import key_partition
+    from streams.resolution.resolve import mention_batches, mention_requests
+
+    chunk = _chunks()[0]
+    names = ["Posner", "Chicago", "Oliver Hart", "European Union", "Mars", "Phobos", "Deimos", "Asaph Hall",
+             "NASA", "Kepler", "Galileo", "Jupiter"]
+    extraction = ChunkExtraction(chunk=chunk, extractor="test", prompt_version="v1",
+                                 entities=[ExtractedEntity(name=n, type="CONCEPT") for n in names])
+    requests = mention_requests(extraction, entity_types=DEFAULT_ENTITY_TYPES)
+    batches = mention_batches(requests, lambda block: key_partition(block, 3))
+    assert 1 < len(batches) <= 3
+    assert sorted(m.mention for b in batches for m in b.mentions) == [r.mention for r in requests]  # each once
+    for b in batches:
+        assert b.chunk_id == chunk.chunk_id
+        key_home = key_partition(b.mentions[0].block, 3)
+        # Every block of a batch is owned by the partition its key sends it to ...
+        assert {key_partition(m.block, 3) for m in b.mentions} == {key_home}
+        # ... and that is the partition Faust's producer (aiokafka) picks for the key.
+        assert DefaultPartitioner()(b.mentions[0].block.encode(), [0, 1, 2], [0, 1, 2]) == key_home
+    assert len({key_partition(b.mentions[0].block, 3) for b in batches}) == len(batches)  # one per partition
+
+
+def test_the_resolve_topics_read_a_batch_and_the_lone_message_of_an_earlier_version() -> None:
+    import json
+
+    from schemas import MentionBatch, MentionRequest, MentionResolved, MentionsResolved
+    from streams.kafka.codec import decode_mentions, decode_resolved, encode
+    from streams.kafka.dlq import BadMessage
+
+    cid, other = "a" * 24, "b" * 24
+    one = MentionRequest(chunk_id=cid, mention=3, name="Posner", type="PERSON", block="po")
+    assert decode_mentions(encode(one), max_bytes=10_000) == MentionBatch(chunk_id=cid, mentions=[one])
+    batch = MentionBatch(chunk_id=cid, mentions=[one, one.model_copy(update={"mention": 4})])
+    assert decode_mentions(encode(batch), max_bytes=10_000) == batch
+    answer = MentionResolved(chunk_id=cid, mention=3, entity_id="c" * 24, type="PERSON", canonical_name="Posner",
+                             how="new")
+    assert decode_resolved(encode(answer), max_bytes=10_000) == MentionsResolved(chunk_id=cid, answers=[answer])
+    # A batch naming another chunk's mention is bad input (dead-lettered with this reason), not resolved.
+    stray = batch.model_dump(mode="json")
+    stray["mentions"][1]["chunk_id"] = other
+    with pytest.raises(BadMessage) as info:
+        decode_mentions(json.dumps(stray).encode(), max_bytes=10_000)
+    assert info.value.reason == "schema_violation" and other in str(info.value)
+    with pytest.raises(BadMessage):
+        decode_resolved(json.dumps({"chunk_id": cid, "answers": []}).encode(), max_bytes=10_000)

@@ -25,7 +25,7 @@ from schemas import (
     VideoStatusEvent,
     is_video_id,
 )
-from schemas.events import MentionResolved, utcnow
+from schemas.events import MentionBatch, MentionResolved, MentionsResolved, utcnow
 from schemas.generate import OUT_DIR, render, stale_files
 from streams.extraction.offline import PROMPT_VERSION, extract_offline
 from streams.kafka.codec import decode, decode_request, encode
@@ -199,7 +199,8 @@ def _realistic_instances() -> dict[str, Event]:
                                type=canonical.type, canonical_name=canonical.name, how=how)
     return {"videos.requested": request, "transcripts.fetched": fetched, "transcripts.chunks": chunk,
             "graph.extractions": extraction, "graph.edges": update, "videos.status": status,
-            "resolve.mentions": mention, "resolve.resolved": resolved}
+            "resolve.mentions": MentionBatch(chunk_id=mention.chunk_id, mentions=[mention]),
+            "resolve.resolved": MentionsResolved(chunk_id=mention.chunk_id, answers=[resolved])}
 
 
 INSTANCES = _realistic_instances()
