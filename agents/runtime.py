@@ -362,7 +362,7 @@ def table_writes_for(event: InputEvent) -> Iterator[None]:
     """Table writes inside go to the changelog partition of ``event``'s partition.
 
     Faust takes that partition from the event being handled (``faust.streams.current_event``),
-    which a batch handler (``take_events``) does not have: it must name the event whose key it
+    which a batch handler (``take_ready``) does not have: it must name the event whose key it
     writes, or a key of partition 2 would be recovered from the changelog into partition 0's
     owner. Faust's own stream sets the same context variable for each event it yields.
     """

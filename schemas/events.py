@@ -9,6 +9,7 @@ Schema files generated from these models live in ``schemas/jsonschema/`` (see
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -269,9 +270,7 @@ class MentionBatch(Event):
 
     @model_validator(mode="after")
     def _one_chunk(self) -> MentionBatch:
-        strays = sorted({m.chunk_id for m in self.mentions} - {self.chunk_id})
-        if strays:
-            raise ValueError(f"mentions of another chunk ({', '.join(strays[:3])}) in the batch of {self.chunk_id}")
+        _all_of_chunk(self.chunk_id, (m.chunk_id for m in self.mentions), "mentions")
         return self
 
 
@@ -284,10 +283,14 @@ class MentionsResolved(Event):
 
     @model_validator(mode="after")
     def _one_chunk(self) -> MentionsResolved:
-        strays = sorted({a.chunk_id for a in self.answers} - {self.chunk_id})
-        if strays:
-            raise ValueError(f"answers of another chunk ({', '.join(strays[:3])}) in the batch of {self.chunk_id}")
+        _all_of_chunk(self.chunk_id, (a.chunk_id for a in self.answers), "answers")
         return self
+
+
+def _all_of_chunk(chunk_id: str, ids: Iterable[str], what: str) -> None:
+    strays = sorted(set(ids) - {chunk_id})
+    if strays:
+        raise ValueError(f"{what} of another chunk ({', '.join(strays[:3])}) in the batch of {chunk_id}")
 
 
 class EntityAlias(BaseModel):

@@ -29,8 +29,7 @@ def decode_mentions(value: bytes | None, *, max_bytes: int) -> MentionBatch:
     data = decode_json_object(value, max_bytes=max_bytes)
     if "mentions" in data:
         return _validate(MentionBatch, data)
-    one = _validate(MentionRequest, data)
-    return MentionBatch(chunk_id=one.chunk_id, mentions=[one])
+    return MentionBatch(chunk_id=str(data.get("chunk_id")), mentions=[_validate(MentionRequest, data)])
 
 
 def decode_resolved(value: bytes | None, *, max_bytes: int) -> MentionsResolved:
@@ -38,8 +37,7 @@ def decode_resolved(value: bytes | None, *, max_bytes: int) -> MentionsResolved:
     data = decode_json_object(value, max_bytes=max_bytes)
     if "answers" in data:
         return _validate(MentionsResolved, data)
-    one = _validate(MentionResolved, data)
-    return MentionsResolved(chunk_id=one.chunk_id, answers=[one])
+    return MentionsResolved(chunk_id=str(data.get("chunk_id")), answers=[_validate(MentionResolved, data)])
 
 
 def _validate(model: type[E], data: dict[str, object]) -> E:
