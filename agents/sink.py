@@ -128,9 +128,11 @@ def register(rt: StageRuntime) -> None:
 
     rt.app.task(create_indexes)
     # Every write costs the store a fixed price on top of its documents' (on FerretDB ~0.2 s
-    # for a batch of 5 chunks, ~2.6 s for 200): a batch waits out batch_seconds from its first
-    # message (or fills), never less; it gathers while the batch before it is written.
+    # for a batch of 5 chunks, ~2.6 s for 200): while messages keep coming, a batch gathers
+    # for batch_seconds from its first message (or fills), also while the batch before it is
+    # written; once they stop coming for a quarter of that, it is written at once.
+    quiet = cfg.batch_seconds / 4
     rt.run_batches(sink.handle_edges, rt.topics.graph_updates, name="sink-edges",
-                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=None)
+                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=quiet)
     rt.run_batches(sink.handle_status, rt.topics.status, name="sink-status",
-                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=None)
+                   size=cfg.batch_size, within=cfg.batch_seconds, quiet=quiet)
