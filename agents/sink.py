@@ -1,6 +1,6 @@
 """sink: ``graph.edges`` and ``videos.status`` -> MongoDB, in batches.
 
-Batches come from Faust's ``take_events`` and are acknowledged only after the write
+Batches come from ``agents/faust_batches.take_ready`` and are acknowledged only after the write
 returned. A database outage is retried until the database is back (nothing is lost or
 dead-lettered for it); a batch the database rejects for good is split until the
 offending message is found, which alone goes to the DLQ.
