@@ -27,7 +27,7 @@ async def take_ready(stream: Any, max_: int, *, within: float,
                      quiet: float | None = None) -> AsyncIterator[list[Any]]:
     """Batches of the events of ``stream`` (a ``faust.Stream``): see the module's docstring."""
     loop = asyncio.get_running_loop()
-    pending: list[Any] = []  # Faust events  # taken from the stream, not yet handed over
+    pending: list[Any] = []  # Faust events taken from the stream, not yet handed over
     first_at = 0.0  # when the first of them came
     arrived = asyncio.Event()  # set by every event taken
     full = asyncio.Event()  # pending holds max_
