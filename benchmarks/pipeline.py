@@ -10,7 +10,10 @@ DLQ records; entity resolution before/after (raw names, in-stream,
 merge pass) with the share of entity pairs sharing a normalised name; then the time to
 replay every topic from offset 0 and whether the graph stayed identical.
 
-    python benchmarks/pipeline.py [--no-replay] [--offline-extractor rules]
+    python benchmarks/pipeline.py [--no-replay] [--offline-extractor rules] [--trace S]
+
+``--trace S`` also prints, every S seconds from the requests, how many messages each stage's
+output topic held and how many chunks were stored (where the time goes).
 """
 
 from __future__ import annotations
@@ -100,11 +103,30 @@ class Sampler(threading.Thread):
             self.peak_kib[stage] = max(self.peak_kib[stage], _kib(pid, "VmRSS"), _kib(pid, "VmHWM"))
 
 
+TRACED = ("transcripts.fetched", "transcripts.chunks", "graph.extractions", "resolve.pending", "resolve.mentions",
+          "resolve.resolved", "graph.edges")
+
+
+def print_trace(settings: Settings, submitted: float, stored: list[tuple[float, int]], step: float) -> None:
+    """Every ``step`` seconds from the requests: the messages each stage had produced by then
+    (by their timestamps) and the chunks stored (sampled as the clock polled)."""
+    produced = {t: [m.timestamp()[1] / 1000 for m in consume_all(settings, f"{settings.kafka.topic_prefix}{t}")]
+                for t in TRACED}
+    print(f"{'s':>5} " + " ".join(f"{t.split('.')[-1]:>10}" for t in TRACED) + f" {'stored':>6}")
+    t = submitted
+    while t < stored[-1][0]:
+        print(f"{t - submitted:>5.1f} " + " ".join(f"{sum(x < t + step for x in produced[n]):>10}" for n in TRACED)
+              + f" {max((n for x, n in stored if x < t + step), default=0):>6}")
+        t += step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-replay", action="store_true")
     parser.add_argument("--offline-extractor", choices=["auto", "spacy", "rules"], default="auto",
                         help="extraction.offline_extractor (auto: spaCy where installed)")
+    parser.add_argument("--trace", type=float, default=0.0, metavar="S",
+                        help="also print the run's timeline in steps of S seconds")
     args = parser.parse_args()
     d = deployment({"graphrag": {"transcripts": {"local_dirs": [str(CORPUS)], "source": "local"},
                                  "extraction": {"offline_extractor": args.offline_extractor},
@@ -129,10 +151,16 @@ def main() -> None:
         # the requests are produced, not a CLI interpreter starting (~1 s here).
         messages = request_messages(d.settings, ids)
         producer = make_producer(d.settings)
-        t0 = time.monotonic()
+        t0, submitted = time.monotonic(), time.time()
         produce_and_confirm(producer, messages)
-        wait_until(lambda: all(v["status"] in ("done", "failed") for v in store.videos.find(ids))
-                   and len(store.videos.find(ids)) == len(ids), timeout=1800, interval=0.2)
+        stored: list[tuple[float, int]] = []
+
+        def finished() -> bool:
+            docs = store.videos.find(ids)
+            stored.append((time.time(), sum(v.get("chunks_stored", 0) for v in docs)))
+            return len(docs) == len(ids) and all(v["status"] in ("done", "failed") for v in docs)
+
+        wait_until(finished, timeout=1800, interval=0.2)
         wall = time.monotonic() - t0
         cpu1 = cpu_by_process(worker)
         sampler.halt.set()
@@ -219,6 +247,9 @@ def main() -> None:
                 print(f"  {group:<22} {cols[1]:<38} {cols[2]:>2}  ours {mine:<14} kafka {theirs:<14}"
                       f"{'' if same else '  DIFFERENT'}")
         print(f"  {rows} rows compared, {mismatches} different")
+
+        if args.trace:
+            print_trace(d.settings, submitted, stored, args.trace)
 
         if not args.no_replay:
             snapshot = store.reads.snapshot()
