@@ -98,3 +98,27 @@ def test_an_empty_set_fetches_nothing() -> None:
     consumer = _consumer(thread)
     assert asyncio.run(consumer._getmany(set(), 1.0)) == {}
     assert thread.fetched_with == [] and thread.seeks == []
+
+
+def test_the_broker_holds_an_empty_fetch_for_a_tenth_of_a_second_not_faust_s_one_and_a_half() -> None:
+    """A record on a partition left out of the fetch in flight waits for it to return."""
+    from aiokafka import AIOKafkaConsumer
+
+    from agents.faust_fetch import FETCH_MAX_WAIT_MS
+    from agents.runtime import make_app
+    from streams.kafka.topics import Stage
+    from streams.settings import load_settings
+    from tests.support import ROOT
+
+    app = make_app(Stage.CHUNK, load_settings(ROOT / "config" / "development.yaml", env={}))
+
+    async def fetch_wait() -> int:
+        thread = app.consumer._new_consumer_thread()
+        consumer: AIOKafkaConsumer = thread._create_worker_consumer(app.transport)
+        try:
+            return int(consumer._fetch_max_wait_ms)
+        finally:
+            await consumer.stop()
+
+    assert FETCH_MAX_WAIT_MS <= 500  # Kafka's own consumer's default; Faust fixes 1,500
+    assert asyncio.run(fetch_wait()) == FETCH_MAX_WAIT_MS
