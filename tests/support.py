@@ -480,6 +480,7 @@ def supervised_children(worker: WorkerProcess) -> dict[str, int]:
     /proc). A child is titled ``graphrag-streams worker --stages <stage>`` until its Faust
     worker retitles it ``[Faust:Worker] -<state>- <app id> ...``; the app id is the stage's group."""
     by_group = {group_id(worker.d.settings, s): s.value for s in Stage}
+    stages = set(by_group.values())
     out = {}
     parent = worker.proc.pid if worker.proc is not None else -1
     for entry in os.listdir("/proc"):
@@ -495,7 +496,11 @@ def supervised_children(worker: WorkerProcess) -> dict[str, int]:
         except (OSError, IndexError, ValueError):
             continue
         if "--stages" in args:
-            out[args[args.index("--stages") + 1]] = int(entry)
+            # A child is a fork: until it retitles itself it has the supervisor's command line
+            # (``--stages fetch,chunk``), which names no one stage; it is counted once it does.
+            stage = args[args.index("--stages") + 1] if args.index("--stages") + 1 < len(args) else ""
+            if stage in stages:
+                out[stage] = int(entry)
         elif args[:1] == ["[Faust:Worker]"] and len(args) > 2 and args[2] in by_group:
             out[by_group[args[2]]] = int(entry)
     return out
