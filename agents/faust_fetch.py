@@ -66,7 +66,12 @@ class ShortFetchWaitThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when it starts its fetcher
+        # aiokafka (0.14) keeps the setting here until it starts its fetcher; a version that
+        # does not would silently keep Faust's 1.5 s, so it stops the stage instead.
+        if not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise RuntimeError("aiokafka's consumer has no _fetch_max_wait_ms: agents/faust_fetch.py "
+                               "cannot set the fetch wait on this aiokafka version")
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
 
