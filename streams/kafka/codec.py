@@ -26,18 +26,21 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
 
 def decode_mentions(value: bytes | None, *, max_bytes: int) -> MentionBatch:
     """A ``resolve.mentions`` message: a batch, or the lone mention an earlier route app sent."""
-    data = decode_json_object(value, max_bytes=max_bytes)
-    if "mentions" in data:
-        return _validate(MentionBatch, data)
-    return MentionBatch(chunk_id=str(data.get("chunk_id")), mentions=[_validate(MentionRequest, data)])
+    return _batch_or_lone(MentionBatch, "mentions", MentionRequest, value, max_bytes=max_bytes)
 
 
 def decode_resolved(value: bytes | None, *, max_bytes: int) -> MentionsResolved:
     """A ``resolve.resolved`` message: a batch, or the lone answer an earlier resolve app sent."""
+    return _batch_or_lone(MentionsResolved, "answers", MentionResolved, value, max_bytes=max_bytes)
+
+
+def _batch_or_lone(batch: type[E], items: str, lone: type[Event], value: bytes | None, *, max_bytes: int) -> E:
+    """A ``batch`` message (its events in ``items``), or one ``lone`` event, which an app of
+    the previous version sent, as a batch of one (both name their chunk in ``chunk_id``)."""
     data = decode_json_object(value, max_bytes=max_bytes)
-    if "answers" in data:
-        return _validate(MentionsResolved, data)
-    return MentionsResolved(chunk_id=str(data.get("chunk_id")), answers=[_validate(MentionResolved, data)])
+    if items in data:
+        return _validate(batch, data)
+    return batch.model_validate({"chunk_id": data.get("chunk_id"), items: [_validate(lone, data)]})
 
 
 def _validate(model: type[E], data: dict[str, object]) -> E:
