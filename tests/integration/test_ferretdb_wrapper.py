@@ -4,6 +4,8 @@ by default, PostgreSQL with -postgresql-url), as benchmarks/sink_writes.py --sto
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,3 +58,12 @@ def test_the_handler_is_chosen_on_the_command_line(tmp_path: Path) -> None:
     assert bad.returncode != 0
     assert 'unknown handler "nosuch"' in bad.stderr
 
+
+
+def test_the_wrappers_own_go_tests_pass() -> None:
+    """stack/ferretdb/main_test.go: the log handler that formats attributes only for lines logged."""
+    go = shutil.which("go")
+    assert go, "Go builds the stack's FerretDB; it is needed here too"
+    done = subprocess.run([go, "test", "./..."], cwd=ROOT / "stack" / "ferretdb", capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "CGO_ENABLED": "0"})
+    assert done.returncode == 0, done.stdout + done.stderr
