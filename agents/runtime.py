@@ -161,6 +161,10 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         topic_disable_leader=stage is not Stage.COMMUNITIES,
         consumer_auto_offset_reset="earliest",  # a new group starts from the first message, not the next
         producer_max_request_size=max_bytes,
+        # A partition's batch may fill a whole request (Faust: 16 KiB). aiokafka keeps one request
+        # in flight per broker, with one batch per partition: a stage's burst of output went out
+        # in dozens of requests one after the other (tests/unit/test_stage_producer.py).
+        producer_max_batch_size=max_bytes,
         consumer_max_fetch_size=max_bytes,
         producer_acks=-1,  # an input is acked only after its outputs are on every in-sync replica
         # Faust's default is 1200 s, and every commit first flushes the producer: a send to a
