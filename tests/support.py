@@ -10,6 +10,7 @@ import json
 import os
 import pickle  # nosec B403: our own test results, written and read by this session only
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,8 +92,16 @@ class LocalStack:
         """Start it (or whatever of it is down): ``up --no-prometheus OPTIONS``."""
         return self._call("up", "--no-prometheus", *options, env=self.env, timeout=300)
 
-    def down(self) -> None:
-        """Stop it and delete its data; never raises (a finaliser)."""
+    def down(self, keep_logs_in: Path | None = None) -> None:
+        """Stop it and delete its data; never raises (a finaliser). ``keep_logs_in``: copy the
+        broker's and the database's logs there first, as they are at the end of the test (by
+        path: the data directories change while topics are deleted)."""
+        if keep_logs_in is not None:
+            state = Path(self.env["GRAPHRAG_STACK_DIR"])
+            for log in (state / "kafka" / "kafka.log", state / "ferretdb" / "ferretdb.log"):
+                with contextlib.suppress(OSError):
+                    keep_logs_in.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(log, keep_logs_in / log.name)
         with contextlib.suppress(Exception):
             self.run("down", "--wipe", timeout=180)
 

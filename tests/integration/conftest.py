@@ -89,16 +89,33 @@ def restored_graph(corpus_run: CorpusRun) -> Iterator[CorpusRun]:
 
 
 @pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[LocalStack]:
+def own_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     """A second local stack of its own, on free ports, that has served nothing: a newcomer's
     broker and database whatever the session's stack has served, and one a test may stop
-    and start without disturbing tests running beside it (xdist)."""
+    and start without disturbing tests running beside it (xdist). When the test failed, the
+    end of the broker's and the database's logs is printed (the stack is wiped)."""
     stack = LocalStack(tmp_path / "stack")
     try:
         stack.up()
         yield stack
     finally:
-        stack.down()
+        logs = tmp_path / "stack-logs"
+        stack.down(keep_logs_in=logs)
+        report = getattr(request.node, "graphrag_call_report", None)
+        if report is not None and report.failed:
+            for log in sorted(logs.glob("*.log")):
+                lines = log.read_text(errors="replace").splitlines()
+                print(f"--- last {min(len(lines), 80)} lines of the own stack's {log.name} ---")
+                print("\n".join(lines[-80:]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keeps the test's own report on it, for fixtures that report more when it failed."""
+    report = yield
+    if report.when == "call":
+        item.graphrag_call_report = report  # type: ignore[attr-defined]
+    return report
 
 
 @pytest.fixture
