@@ -29,14 +29,14 @@ from collections import Counter, defaultdict
 
 from _common import CORPUS, ROOT, cpu_seconds, deployment, manifest, percentile, stack_pids
 from confluent_kafka import Producer
-from confluent_kafka.admin import NewTopic
 from sink_writes import batched_rate, updates
 
 from schemas import ChunkExtraction
 from stack.localstack import JVM_QUICK
 from streams.jobs.merge_pass import run_merge_pass
-from streams.kafka.clients import OutgoingMessage, make_admin, make_producer, produce_and_confirm
+from streams.kafka.clients import OutgoingMessage, ensure_topics, make_admin, make_producer, produce_and_confirm
 from streams.kafka.submission import request_messages
+from streams.kafka.topics import TopicSpec
 from streams.monitoring.lag import measure_lag, stage_groups
 from streams.resolution.merge import EntityInfo, unmerged_same_name_share
 from streams.resolution.normalize import normalize_type
@@ -130,9 +130,7 @@ def warm_producer(settings: Settings) -> Producer:
     the client starting, as a CLI interpreter would, not the pipeline: one record to a scratch
     topic of this run takes it before the clock starts."""
     topic = f"{settings.kafka.topic_prefix}benchmark.warmup"
-    admin = make_admin(settings)  # kept until the futures are done: they fail once it is freed
-    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
-        future.result()
+    ensure_topics(settings, [TopicSpec(topic, 1, settings.kafka.replication_factor)])
     producer = make_producer(settings)
     produce_and_confirm(producer, [OutgoingMessage(topic, None, b"warm-up")])
     return producer

@@ -98,9 +98,9 @@ class LocalStack:
         path: the data directories change while topics are deleted)."""
         if keep_logs_in is not None:
             state = Path(self.env["GRAPHRAG_STACK_DIR"])
+            keep_logs_in.mkdir(parents=True, exist_ok=True)
             for log in (state / "kafka" / "kafka.log", state / "ferretdb" / "ferretdb.log"):
                 with contextlib.suppress(OSError):
-                    keep_logs_in.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(log, keep_logs_in / log.name)
         with contextlib.suppress(Exception):
             self.run("down", "--wipe", timeout=180)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -19,14 +19,19 @@ from tests.support import ROOT
 pytestmark = pytest.mark.integration
 
 
-def _binary() -> Path:
-    """The wrapper as `localstack.py up` builds it (cached, keyed by its sources)."""
+def _localstack() -> Any:
+    """stack/localstack.py as a module (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location("localstack", ROOT / "stack" / "localstack.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("localstack", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
-    return Path(module.provision_ferretdb())
+    return module
+
+
+def _binary() -> Path:
+    """The wrapper as `localstack.py up` builds it (cached, keyed by its sources)."""
+    return Path(_localstack().provision_ferretdb())
 
 
 def _free_port() -> int:
@@ -59,11 +64,9 @@ def test_the_handler_is_chosen_on_the_command_line(tmp_path: Path) -> None:
     assert 'unknown handler "nosuch"' in bad.stderr
 
 
-
 def test_the_wrappers_own_go_tests_pass() -> None:
     """stack/ferretdb/main_test.go: the log handler that formats attributes only for lines logged."""
-    go = shutil.which("go")
-    assert go, "Go builds the stack's FerretDB; it is needed here too"
+    go = _localstack().require_tool("go", "run the FerretDB wrapper's tests", "Install Go 1.24 or newer.")
     done = subprocess.run([go, "test", "./..."], cwd=ROOT / "stack" / "ferretdb", capture_output=True, text=True,
                           timeout=900, env={**os.environ, "CGO_ENABLED": "0"})
     assert done.returncode == 0, done.stdout + done.stderr
