@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from agents.runtime import InputEvent, StageRuntime
 from schemas import ChunkExtraction, TranscriptChunk
@@ -29,33 +30,39 @@ class ExtractStage:
         self.rt = rt
         self.extractor = extractor or make_extractor(rt.settings)
 
-    async def handle(self, event: InputEvent, chunk: TranscriptChunk) -> None:
-        rt = self.rt
+    async def extraction(self, event: InputEvent, chunk: TranscriptChunk) -> ChunkExtraction:
+        """The chunk's extraction; a permanent failure is dead-lettered and comes back as an
+        extraction without a graph (the chunk itself is valid: its video can complete)."""
         try:
             result = await self.extractor.extract(chunk)
-            out = ChunkExtraction(chunk=chunk, entities=result.entities, relations=result.relations,
-                                  extractor=self.extractor.name, prompt_version=self.extractor.prompt_version)
+            return ChunkExtraction(chunk=chunk, entities=result.entities, relations=result.relations,
+                                   extractor=self.extractor.name, prompt_version=self.extractor.prompt_version)
         except ExtractionFailed as exc:
             extra = {"llm.raw_answer": exc.raw} if exc.raw else {}
-            await rt.dead_letter(event, exc.reason, str(exc), error_class="ExtractionFailed", extra=extra)
-            # The chunk itself is valid: store it without a graph so its video can complete.
-            out = ChunkExtraction(chunk=chunk, extractor=self.extractor.name,
-                                  prompt_version=self.extractor.prompt_version, error=f"{exc.reason}: {exc}"[:500])
-        await rt.send_event(rt.topics.extractions, chunk.chunk_id, out)
+            await self.rt.dead_letter(event, exc.reason, str(exc), error_class="ExtractionFailed", extra=extra)
+            return ChunkExtraction(chunk=chunk, extractor=self.extractor.name,
+                                   prompt_version=self.extractor.prompt_version, error=f"{exc.reason}: {exc}"[:500])
 
+    async def handle(self, event: InputEvent, chunk: TranscriptChunk) -> None:
+        """One chunk, one send: an LLM call's handler overlaps the others' calls."""
+        await self.rt.send_event(self.rt.topics.extractions, chunk.chunk_id, await self.extraction(event, chunk))
 
-#: Handlers of the rules extractor: its ~1.4 ms of work per chunk runs on the event loop, so
-#: handlers only overlap the sends' round trips to the broker (each chunk waits for its ack).
-RULES_HANDLERS = 32
+    async def handle_batch(self, batch: Sequence[tuple[InputEvent, TranscriptChunk]]) -> None:
+        """The chunks at hand, one send: an offline extractor's work is CPU on this loop, so
+        handlers that each await their own send only add produce requests."""
+        out = [(chunk.chunk_id, await self.extraction(event, chunk)) for event, chunk in batch]
+        await self.rt.send_many(self.rt.topics.extractions, out)
 
 
 def register(rt: StageRuntime) -> None:
     stage = ExtractStage(rt)
+    if isinstance(stage.extractor, OfflineExtractor):
+        rt.run_decoded_batches(TranscriptChunk, stage.handle_batch, rt.topics.chunks, name="extract",
+                               check=verify_chunk)
+        return
     # With the LLM, more handlers than call slots (the client's semaphore keeps the calls to
     # the limit), so that the cache, the send and its ack happen while another handler's call
     # runs. spaCy parses on one thread: more handlers than that only queue on it, and cost CPU
     # (the corpus took 42 s with 32 handlers, 33 s with 4).
-    handlers = (RULES_HANDLERS if isinstance(stage.extractor, OfflineExtractor)
-                else handlers_for(rt.settings.graphrag.max_concurrent_operations))
     rt.run_decoded(TranscriptChunk, stage.handle, rt.topics.chunks, name="extract", check=verify_chunk,
-                   concurrency=handlers)
+                   concurrency=handlers_for(rt.settings.graphrag.max_concurrent_operations))

@@ -10,6 +10,7 @@ resolves to the same entities.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 from agents.runtime import InputEvent, StageRuntime
@@ -30,10 +31,12 @@ class RouteStage:
                     for b in mention_batches(mention_requests(extraction, entity_types=cfg.extraction.entity_types,
                                                               block_chars=cfg.resolution.block_chars),
                                              self.partition_of)]
-        # Mentions first: the assembler completes a chunk once its extraction and all its mentions met.
-        await rt.send_many(rt.topics.resolve_mentions, mentions)
-        await rt.send_raw_many(rt.topics.resolve_pending,
-                               [(extraction.chunk.chunk_id, event.message.value) for event, extraction in batch])
+        # Both at once, in one produce request: the assembler completes a chunk once its
+        # extraction and all its mentions met, whichever came first.
+        await asyncio.gather(
+            rt.send_many(rt.topics.resolve_mentions, mentions),
+            rt.send_raw_many(rt.topics.resolve_pending,
+                             [(extraction.chunk.chunk_id, event.message.value) for event, extraction in batch]))
 
 
 def register(rt: StageRuntime) -> None:

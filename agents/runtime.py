@@ -253,13 +253,14 @@ class StageRuntime:
 
     def run_decoded_batches(self, model: type[E], handle: Callable[[Sequence[tuple[InputEvent, E]]], Awaitable[None]],
                             *topics: str, name: str, size: int = BATCH_SIZE, within: float = BATCH_SECONDS,
+                            check: Callable[[E], None] | None = None,
                             decoder: Callable[[bytes], E] | None = None) -> None:
         """``run_batches`` for a stage with one input model: bad input is dead-lettered here,
         and ``handle`` gets the batch's good events with their values."""
         async def decoded(events: Sequence[InputEvent]) -> None:
             good = []
             for event in events:
-                value = await self.decode_or_dead_letter(event, model, decoder=decoder)
+                value = await self.decode_or_dead_letter(event, model, check=check, decoder=decoder)
                 if value is not None:
                     good.append((event, value))
             if good:
