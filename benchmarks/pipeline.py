@@ -178,6 +178,7 @@ def main() -> None:
 
         wait_until(finished, timeout=1800, interval=0.2)
         wall = time.monotonic() - t0
+        finished_at = time.time()
         cpu1 = cpu_by_process(worker)
         sampler.halt.set()
         sampler.join()
@@ -293,7 +294,8 @@ def main() -> None:
                         print("    gone:", str(was[k])[:300])
             print(f"replay of every topic from offset 0: quiescent after {replay:.1f}s "
                   f"(including ~4s of settling); graph identical: {same}")
-        print(json.dumps({"wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq),
+        print(json.dumps({"submitted_at": round(submitted, 3), "finished_at": round(finished_at, 3),
+                          "wall_seconds": round(wall, 1), "chunks": counts["chunks"], "dlq": len(dlq),
                           "chunks_per_s": round(e2e_rate, 2), "store_chunks_per_s": round(store_rate, 2),
                           "store_chunks_per_s_after": round(store_rate_after, 2),
                           "ratio": round(e2e_rate / store_mean, 2),
