@@ -28,7 +28,7 @@ from streams.store.documents import (
     relation_doc,
 )
 from streams.store.mongo import SCAN_BATCH, Collections, Doc, Mongo, batched
-from streams.store.videos import VideoProgress
+from streams.store.videos import StoredChunk, VideoProgress
 
 #: A chunk's request time is not stored, and nothing downstream of extraction reads it.
 NOT_STORED = datetime(1970, 1, 1, tzinfo=UTC)
@@ -140,7 +140,8 @@ class GraphWrites(Collections):
         summary.entities = self.reconcile_entities(touched_entities)
         summary.relations = self.reconcile_relations(touched_relations)
         summary.videos = {u.chunk.video_id for u in latest.values()}
-        summary.completed = self.videos.refresh(summary.videos)
+        summary.completed = self.videos.record_stored(
+            StoredChunk(u.chunk.video_id, u.chunk.index, bool(u.error)) for u in latest.values())
         # After the chunks are stored, and for a redelivered batch too: a worker that died
         # between storing and counting counts when the batch comes again.
         self.note_extractions_changed()

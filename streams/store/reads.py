@@ -9,6 +9,7 @@ from typing import Any
 from pymongo import ASCENDING
 
 from streams.store.mongo import Collections, Doc
+from streams.store.videos import FAILED, STORED
 
 GRAPH_COLLECTIONS = ("videos", "chunks", "entities", "relations", "entity_mentions", "relation_evidence")
 
@@ -44,10 +45,11 @@ class GraphReads(Collections):
     def snapshot(self) -> dict[str, list[Doc]]:
         """Every graph document, sorted, without wall-clock fields: for the replay test."""
         volatile = {"done_at", "at", "stored_at"}
+        sets = {STORED, FAILED}  # a video's ledger, in the order its chunks came
 
         def clean(d: Any) -> Any:
             if isinstance(d, dict):
-                return {k: clean(v) for k, v in d.items() if k not in volatile}
+                return {k: sorted(v) if k in sets else clean(v) for k, v in d.items() if k not in volatile}
             if isinstance(d, list):
                 return [clean(v) for v in d]
             return d

@@ -171,7 +171,7 @@ def test_counts_and_weights_come_from_the_evidence(store: GraphStore) -> None:
     assert rel is not None
     assert rel["type"] == "ORBITS" and rel["target_id"] == entity_id("LOCATION", "mars")
     assert (rel["weight"], rel["evidence_count"], rel["video_count"]) == (3 + 7 + 3, 3, 2)
-    assert store.reads.counts() == {"videos": 0, "chunks": 3, "entities": 3, "relations": 2, "entity_mentions": 7,
+    assert store.reads.counts() == {"videos": 2, "chunks": 3, "entities": 3, "relations": 2, "entity_mentions": 7,
                               "relation_evidence": 4}
 
 
@@ -321,6 +321,37 @@ def test_chunks_then_status_marks_the_video_done_exactly_once(store: GraphStore)
     assert [d["_id"] for d in completed] == [MARS]
     assert store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))]) == []
     assert store.videos.refresh([MARS]) == []
+
+
+def test_counting_stored_chunks_reads_no_chunk_documents(services: Services) -> None:
+    """A video's progress comes from its ledger: a batch does not read back the stored chunks
+    of its videos (their text and all, every batch), and a redelivery counts nothing twice."""
+    updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
+    filters = _Filters()
+    with fresh_store(services, filters) as store:
+        store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))])
+        filters.seen.clear()
+        for u in (*updates[:2], *updates):  # two of them twice
+            store.graph.write_updates([u])
+        assert not [f for cmd, coll, f in filters.seen if coll == "chunks" and "_id" not in f]
+        doc = store.videos.find([MARS])[0]
+        assert doc["status"] == "done" and doc["chunks_stored"] == len(updates)
+        assert "stored_chunks" not in doc  # readers get the counters, not the ledger
+
+
+def test_a_video_stored_before_the_ledger_gets_it_from_its_chunks(store: GraphStore) -> None:
+    """A video document written by an earlier version (counters, no ledger) is counted from
+    the chunks collection once, and then completes as any other."""
+    updates = _corpus_updates(MARS, "Kurzgesagt/Pw0IZg7_4mo.vtt", tokens=80)
+    store.videos.apply_status_events([_status(MARS, "chunk", "done", chunk_count=len(updates))])
+    store.graph.write_updates(updates[:-1])
+    store.coll("videos").update_one({"_id": MARS}, {"$unset": {"stored_chunks": "", "failed_chunks": "",
+                                                               "chunk_ledger": ""}})
+    completed = store.graph.write_updates(updates[-1:]).completed
+    assert [d["_id"] for d in completed] == [MARS]
+    doc = store.coll("videos").find_one({"_id": MARS})
+    assert doc is not None and sorted(doc["stored_chunks"]) == list(range(len(updates)))
+    assert doc["chunks_stored"] == len(updates) and doc["chunk_ledger"] is True
 
 
 def test_video_states_through_the_store(store: GraphStore) -> None:
