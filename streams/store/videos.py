@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pymongo import ASCENDING, DeleteOne, UpdateOne
 
 from schemas import VideoStatusEvent
-from streams.store.mongo import Collections, Doc, Mongo, batched
+from streams.store.mongo import Collections, Doc, Mongo
 
 #: The ledger's fields: chunk indexes stored, those of them stored with an extraction error,
 #: and the mark of a document whose ledger is complete (set when the document is created).
@@ -64,26 +64,33 @@ class VideoProgress(Collections):
         self._refresh_lock = threading.Lock()
 
     def apply_status_events(self, events: Sequence[VideoStatusEvent]) -> list[Doc]:
-        """Record stage progress; returns the videos that became done."""
-        ops: list[UpdateOne | DeleteOne] = []
+        """Record stage progress; returns the videos that became done.
+
+        A video's events in the batch become one update, folded in order (a later event's
+        fields replace an earlier one's, the earliest request time stays): what applying them
+        one by one would leave, in a third of the writes (a video has ~3 events)."""
+        folded: dict[str, tuple[Doc, list[datetime]]] = {}
         for ev in events:
+            set_, requested = folded.setdefault(ev.video_id, ({}, []))
             prefix = f"stages.{ev.stage}"
-            set_: Doc = {f"{prefix}.state": ev.state, f"{prefix}.at": ev.at, f"{prefix}.detail": ev.detail}
+            set_.update({f"{prefix}.state": ev.state, f"{prefix}.at": ev.at, f"{prefix}.detail": ev.detail})
             if ev.chunk_count is not None:
                 set_["chunk_count"] = ev.chunk_count
             if ev.title is not None:
                 set_["title"] = ev.title
             if ev.source is not None:
                 set_["source"] = ev.source
+            if ev.requested_at is not None:
+                requested.append(ev.requested_at)
+        ops: list[UpdateOne | DeleteOne] = []
+        for video_id, (set_, requested) in folded.items():
             update: Doc = {"$set": set_, "$setOnInsert": {"chunks_stored": 0, "chunks_failed": 0, STORED: [],
                                                           FAILED: [], LEDGER: True}}
-            if ev.requested_at is not None:
-                update["$min"] = {"requested_at": ev.requested_at}
-            ops.append(UpdateOne({"_id": ev.video_id}, update, upsert=True))
-        # One command per video keeps a video's events in order (ordered bulk).
-        for part in batched(ops, self.mongo.max_ops):
-            self.coll("videos").bulk_write(list(part), ordered=True)
-        return self.refresh({ev.video_id for ev in events})
+            if requested:
+                update["$min"] = {"requested_at": min(requested)}
+            ops.append(UpdateOne({"_id": video_id}, update, upsert=True))
+        self.mongo.bulk("videos", ops)
+        return self.refresh(folded)
 
     def record_stored(self, chunks: Iterable[StoredChunk]) -> list[Doc]:
         """Add stored chunks to their videos' ledgers (creating a video's document if no status

@@ -263,6 +263,23 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
+class _Updates(monitoring.CommandListener):
+    """How many update statements a client sends to ``videos``."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command["update"] == "videos":
+            self.statements += len(event.command.get("updates", []))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 def test_new_entities_and_relations_are_inserted_not_upserted(services: Services) -> None:
     """The first write of a graph creates most of its entities and relations: they go in as
     inserts (FerretDB on SQLite: tens of thousands/s against a few hundred upserts/s); only
@@ -378,6 +395,30 @@ def test_video_states_through_the_store(store: GraphStore) -> None:
                                _status(failed, "fetch", "failed", detail="transcript_not_found: none")])
     doc = store.videos.find([failed])[0]
     assert doc["status"] == "failed" and doc["stages"]["fetch"]["detail"].startswith("transcript_not_found")
+
+
+def test_a_batch_of_status_events_is_one_update_per_video_and_leaves_what_one_by_one_would(
+        services: Services) -> None:
+    events = []
+    for i, video in enumerate(("aaaaaaaaaaA", "bbbbbbbbbbE")):
+        events += [_status(video, "fetch", "started"), _status(video, "fetch", "done"),
+                   _status(video, "chunk", "failed", detail="first try"),
+                   _status(video, "chunk", "done", chunk_count=3 + i),
+                   VideoStatusEvent(video_id=video, stage="fetch", state="done", title=f"Title {i}",
+                                    requested_at=T0 - timedelta(minutes=i + 1), at=utcnow())]
+    updates = _Updates()
+    docs = []
+    with fresh_store(services) as one_by_one:
+        for ev in events:
+            one_by_one.videos.apply_status_events([ev])
+        docs.append(one_by_one.videos.find())
+    with fresh_store(services, updates) as batched:
+        batched.videos.apply_status_events(events)
+        docs.append(batched.videos.find())
+    assert updates.statements == 2  # one per video, not one per event
+    assert docs[0] == docs[1]
+    assert [d["status"] for d in docs[1]] == ["chunked", "chunked"]
+    assert docs[1][1]["requested_at"] == T0.replace(microsecond=T0.microsecond // 1000 * 1000) - timedelta(minutes=2)
 
 
 def test_requested_at_keeps_the_earliest(store: GraphStore) -> None:
