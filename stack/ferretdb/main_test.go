@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
+
+	_ "modernc.org/sqlite"
 )
 
 // countingHandler counts the WithAttrs calls that reach it.
@@ -56,4 +60,27 @@ func dropTime(_ []string, a slog.Attr) slog.Attr {
 		return slog.Attr{}
 	}
 	return a
+}
+
+// TestSQLiteURLSetsSynchronousNormal opens a database as FerretDB's pool does (the URL's
+// directory plus the database's file, with its query) and asks SQLite what it got.
+func TestSQLiteURLSetsSynchronousNormal(t *testing.T) {
+	for pragma, want := range map[string]int{"normal": 1, "full": 2} {
+		u, err := url.Parse(sqliteURL(t.TempDir(), pragma))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open("sqlite", "file:"+u.Path+"test.sqlite?"+u.RawQuery)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := db.QueryRow("PRAGMA synchronous").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		if got != want {
+			t.Errorf("-sqlite-synchronous=%s: PRAGMA synchronous is %d, want %d", pragma, got, want)
+		}
+	}
 }
