@@ -4,7 +4,7 @@ that only grow (``$max``), and the overall state derived from both.
 A video's stored chunks are counted from a ledger in its own document, the set of the chunk
 indexes the sink stored (``$addToSet``: a redelivered batch adds nothing), rather than from
 the chunks collection: that meant reading every stored chunk of a batch's videos, text and
-all, on every batch (on FerretDB 0.1-0.36 s of a batch's 0.7-2.1 s in benchmarks/pipeline.py).
+all, on every batch (on FerretDB 0.05-0.36 s of a batch's 0.4-2.1 s in benchmarks/pipeline.py).
 A document without the ledger (written before it) gets it once from the chunks collection.
 """
 

@@ -17,18 +17,14 @@ from typing import Any, cast
 from agents.extract import ExtractStage
 from agents.route import RouteStage
 from agents.runtime import StageRuntime
-from schemas import ChunkExtraction, Event, TranscriptChunk, TranscriptFetched, TranscriptSegment
-from schemas.events import utcnow
+from schemas import ChunkExtraction, Event, TranscriptChunk
 from streams.extraction import ExtractionFailed
 from streams.extraction.base import ExtractionResult
 from streams.extraction.offline import OfflineExtractor
 from streams.kafka.topics import topics_for
 from streams.settings import load_settings
-from streams.transcripts.chunking import chunk_transcript
-from streams.transcripts.parse import parse_transcript
-from tests.support import CORPUS, ROOT
-
-MARS = "Kurzgesagt/Pw0IZg7_4mo.vtt"
+from tests.support import ROOT
+from tests.unit.test_resolution import _chunks as corpus_chunks
 
 SETTINGS = load_settings(ROOT / "config" / "development.yaml", env={})
 
@@ -70,12 +66,7 @@ def _event(value: bytes = b"{}") -> Any:
 
 def _transcript_chunks(n: int) -> list[TranscriptChunk]:
     """The first ``n`` chunks of a corpus video, cut as the chunk stage cuts them."""
-    segments = parse_transcript((CORPUS / MARS).read_text(encoding="utf-8"), "vtt")
-    now = utcnow()
-    fetched = TranscriptFetched(video_id="Pw0IZg7_4mo", source="local", source_ref=MARS, requested_at=now,
-                                fetched_at=now, segments=[TranscriptSegment(start=s.start, end=s.end, text=s.text)
-                                                          for s in segments])
-    return chunk_transcript(fetched, 80, 10)[:n]
+    return list(corpus_chunks(tokens=80)[:n])
 
 
 class FailsOnSecond(OfflineExtractor):
