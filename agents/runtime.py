@@ -168,7 +168,7 @@ def make_app(stage: Stage, settings: Settings) -> faust.App:
         # A batch waits up to 20 ms for more records (Faust and aiokafka: 0, Kafka's own clients
         # since 4.0: 5 ms). With 0, every send that found no request in flight went out alone:
         # the corpus through the pipeline took 1,033 produce requests (the broker's request log),
-        # with 5 ms 561, with 20 ms 282, and the broker's CPU fell by about a third. It adds at
+        # with 5 ms 561, with 20 ms 282, and the broker's CPU fell by more than a quarter. It adds at
         # most 20 ms per stage to a record's way through, against seconds of work per video.
         producer_linger=0.02,
         consumer_max_fetch_size=max_bytes,

@@ -248,30 +248,18 @@ def test_batches_larger_than_one_command(store: GraphStore) -> None:
 
 
 class _Commands(monitoring.CommandListener):
-    """The commands a client sends, as (command name, collection)."""
+    """The commands a client sends, as (command name, collection), and how many statements
+    (documents, updates, deletes) each (command name, collection) carried in all."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.statements: Counter[tuple[str, str]] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.seen.append((event.command_name, str(event.command.get(event.command_name))))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-class _Updates(monitoring.CommandListener):
-    """How many update statements a client sends to ``videos``."""
-
-    def __init__(self) -> None:
-        self.statements = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update" and event.command["update"] == "videos":
-            self.statements += len(event.command.get("updates", []))
+        key = (event.command_name, str(event.command.get(event.command_name)))
+        self.seen.append(key)
+        for field in ("documents", "updates", "deletes"):
+            self.statements[key] += len(event.command.get(field, []))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -406,16 +394,16 @@ def test_a_batch_of_status_events_is_one_update_per_video_and_leaves_what_one_by
                    _status(video, "chunk", "done", chunk_count=3 + i),
                    VideoStatusEvent(video_id=video, stage="fetch", state="done", title=f"Title {i}",
                                     requested_at=T0 - timedelta(minutes=i + 1), at=utcnow())]
-    updates = _Updates()
+    commands = _Commands()
     docs = []
     with fresh_store(services) as one_by_one:
         for ev in events:
             one_by_one.videos.apply_status_events([ev])
         docs.append(one_by_one.videos.find())
-    with fresh_store(services, updates) as batched:
+    with fresh_store(services, commands) as batched:
         batched.videos.apply_status_events(events)
         docs.append(batched.videos.find())
-    assert updates.statements == 2  # one per video, not one per event
+    assert commands.statements["update", "videos"] == 2  # one per video, not one per event
     assert docs[0] == docs[1]
     assert [d["status"] for d in docs[1]] == ["chunked", "chunked"]
     assert docs[1][1]["requested_at"] == T0.replace(microsecond=T0.microsecond // 1000 * 1000) - timedelta(minutes=2)
